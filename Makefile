@@ -1,0 +1,78 @@
+# Keyward — the two commands are `make run` and `make test`. See README.md.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+export PATH := $(HOME)/.cargo/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export CARGO_TERM_COLOR ?= never
+
+KEYWARD_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export KEYWARD_TEST_DATABASE_URL
+LOGS := target/test-logs
+
+.PHONY: run test tools test-tools build fmt-check lint unit e2e bench clean help
+
+help:
+	@echo "make run    build the release site and serve it on http://127.0.0.1:3000 (SQLite in ./data)"
+	@echo "make test   formatting, lints, unit + integration tests (SQLite and PostgreSQL), wasm build, end-to-end"
+	@echo "make bench  benchmarks (not part of make test)"
+
+tools:
+	@.ci/tools.sh build
+
+test-tools:
+	@.ci/tools.sh test
+
+## The release site: server binary target/release/keyward + target/site (wasm, JS, CSS, assets).
+build: tools
+	cargo leptos build --release
+
+run: build
+	@mkdir -p data
+	@if [ -z "$${KEYWARD_MASTER_KEY_FILE:-}" ] && [ -z "$${KEYWARD_MASTER_KEY:-}" ] && [ ! -f data/master.key ]; then \
+	  echo; \
+	  echo "************************************************************************"; \
+	  echo "* QUICKSTART: no master key configured, creating data/master.key (0600) *"; \
+	  echo "* This key protects every provider key in the vault. Back it up.       *"; \
+	  echo "* Production: create one with 'keyward gen-master-key --out FILE' and   *"; \
+	  echo "* set KEYWARD_MASTER_KEY_FILE; the server never generates one itself.   *"; \
+	  echo "************************************************************************"; \
+	  echo; \
+	  target/release/keyward gen-master-key --out data/master.key; \
+	fi
+	KEYWARD_MASTER_KEY_FILE=$${KEYWARD_MASTER_KEY_FILE:-data/master.key} \
+	KEYWARD_SITE_ROOT=$${KEYWARD_SITE_ROOT:-target/site} \
+	  target/release/keyward serve
+
+fmt-check:
+	cargo fmt --all --check
+
+## Clippy per package and per target, never --workspace --all-features (that would unify the
+## app's ssr and hydrate features).
+lint:
+	cargo clippy -p keyward --all-targets -- -D warnings
+	cargo clippy -p keyward --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p keyward-migration --all-targets -- -D warnings
+	cargo clippy -p keyward-app --features ssr --all-targets -- -D warnings
+	cargo clippy -p keyward-app --features hydrate --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p keyward-frontend --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p keyward-server --all-targets -- -D warnings
+
+## Unit and integration tests; every database test runs on SQLite and on PostgreSQL.
+unit:
+	@mkdir -p $(LOGS)
+	cargo test -p keyward -p keyward-migration -p keyward-app -p keyward-server --features keyward-app/ssr 2>&1 | tee $(LOGS)/cargo.log
+
+## End-to-end: Playwright (playwright-core) driving Debian's Chromium against the release server.
+e2e: build
+	@mkdir -p $(LOGS)
+	node end2end/run.mjs 2>&1 | tee $(LOGS)/e2e.log
+
+test: test-tools fmt-check lint unit e2e
+	@.ci/summary.sh $(LOGS)/cargo.log $(LOGS)/e2e.log
+
+bench:
+	cargo bench -p keyward-server
+
+clean:
+	cargo clean
+	rm -rf node_modules

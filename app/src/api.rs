@@ -1,0 +1,217 @@
+//! Server-function declarations. Each body is a thin adapter: reach the backend, call one
+//! method (which authenticates, authorizes through the one guard, and runs the service), return
+//! its typed result. Server-only code stays inside the bodies.
+
+use crate::error::AppError;
+use keyward::dto::{AdminWorkspaceRow, InvitationPreview, MembersPage, SessionState, SessionView};
+use keyward::policy::{Plan, Role};
+use keyward::system::SystemStatus;
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+use crate::backend::backend;
+
+/// The instance status shown on the dashboard; a real database round trip.
+#[server(client = CsrfClient)]
+pub async fn get_system_status() -> Result<SystemStatus, AppError> {
+    backend()?.system_status().await
+}
+
+/// Who is looking: whether the instance needs setting up, and the signed-in user if any.
+#[server(client = CsrfClient)]
+pub async fn get_session_state() -> Result<SessionState, AppError> {
+    backend()?.session_state().await
+}
+
+/// First run: creates the platform admin, their first workspace, and signs them in.
+#[server(client = CsrfClient)]
+pub async fn setup_instance(
+    email: String,
+    display_name: String,
+    password: String,
+    workspace_name: String,
+) -> Result<(), AppError> {
+    backend()?
+        .setup_instance(email, display_name, password, workspace_name)
+        .await
+}
+
+#[server(client = CsrfClient)]
+pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
+    backend()?.sign_in(email, password).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn sign_out() -> Result<(), AppError> {
+    backend()?.sign_out().await
+}
+
+/// Ends every session of the signed-in user, this one included.
+#[server(client = CsrfClient)]
+pub async fn sign_out_everywhere() -> Result<(), AppError> {
+    backend()?.sign_out_everywhere().await
+}
+
+#[server(client = CsrfClient)]
+pub async fn change_password(current: String, new_password: String) -> Result<(), AppError> {
+    backend()?.change_password(current, new_password).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn list_sessions() -> Result<Vec<SessionView>, AppError> {
+    backend()?.list_sessions().await
+}
+
+#[server(client = CsrfClient)]
+pub async fn switch_workspace(workspace_id: String) -> Result<(), AppError> {
+    backend()?.switch_workspace(workspace_id).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn create_workspace(name: String) -> Result<(), AppError> {
+    backend()?.create_workspace(name).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn rename_workspace(workspace_id: String, name: String) -> Result<(), AppError> {
+    backend()?.rename_workspace(workspace_id, name).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn get_members(workspace_id: String) -> Result<MembersPage, AppError> {
+    backend()?.members(workspace_id).await
+}
+
+/// Returns the invitation link's path (`/invite/TOKEN`), shown once to the owner.
+#[server(client = CsrfClient)]
+pub async fn invite_member(
+    workspace_id: String,
+    email: String,
+    role: Role,
+) -> Result<String, AppError> {
+    backend()?.invite(workspace_id, email, role).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn revoke_invitation(
+    workspace_id: String,
+    invitation_id: String,
+) -> Result<(), AppError> {
+    backend()?
+        .revoke_invitation(workspace_id, invitation_id)
+        .await
+}
+
+#[server(client = CsrfClient)]
+pub async fn change_member_role(
+    workspace_id: String,
+    user_id: String,
+    role: Role,
+) -> Result<(), AppError> {
+    backend()?.change_role(workspace_id, user_id, role).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn remove_member(workspace_id: String, user_id: String) -> Result<(), AppError> {
+    backend()?.remove_member(workspace_id, user_id).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn transfer_ownership(workspace_id: String, user_id: String) -> Result<(), AppError> {
+    backend()?.transfer_ownership(workspace_id, user_id).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn get_invitation(token: String) -> Result<InvitationPreview, AppError> {
+    backend()?.invitation_preview(token).await
+}
+
+/// Accepts an invitation as the signed-in user.
+#[server(client = CsrfClient)]
+pub async fn accept_invitation(token: String) -> Result<(), AppError> {
+    backend()?.accept_invitation(token).await
+}
+
+/// Creates an account through an invitation and signs it in.
+#[server(client = CsrfClient)]
+pub async fn sign_up_with_invitation(
+    token: String,
+    display_name: String,
+    password: String,
+) -> Result<(), AppError> {
+    backend()?
+        .sign_up_with_invitation(token, display_name, password)
+        .await
+}
+
+/// Every workspace on the instance (platform admins).
+#[server(client = CsrfClient)]
+pub async fn list_all_workspaces() -> Result<Vec<AdminWorkspaceRow>, AppError> {
+    backend()?.all_workspaces().await
+}
+
+/// Open sign-up, when the operator enabled it: an account with its own workspace, signed in.
+#[server(client = CsrfClient)]
+pub async fn sign_up(
+    email: String,
+    display_name: String,
+    password: String,
+    workspace_name: String,
+) -> Result<(), AppError> {
+    backend()?
+        .sign_up(email, display_name, password, workspace_name)
+        .await
+}
+
+/// Platform admins set a workspace's plan.
+#[server(client = CsrfClient)]
+pub async fn set_workspace_plan(workspace_id: String, plan: Plan) -> Result<(), AppError> {
+    backend()?.set_plan(workspace_id, plan).await
+}
+
+/// The client every server function uses: the browser's `fetch` plus the CSRF proof header.
+pub struct CsrfClient;
+
+mod csrf_client {
+    use super::CsrfClient;
+    use keyward::http::CSRF_HEADER;
+    use leptos::server_fn::client::Client;
+    use leptos::server_fn::client::browser::BrowserClient;
+    use leptos::server_fn::error::FromServerFnError;
+    use leptos::server_fn::request::browser::BrowserRequest;
+    use leptos::server_fn::response::browser::BrowserResponse;
+    use std::future::Future;
+
+    impl<E, I, O> Client<E, I, O> for CsrfClient
+    where
+        E: FromServerFnError,
+        I: FromServerFnError,
+        O: FromServerFnError,
+    {
+        type Request = BrowserRequest;
+        type Response = BrowserResponse;
+
+        fn send(req: Self::Request) -> impl Future<Output = Result<Self::Response, E>> + Send {
+            req.headers().set(CSRF_HEADER, "1");
+            <BrowserClient as Client<E, I, O>>::send(req)
+        }
+
+        fn open_websocket(
+            path: &str,
+        ) -> impl Future<
+            Output = Result<
+                (
+                    impl futures::Stream<Item = Result<bytes::Bytes, bytes::Bytes>> + Send + 'static,
+                    impl futures::Sink<bytes::Bytes> + Send + 'static,
+                ),
+                E,
+            >,
+        > + Send {
+            <BrowserClient as Client<E, I, O>>::open_websocket(path)
+        }
+
+        fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+            <BrowserClient as Client<E, I, O>>::spawn(future)
+        }
+    }
+}

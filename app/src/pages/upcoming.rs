@@ -1,0 +1,69 @@
+//! Pages whose features land in later milestones. Routing and layout are real; each page says
+//! what it will hold so nobody mistakes it for a broken feature.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+fn Upcoming(title: &'static str, summary: &'static str) -> impl IntoView {
+    view! {
+        <Title text=title/>
+        <crate::auth::RequireAuth>
+            <h1>{title}</h1>
+            <section class="card">
+                <p>{summary}</p>
+                <p class="muted">"Coming next."</p>
+            </section>
+        </crate::auth::RequireAuth>
+    }
+}
+
+#[component]
+pub fn Keys() -> impl IntoView {
+    view! {
+        <Upcoming
+            title="Keys"
+            summary="Your workspace's provider keys, encrypted in the vault: add, test, replace, disable and delete them; see masked hints, status and last use."
+        />
+    }
+}
+
+#[component]
+pub fn Chatbots() -> impl IntoView {
+    view! {
+        <Upcoming
+            title="Chatbots"
+            summary="Public chatbots visitors can talk to, each with its own model choices and optional keys."
+        />
+    }
+}
+
+#[component]
+pub fn Usage() -> impl IntoView {
+    view! {
+        <Upcoming
+            title="Usage"
+            summary="Requests and tokens per day, by key, chatbot, model and key source, with credits."
+        />
+    }
+}
+
+#[component]
+pub fn Audit() -> impl IntoView {
+    view! {
+        <Upcoming
+            title="Audit log"
+            summary="An append-only record of every key operation, policy change and member change."
+        />
+    }
+}
+
+#[component]
+pub fn Playground() -> impl IntoView {
+    view! {
+        <Upcoming
+            title="Playground"
+            summary="Chat with any model your workspace can use and see which key served each reply."
+        />
+    }
+}

@@ -1,0 +1,76 @@
+// End-to-end runner: starts the release server (target/release/keyward, target/site) on a free
+// loopback port over a fresh SQLite database, waits until it is ready, runs the node:test suites
+// in end2end/tests against it, stops it, and exits with the suites' status.
+//
+//   node end2end/run.mjs            (what `make e2e` runs; `cargo leptos end-to-end` runs it too)
+//   KEYWARD_E2E_DATABASE_URL=postgres://…  to run against PostgreSQL instead
+
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '..');
+const binary = join(root, 'target/release/keyward');
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+async function waitReady(base, server, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (server.exitCode !== null) throw new Error(`server exited with ${server.exitCode}`);
+    try {
+      const res = await fetch(`${base}/readyz`);
+      if (res.ok) return;
+    } catch { /* not listening yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`server at ${base} not ready after ${timeoutMs} ms`);
+}
+
+const work = mkdtempSync(join(tmpdir(), 'keyward-e2e-'));
+const port = await freePort();
+const base = `http://127.0.0.1:${port}`;
+// A throwaway master key for this run, created the way an operator would.
+const masterKey = join(work, 'master.key');
+execFileSync(binary, ['gen-master-key', '--out', masterKey], { stdio: 'ignore' });
+const env = {
+  ...process.env,
+  KEYWARD_BIND: `127.0.0.1:${port}`,
+  KEYWARD_DATABASE_URL: process.env.KEYWARD_E2E_DATABASE_URL ?? `sqlite://${work}/keyward.db`,
+  KEYWARD_SITE_ROOT: join(root, 'target/site'),
+  KEYWARD_MASTER_KEY_FILE: masterKey,
+  KEYWARD_LOG_FILTER: process.env.KEYWARD_E2E_LOG ?? 'warn',
+};
+const server = spawn(binary, ['serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+
+let code = 1;
+try {
+  await waitReady(base, server);
+  const files = readdirSync(join(root, 'end2end/tests'))
+    .filter((f) => f.endsWith('.test.mjs'))
+    .map((f) => join(root, 'end2end/tests', f));
+  const tests = spawn(process.execPath, ['--test', '--test-concurrency=1', ...files], {
+    env: { ...process.env, KEYWARD_BASE_URL: base, KEYWARD_E2E_WORKDIR: work },
+    stdio: 'inherit',
+  });
+  code = await new Promise((ok) => tests.on('exit', (c) => ok(c ?? 1)));
+} catch (e) {
+  console.error(`e2e: ${e.message}`);
+} finally {
+  server.kill('SIGTERM');
+  await new Promise((ok) => (server.exitCode !== null ? ok() : server.on('exit', ok)));
+  rmSync(work, { recursive: true, force: true });
+}
+process.exit(code);

@@ -1,0 +1,24 @@
+//! Keyward's database migrations, run at startup and by `keyward migrate`.
+//!
+//! Every migration must work on SQLite and PostgreSQL (the test suite runs both). Files are named
+//! `mYYYYMMDD_NNNNNN_verb_table.rs` and never edited once they have landed: a change is a new
+//! migration.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_settings;
+mod m20261122_000002_create_vault;
+mod m20261122_000003_create_accounts;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_create_settings::Migration),
+            Box::new(m20261122_000002_create_vault::Migration),
+            Box::new(m20261122_000003_create_accounts::Migration),
+        ]
+    }
+}

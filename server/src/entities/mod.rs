@@ -1,0 +1,12 @@
+//! SeaORM entities, one module per table, in the generated style: no behaviour here (that lives
+//! in `services` and `vault`).
+
+pub mod credential;
+pub mod invitation;
+pub mod membership;
+pub mod session;
+pub mod setting;
+pub mod user;
+pub mod vault_key;
+pub mod vault_meta;
+pub mod workspace;

@@ -1,0 +1,18 @@
+//! The Keyward server: configuration, startup, storage, services, HTTP routes and the CLI.
+//! `main.rs` is a thin shim over [`cli::run`]; tests drive [`startup`] directly.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod entities;
+pub mod error;
+pub mod routes;
+pub mod services;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod vault;
+pub mod web_backend;

@@ -1,0 +1,4 @@
+//! Plain axum routes (the pages and server functions are registered by Leptos).
+
+pub mod csrf;
+pub mod health;

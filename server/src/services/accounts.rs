@@ -1,0 +1,493 @@
+//! People and their sessions: first-run setup, sign-in (throttled), server-side sessions with
+//! idle and absolute expiry, sign-out (here or everywhere), password changes, CLI admin creation.
+
+use crate::entities::{membership, session, setting, user, workspace};
+use crate::error::ServiceError;
+use crate::vault::crypto;
+use chrono::{DateTime, Duration, Utc};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use keyward::account::{Email, check_new_password, parse_display_name, parse_workspace_name};
+use keyward::policy::{Plan, Role};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, Set, TransactionTrait,
+};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+/// Idle sessions end after this long without a request.
+pub const IDLE_TIMEOUT: Duration = Duration::days(7);
+/// Every session ends this long after sign-in, however active.
+pub const ABSOLUTE_TIMEOUT: Duration = Duration::days(30);
+/// `last_seen_at` is written at most this often per session.
+const TOUCH_EVERY: Duration = Duration::seconds(60);
+const SETUP_DONE: &str = "setup_completed";
+
+/// A user as the rest of the server sees them after authentication. No secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionUser {
+    pub user_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub platform_admin: bool,
+    pub current_workspace: Option<Uuid>,
+    /// The stored hash of this session's token (identifies the session without the token).
+    pub session_hash: String,
+}
+
+/// A new session's cookie token. Shown to the browser once; only its hash is stored.
+pub struct NewSession {
+    pub token: Zeroizing<String>,
+    pub user: SessionUser,
+}
+
+/// Sign-in throttling, per account and per client address (in memory, per instance).
+#[derive(Clone)]
+pub struct SignInThrottle {
+    per_account: Arc<DefaultKeyedRateLimiter<String>>,
+    per_address: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl SignInThrottle {
+    /// `per_account` attempts a minute for one email, `per_address` for one client address.
+    pub fn new(per_account: u32, per_address: u32) -> Self {
+        let quota =
+            |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        Self {
+            per_account: Arc::new(RateLimiter::keyed(quota(per_account))),
+            per_address: Arc::new(RateLimiter::keyed(quota(per_address))),
+        }
+    }
+
+    fn check(&self, email: &str, addr: Option<IpAddr>) -> Result<(), ServiceError> {
+        let clock = governor::clock::DefaultClock::default();
+        let wait = |nu: governor::NotUntil<_>| {
+            use governor::clock::Clock;
+            let secs = nu.wait_time_from(clock.now()).as_secs_f64().ceil();
+            ServiceError::RateLimited((secs as u32).max(1))
+        };
+        if let Some(ip) = addr {
+            self.per_address.check_key(&ip).map_err(wait)?;
+        }
+        self.per_account.check_key(&email.to_string()).map_err(wait)
+    }
+}
+
+async fn hash_password(password: &str) -> Result<String, ServiceError> {
+    let password = Zeroizing::new(password.to_string());
+    tokio::task::spawn_blocking(move || crypto::hash_password(&password))
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .map_err(|e| ServiceError::Internal(e.to_string()))
+}
+
+async fn verify_password(password: &str, hash: &str) -> Result<bool, ServiceError> {
+    let password = Zeroizing::new(password.to_string());
+    let hash = hash.to_string();
+    tokio::task::spawn_blocking(move || crypto::verify_password(&password, &hash))
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))
+}
+
+/// A hash to verify against when the email is unknown, so that timing does not reveal which
+/// accounts exist.
+async fn dummy_hash() -> &'static str {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DUMMY
+        .get_or_init(|| async {
+            hash_password("keyward-dummy-password")
+                .await
+                .unwrap_or_default()
+        })
+        .await
+}
+
+/// Whether no account exists yet. Runs on every page render, so it asks for one row, not a count.
+pub async fn needs_setup(db: &DatabaseConnection) -> Result<bool, ServiceError> {
+    use sea_orm::QuerySelect;
+    let any: Option<Uuid> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(any.is_none())
+}
+
+fn invalid(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Invalid(e.to_string())
+}
+
+/// Creates a user row (the caller's transaction decides the rest).
+async fn insert_user<C: ConnectionTrait>(
+    db: &C,
+    email: &Email,
+    name: &str,
+    password_hash: String,
+    platform_admin: bool,
+) -> Result<user::Model, ServiceError> {
+    if user::Entity::find()
+        .filter(user::Column::Email.eq(email.as_str()))
+        .count(db)
+        .await?
+        > 0
+    {
+        return Err(ServiceError::Conflict(
+            "an account with this email already exists".into(),
+        ));
+    }
+    let now = Utc::now();
+    Ok(user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(email.as_str().into()),
+        display_name: Set(name.into()),
+        password_hash: Set(password_hash),
+        platform_admin: Set(platform_admin),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await?)
+}
+
+/// Creates a workspace with `owner` as its first owner.
+pub async fn insert_workspace<C: ConnectionTrait>(
+    db: &C,
+    name: &str,
+    owner: Uuid,
+) -> Result<workspace::Model, ServiceError> {
+    let base = keyward::account::slugify(name);
+    let mut slug = base.clone();
+    let mut n = 1;
+    while workspace::Entity::find()
+        .filter(workspace::Column::Slug.eq(slug.as_str()))
+        .count(db)
+        .await?
+        > 0
+    {
+        n += 1;
+        slug = format!("{base}-{n}");
+    }
+    let now = Utc::now();
+    let ws = workspace::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set(name.into()),
+        slug: Set(slug),
+        plan: Set(Plan::Free.as_str().into()),
+        failure_policy: Set("fail_closed".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    membership::ActiveModel {
+        workspace_id: Set(ws.id),
+        user_id: Set(owner),
+        role: Set(Role::Owner.as_str().into()),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(ws)
+}
+
+/// Marks first-run set-up as done. Returns whether this call closed it (false: already closed).
+async fn close_setup_latch<C: ConnectionTrait>(db: &C) -> Result<bool, ServiceError> {
+    let inserted = setting::Entity::insert(setting::ActiveModel {
+        key: Set(SETUP_DONE.into()),
+        value: Set(Utc::now().to_rfc3339()),
+        updated_at: Set(Utc::now()),
+    })
+    .on_conflict_do_nothing()
+    .exec(db)
+    .await?;
+    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(_)))
+}
+
+/// First run: the first account becomes platform admin and owner of a first workspace. Refused
+/// once any account exists (a settings row acts as the one-time latch, even under races).
+pub async fn setup_first_user(
+    db: &DatabaseConnection,
+    email: &str,
+    display_name: &str,
+    password: &str,
+    workspace_name: &str,
+) -> Result<(user::Model, workspace::Model), ServiceError> {
+    let email = Email::parse(email).map_err(invalid)?;
+    let name = parse_display_name(display_name).map_err(invalid)?;
+    let ws_name = parse_workspace_name(workspace_name).map_err(invalid)?;
+    check_new_password(password).map_err(invalid)?;
+    let hash = hash_password(password).await?;
+
+    let txn = db.begin().await?;
+    if user::Entity::find().count(&txn).await? > 0 {
+        return Err(ServiceError::Conflict(
+            "this instance is already set up".into(),
+        ));
+    }
+    if !close_setup_latch(&txn).await? {
+        return Err(ServiceError::Conflict(
+            "this instance is already set up".into(),
+        ));
+    }
+    let user = insert_user(&txn, &email, &name, hash, true).await?;
+    let ws = insert_workspace(&txn, &ws_name, user.id).await?;
+    txn.commit().await?;
+    Ok((user, ws))
+}
+
+/// `keyward admin create`: a platform admin from the command line.
+pub async fn create_platform_admin(
+    db: &DatabaseConnection,
+    email: &str,
+    display_name: &str,
+    password: &str,
+) -> Result<user::Model, ServiceError> {
+    let email = Email::parse(email).map_err(invalid)?;
+    let name = parse_display_name(display_name).map_err(invalid)?;
+    check_new_password(password).map_err(invalid)?;
+    let hash = hash_password(password).await?;
+    let txn = db.begin().await?;
+    let user = insert_user(&txn, &email, &name, hash, true).await?;
+    close_setup_latch(&txn).await?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+/// Creates an account for an invited person (the invitation is accepted by the caller).
+pub async fn create_user(
+    db: &impl ConnectionTrait,
+    email: &str,
+    display_name: &str,
+    password: &str,
+) -> Result<user::Model, ServiceError> {
+    let email = Email::parse(email).map_err(invalid)?;
+    let name = parse_display_name(display_name).map_err(invalid)?;
+    check_new_password(password).map_err(invalid)?;
+    let hash = hash_password(password).await?;
+    insert_user(db, &email, &name, hash, false).await
+}
+
+/// Checks credentials (throttled) and opens a new session. Any session the browser already had
+/// (`previous_token`) is ended: the session id always changes at sign-in.
+pub async fn sign_in(
+    db: &DatabaseConnection,
+    throttle: &SignInThrottle,
+    email: &str,
+    password: &str,
+    client: Option<IpAddr>,
+    user_agent: Option<&str>,
+    previous_token: Option<&str>,
+) -> Result<NewSession, ServiceError> {
+    let generic = || ServiceError::Invalid("the email or password is not correct".into());
+    let email = Email::parse(email).map_err(|_| generic())?;
+    throttle.check(email.as_str(), client)?;
+    let found = user::Entity::find()
+        .filter(user::Column::Email.eq(email.as_str()))
+        .one(db)
+        .await?;
+    let Some(user) = found else {
+        verify_password(password, dummy_hash().await).await?;
+        return Err(generic());
+    };
+    if !verify_password(password, &user.password_hash).await? {
+        return Err(generic());
+    }
+    if let Some(old) = previous_token {
+        sign_out(db, old).await?;
+    }
+    open_session(db, &user, user_agent).await
+}
+
+async fn open_session(
+    db: &DatabaseConnection,
+    user: &user::Model,
+    user_agent: Option<&str>,
+) -> Result<NewSession, ServiceError> {
+    let token = crypto::random_token().map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let hash = crypto::token_hash(&token);
+    let first_workspace = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user.id))
+        .one(db)
+        .await?
+        .map(|m| m.workspace_id);
+    let now = Utc::now();
+    session::ActiveModel {
+        id_hash: Set(hash.clone()),
+        user_id: Set(user.id),
+        current_workspace_id: Set(first_workspace),
+        created_at: Set(now),
+        last_seen_at: Set(now),
+        expires_at: Set(now + ABSOLUTE_TIMEOUT),
+        user_agent: Set(user_agent.map(|ua| ua.chars().take(200).collect())),
+    }
+    .insert(db)
+    .await?;
+    Ok(NewSession {
+        token,
+        user: SessionUser {
+            user_id: user.id,
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            platform_admin: user.platform_admin,
+            current_workspace: first_workspace,
+            session_hash: hash,
+        },
+    })
+}
+
+fn expired(s: &session::Model, now: DateTime<Utc>) -> bool {
+    now >= s.expires_at || now - s.last_seen_at >= IDLE_TIMEOUT
+}
+
+/// The user behind a session token, if the session exists and has not expired. Reads the user
+/// afresh every time, so changes (and removals) apply on the very next request.
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    token: &str,
+) -> Result<Option<SessionUser>, ServiceError> {
+    let hash = crypto::token_hash(token);
+    let Some(s) = session::Entity::find_by_id(hash.clone()).one(db).await? else {
+        return Ok(None);
+    };
+    let now = Utc::now();
+    if expired(&s, now) {
+        session::Entity::delete_by_id(hash).exec(db).await?;
+        return Ok(None);
+    }
+    let Some(user) = user::Entity::find_by_id(s.user_id).one(db).await? else {
+        return Ok(None);
+    };
+    if now - s.last_seen_at >= TOUCH_EVERY {
+        session::Entity::update_many()
+            .col_expr(session::Column::LastSeenAt, Expr::value(now))
+            .filter(session::Column::IdHash.eq(hash.as_str()))
+            .exec(db)
+            .await?;
+    }
+    Ok(Some(SessionUser {
+        user_id: user.id,
+        email: user.email,
+        display_name: user.display_name,
+        platform_admin: user.platform_admin,
+        current_workspace: s.current_workspace_id,
+        session_hash: hash,
+    }))
+}
+
+pub async fn sign_out(db: &DatabaseConnection, token: &str) -> Result<(), ServiceError> {
+    session::Entity::delete_by_id(crypto::token_hash(token))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Ends every session of the user (optionally keeping the current one).
+pub async fn sign_out_everywhere(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    keep_session_hash: Option<&str>,
+) -> Result<u64, ServiceError> {
+    let mut delete = session::Entity::delete_many().filter(session::Column::UserId.eq(user_id));
+    if let Some(keep) = keep_session_hash {
+        delete = delete.filter(session::Column::IdHash.ne(keep));
+    }
+    Ok(delete.exec(db).await?.rows_affected)
+}
+
+/// Changes a password after checking the current one; ends the user's other sessions.
+pub async fn change_password(
+    db: &DatabaseConnection,
+    who: &SessionUser,
+    current: &str,
+    new: &str,
+) -> Result<(), ServiceError> {
+    check_new_password(new).map_err(invalid)?;
+    let user = user::Entity::find_by_id(who.user_id)
+        .one(db)
+        .await?
+        .ok_or(ServiceError::Unauthorized)?;
+    if !verify_password(current, &user.password_hash).await? {
+        return Err(ServiceError::Invalid(
+            "the current password is not correct".into(),
+        ));
+    }
+    let hash = hash_password(new).await?;
+    let txn = db.begin().await?;
+    let mut am: user::ActiveModel = user.into();
+    am.password_hash = Set(hash);
+    am.updated_at = Set(Utc::now());
+    am.update(&txn).await?;
+    sign_out_everywhere(&txn, who.user_id, Some(&who.session_hash)).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The user's sessions, newest first: (is this one, created, last seen, user agent).
+pub async fn list_sessions(
+    db: &DatabaseConnection,
+    who: &SessionUser,
+) -> Result<Vec<(bool, session::Model)>, ServiceError> {
+    use sea_orm::QueryOrder;
+    let rows = session::Entity::find()
+        .filter(session::Column::UserId.eq(who.user_id))
+        .order_by_desc(session::Column::LastSeenAt)
+        .all(db)
+        .await?;
+    let now = Utc::now();
+    Ok(rows
+        .into_iter()
+        .filter(|s| !expired(s, now))
+        .map(|s| (s.id_hash == who.session_hash, s))
+        .collect())
+}
+
+/// Moves the session to another workspace the user belongs to.
+pub async fn switch_workspace(
+    db: &DatabaseConnection,
+    who: &SessionUser,
+    workspace_id: Uuid,
+) -> Result<(), ServiceError> {
+    let member = membership::Entity::find_by_id((workspace_id, who.user_id))
+        .one(db)
+        .await?;
+    if member.is_none() && !who.platform_admin {
+        return Err(ServiceError::NotFound);
+    }
+    if workspace::Entity::find_by_id(workspace_id)
+        .one(db)
+        .await?
+        .is_none()
+    {
+        return Err(ServiceError::NotFound);
+    }
+    session::Entity::update_many()
+        .col_expr(
+            session::Column::CurrentWorkspaceId,
+            Expr::value(workspace_id),
+        )
+        .filter(session::Column::IdHash.eq(who.session_hash.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Open sign-up (only when the operator enabled it): a new account with its own workspace.
+pub async fn sign_up_open(
+    db: &DatabaseConnection,
+    email: &str,
+    display_name: &str,
+    password: &str,
+    workspace_name: &str,
+) -> Result<(user::Model, workspace::Model), ServiceError> {
+    let ws_name = parse_workspace_name(workspace_name).map_err(invalid)?;
+    let txn = db.begin().await?;
+    let user = create_user(&txn, email, display_name, password).await?;
+    let ws = insert_workspace(&txn, &ws_name, user.id).await?;
+    txn.commit().await?;
+    Ok((user, ws))
+}

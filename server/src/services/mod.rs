@@ -1,0 +1,6 @@
+//! The service layer: plain async functions over a `DatabaseConnection`, shared by server
+//! functions and REST handlers, testable without Leptos or HTTP.
+
+pub mod accounts;
+pub mod system;
+pub mod workspaces;

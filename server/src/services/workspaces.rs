@@ -1,0 +1,414 @@
+//! Workspaces and their people: listing, renaming, members and roles (a workspace always keeps
+//! an owner), invitations (single use, expiring), ownership transfer, plans. Every function takes
+//! the workspace id and scopes its SQL by it.
+
+use crate::entities::{invitation, membership, user, workspace};
+use crate::error::ServiceError;
+use crate::services::accounts::{self, SessionUser};
+use crate::vault::crypto;
+use chrono::{Duration, Utc};
+use keyward::account::{Email, parse_workspace_name};
+use keyward::policy::{Plan, Role};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+pub const INVITATION_TTL: Duration = Duration::days(7);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRow {
+    pub user_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+}
+
+fn role_of(s: &str) -> Result<Role, ServiceError> {
+    s.parse()
+        .map_err(|_| ServiceError::Internal(format!("unknown role {s:?} in the database")))
+}
+
+/// The workspaces a user belongs to, with their role, by name.
+pub async fn list_for_user(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+) -> Result<Vec<(workspace::Model, Role)>, ServiceError> {
+    let memberships = membership::Entity::find()
+        .filter(membership::Column::UserId.eq(user_id))
+        .all(db)
+        .await?;
+    let mut out = Vec::with_capacity(memberships.len());
+    for m in memberships {
+        if let Some(ws) = workspace::Entity::find_by_id(m.workspace_id)
+            .one(db)
+            .await?
+        {
+            out.push((ws, role_of(&m.role)?));
+        }
+    }
+    out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    Ok(out)
+}
+
+pub async fn get(db: &DatabaseConnection, id: Uuid) -> Result<workspace::Model, ServiceError> {
+    workspace::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound)
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    owner: &SessionUser,
+    name: &str,
+) -> Result<workspace::Model, ServiceError> {
+    let name = parse_workspace_name(name).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let txn = db.begin().await?;
+    let ws = accounts::insert_workspace(&txn, &name, owner.user_id).await?;
+    txn.commit().await?;
+    Ok(ws)
+}
+
+pub async fn rename(db: &DatabaseConnection, id: Uuid, name: &str) -> Result<(), ServiceError> {
+    let name = parse_workspace_name(name).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let res = workspace::Entity::update_many()
+        .col_expr(workspace::Column::Name, Expr::value(name))
+        .col_expr(workspace::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(workspace::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(ServiceError::NotFound);
+    }
+    Ok(())
+}
+
+pub async fn set_plan(db: &DatabaseConnection, id: Uuid, plan: Plan) -> Result<(), ServiceError> {
+    let res = workspace::Entity::update_many()
+        .col_expr(workspace::Column::Plan, Expr::value(plan.as_str()))
+        .filter(workspace::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(ServiceError::NotFound);
+    }
+    Ok(())
+}
+
+pub async fn members(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+) -> Result<Vec<MemberRow>, ServiceError> {
+    let rows = membership::Entity::find()
+        .filter(membership::Column::WorkspaceId.eq(workspace_id))
+        .all(db)
+        .await?;
+    let users = user::Entity::find()
+        .filter(user::Column::Id.is_in(rows.iter().map(|m| m.user_id)))
+        .all(db)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for u in users {
+        if let Some(m) = rows.iter().find(|m| m.user_id == u.id) {
+            out.push(MemberRow {
+                user_id: u.id,
+                email: u.email,
+                display_name: u.display_name,
+                role: role_of(&m.role)?,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.role.cmp(&b.role).then(a.email.cmp(&b.email)));
+    Ok(out)
+}
+
+async fn owner_count<C: ConnectionTrait>(db: &C, workspace_id: Uuid) -> Result<u64, ServiceError> {
+    Ok(membership::Entity::find()
+        .filter(membership::Column::WorkspaceId.eq(workspace_id))
+        .filter(membership::Column::Role.eq(Role::Owner.as_str()))
+        .count(db)
+        .await?)
+}
+
+/// Changes a member's role. Refused if it would leave the workspace without an owner.
+pub async fn change_role(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+) -> Result<(), ServiceError> {
+    let txn = db.begin().await?;
+    let m = membership::Entity::find_by_id((workspace_id, user_id))
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    if m.role == Role::Owner.as_str()
+        && role != Role::Owner
+        && owner_count(&txn, workspace_id).await? <= 1
+    {
+        return Err(ServiceError::Conflict(
+            "a workspace needs at least one owner: make someone else owner first".into(),
+        ));
+    }
+    let mut am: membership::ActiveModel = m.into();
+    am.role = Set(role.as_str().into());
+    am.update(&txn).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Removes a member. Refused for the last owner.
+pub async fn remove_member(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    user_id: Uuid,
+) -> Result<(), ServiceError> {
+    let txn = db.begin().await?;
+    let m = membership::Entity::find_by_id((workspace_id, user_id))
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    if m.role == Role::Owner.as_str() && owner_count(&txn, workspace_id).await? <= 1 {
+        return Err(ServiceError::Conflict(
+            "the last owner cannot be removed: transfer ownership first".into(),
+        ));
+    }
+    membership::Entity::delete_by_id((workspace_id, user_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Makes `to` an owner and `from` an admin, in one transaction.
+pub async fn transfer_ownership(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    from: Uuid,
+    to: Uuid,
+) -> Result<(), ServiceError> {
+    if from == to {
+        return Err(ServiceError::Invalid("choose another member".into()));
+    }
+    let txn = db.begin().await?;
+    let target = membership::Entity::find_by_id((workspace_id, to))
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    let mut am: membership::ActiveModel = target.into();
+    am.role = Set(Role::Owner.as_str().into());
+    am.update(&txn).await?;
+    if let Some(current) = membership::Entity::find_by_id((workspace_id, from))
+        .one(&txn)
+        .await?
+    {
+        let mut am: membership::ActiveModel = current.into();
+        am.role = Set(Role::Admin.as_str().into());
+        am.update(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Creates an invitation; returns its id and the link token (shown once; only its hash is kept).
+pub async fn invite(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    inviter: Uuid,
+    email: &str,
+    role: Role,
+) -> Result<(Uuid, Zeroizing<String>), ServiceError> {
+    let email = Email::parse(email).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let already = membership::Entity::find()
+        .filter(membership::Column::WorkspaceId.eq(workspace_id))
+        .filter(
+            membership::Column::UserId.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(user::Column::Id)
+                    .from(user::Entity)
+                    .and_where(Expr::col(user::Column::Email).eq(email.as_str()))
+                    .to_owned(),
+            ),
+        )
+        .count(db)
+        .await?;
+    if already > 0 {
+        return Err(ServiceError::Conflict(
+            "this person is already a member".into(),
+        ));
+    }
+    let token = crypto::random_token().map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    invitation::ActiveModel {
+        id: Set(id),
+        workspace_id: Set(workspace_id),
+        email: Set(email.as_str().into()),
+        role: Set(role.as_str().into()),
+        token_hash: Set(crypto::token_hash(&token)),
+        created_by: Set(Some(inviter)),
+        created_at: Set(now),
+        expires_at: Set(now + INVITATION_TTL),
+        accepted_at: Set(None),
+        accepted_by: Set(None),
+        revoked_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok((id, token))
+}
+
+/// Open (not accepted, revoked or expired) invitations of a workspace.
+pub async fn pending_invitations(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+) -> Result<Vec<invitation::Model>, ServiceError> {
+    Ok(invitation::Entity::find()
+        .filter(invitation::Column::WorkspaceId.eq(workspace_id))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::RevokedAt.is_null())
+        .filter(invitation::Column::ExpiresAt.gt(Utc::now()))
+        .order_by_desc(invitation::Column::CreatedAt)
+        .all(db)
+        .await?)
+}
+
+pub async fn revoke_invitation(
+    db: &DatabaseConnection,
+    workspace_id: Uuid,
+    invitation_id: Uuid,
+) -> Result<(), ServiceError> {
+    let res = invitation::Entity::update_many()
+        .col_expr(invitation::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(invitation::Column::Id.eq(invitation_id))
+        .filter(invitation::Column::WorkspaceId.eq(workspace_id))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .exec(db)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(ServiceError::NotFound);
+    }
+    Ok(())
+}
+
+/// What the invitation page shows before accepting: workspace, email, role. Unknown, used,
+/// revoked and expired invitations all answer "not found".
+pub async fn invitation_info(
+    db: &DatabaseConnection,
+    token: &str,
+) -> Result<(invitation::Model, workspace::Model), ServiceError> {
+    let inv = invitation::Entity::find()
+        .filter(invitation::Column::TokenHash.eq(crypto::token_hash(token)))
+        .one(db)
+        .await?
+        .filter(|i| i.accepted_at.is_none() && i.revoked_at.is_none() && i.expires_at > Utc::now())
+        .ok_or(ServiceError::NotFound)?;
+    let ws = get(db, inv.workspace_id).await?;
+    Ok((inv, ws))
+}
+
+/// Accepts an invitation for `user_id` (single use: the first acceptance wins).
+async fn accept_for<C: ConnectionTrait>(
+    txn: &C,
+    token: &str,
+    user_id: Uuid,
+    user_email: &str,
+) -> Result<Uuid, ServiceError> {
+    let inv = invitation::Entity::find()
+        .filter(invitation::Column::TokenHash.eq(crypto::token_hash(token)))
+        .one(txn)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    if inv.email != user_email {
+        return Err(ServiceError::Forbidden);
+    }
+    let now = Utc::now();
+    let claimed = invitation::Entity::update_many()
+        .col_expr(invitation::Column::AcceptedAt, Expr::value(now))
+        .col_expr(invitation::Column::AcceptedBy, Expr::value(user_id))
+        .filter(invitation::Column::Id.eq(inv.id))
+        .filter(invitation::Column::AcceptedAt.is_null())
+        .filter(invitation::Column::RevokedAt.is_null())
+        .filter(invitation::Column::ExpiresAt.gt(now))
+        .exec(txn)
+        .await?;
+    if claimed.rows_affected != 1 {
+        return Err(ServiceError::NotFound);
+    }
+    if membership::Entity::find_by_id((inv.workspace_id, user_id))
+        .one(txn)
+        .await?
+        .is_some()
+    {
+        return Err(ServiceError::Conflict("you are already a member".into()));
+    }
+    membership::ActiveModel {
+        workspace_id: Set(inv.workspace_id),
+        user_id: Set(user_id),
+        role: Set(inv.role.clone()),
+        created_at: Set(now),
+    }
+    .insert(txn)
+    .await?;
+    Ok(inv.workspace_id)
+}
+
+/// A signed-in user accepts an invitation addressed to their email.
+pub async fn accept_invitation(
+    db: &DatabaseConnection,
+    token: &str,
+    who: &SessionUser,
+) -> Result<Uuid, ServiceError> {
+    let txn = db.begin().await?;
+    let ws = accept_for(&txn, token, who.user_id, &who.email).await?;
+    txn.commit().await?;
+    Ok(ws)
+}
+
+/// Someone without an account signs up through an invitation (its email becomes theirs).
+pub async fn sign_up_with_invitation(
+    db: &DatabaseConnection,
+    token: &str,
+    display_name: &str,
+    password: &str,
+) -> Result<user::Model, ServiceError> {
+    let (inv, _) = invitation_info(db, token).await?;
+    let txn = db.begin().await?;
+    let user = accounts::create_user(&txn, &inv.email, display_name, password).await?;
+    accept_for(&txn, token, user.id, &user.email).await?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+/// Every workspace with its member count, for the platform admin.
+pub async fn list_all(
+    db: &DatabaseConnection,
+) -> Result<Vec<(workspace::Model, u64)>, ServiceError> {
+    use sea_orm::QuerySelect;
+    let all = workspace::Entity::find()
+        .order_by_asc(workspace::Column::Name)
+        .all(db)
+        .await?;
+    let counts: Vec<(Uuid, i64)> = membership::Entity::find()
+        .select_only()
+        .column(membership::Column::WorkspaceId)
+        .column_as(Expr::col(membership::Column::UserId).count(), "n")
+        .group_by(membership::Column::WorkspaceId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(all
+        .into_iter()
+        .map(|ws| {
+            let n = counts
+                .iter()
+                .find(|(id, _)| *id == ws.id)
+                .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0));
+            (ws, n)
+        })
+        .collect())
+}

@@ -1,0 +1,180 @@
+//! Building the application and serving it on a listener the caller binds (tests bind
+//! `127.0.0.1:0`).
+
+use crate::config::Settings;
+use crate::routes::health;
+use crate::services::accounts::SignInThrottle;
+use crate::state::AppState;
+use crate::vault::master_key::MasterKey;
+use crate::vault::{self, Vault};
+use crate::web_backend::ServerBackend;
+use crate::{db, services};
+use axum::Router;
+use axum::http::{HeaderName, Request, StatusCode, header};
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use keyward_app::backend::SharedBackend;
+use keyward_app::{App, shell};
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Db(#[from] db::DbSetupError),
+    #[error("startup: {0}")]
+    Service(#[from] crate::error::ServiceError),
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: String, reason: String },
+    #[error("server error: {0}")]
+    Serve(String),
+}
+
+/// Headers that carry credentials: their values never reach a log line.
+pub const SENSITIVE_HEADERS: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::COOKIE,
+    header::SET_COOKIE,
+    HeaderName::from_static("x-api-key"),
+];
+
+/// Connects, checks the vault, migrates and prepares everything a router needs.
+///
+/// Order matters for failing closed: the vault checks against an existing database are read-only
+/// and run before migrations, so a wrong or damaged key leaves the database untouched.
+pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppState, StartupError> {
+    let db = db::connect(&settings).await?;
+    vault::preflight(&db, master).await?;
+    db::migrate(&db).await?;
+    let vault = Vault::open(db.clone(), master).await?;
+    services::system::ensure_instance(&db).await?;
+    let leptos_options = leptos_options(&settings);
+    Ok(AppState {
+        leptos_options,
+        db,
+        sign_in_throttle: SignInThrottle::new(
+            settings.sign_in_attempts_per_minute,
+            settings.sign_in_attempts_per_minute.saturating_mul(4),
+        ),
+        settings: Arc::new(settings),
+        vault,
+    })
+}
+
+pub fn leptos_options(settings: &Settings) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("keyward")
+        .site_root(settings.site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(settings.bind)
+        .env(leptos::config::Env::PROD)
+        .build()
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let backend: SharedBackend = Arc::new(ServerBackend {
+        state: state.clone(),
+    });
+    let context = move || provide_context(backend.clone());
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    let timeout = Duration::from_secs(state.settings.request_timeout_secs);
+    let body_limit = usize::try_from(state.settings.max_body_bytes).unwrap_or(usize::MAX);
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .leptos_routes_with_context(&state, routes, context.clone(), {
+            let options = options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+            context, shell,
+        ))
+        .layer(axum::middleware::from_fn(crate::routes::csrf::csrf_guard))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(CompressionLayer::new())
+        .layer(
+            TraceLayer::new_for_http()
+                // The path only: query strings are caller-controlled and could carry anything.
+                .make_span_with(|req: &Request<_>| {
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetSensitiveHeadersLayer::new(SENSITIVE_HEADERS))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    // Chat streams are many small writes: never let Nagle hold them back.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| StartupError::Serve(e.to_string()))
+}
+
+/// Binds the configured address with a clear error.
+pub async fn bind(settings: &Settings) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(settings.bind)
+        .await
+        .map_err(|e| StartupError::Bind {
+            addr: settings.bind.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining requests");
+}

@@ -1,0 +1,18 @@
+//! The state every handler and server function can reach.
+
+use crate::config::Settings;
+use crate::services::accounts::SignInThrottle;
+use crate::vault::Vault;
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub db: DatabaseConnection,
+    pub settings: Arc<Settings>,
+    pub vault: Vault,
+    pub sign_in_throttle: SignInThrottle,
+}

@@ -1,0 +1,415 @@
+//! The server's implementation of the app's [`Backend`] seam: for each server function, read the
+//! session cookie, authorize through [`crate::auth`], call one service, map the result to a DTO.
+
+use crate::auth::{authorize, authorize_platform};
+use crate::services::accounts::{self, SessionUser};
+use crate::services::{self as svc, workspaces};
+use crate::state::AppState;
+use axum::http::{HeaderMap, HeaderValue, header};
+use keyward::dto::{
+    AdminWorkspaceRow, InvitationPreview, InvitationView, Me, MemberView, MembersPage,
+    SessionState, SessionView, WorkspaceSummary,
+};
+use keyward::http::{SESSION_COOKIE, SESSION_COOKIE_SECURE};
+use keyward::policy::{Action, Plan, Role};
+use keyward::system::SystemStatus;
+use keyward_app::backend::Backend;
+use keyward_app::error::AppError;
+use leptos::prelude::use_context;
+use std::net::SocketAddr;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+pub struct ServerBackend {
+    pub state: AppState,
+}
+
+/// Ids from the browser: a malformed one is indistinguishable from another tenant's (404).
+fn id(s: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(s).map_err(|_| AppError::NotFound)
+}
+
+fn summary(ws: &crate::entities::workspace::Model, role: Option<Role>) -> WorkspaceSummary {
+    WorkspaceSummary {
+        id: ws.id.to_string(),
+        name: ws.name.clone(),
+        slug: ws.slug.clone(),
+        plan: ws.plan.parse().unwrap_or(Plan::Free),
+        role,
+    }
+}
+
+impl ServerBackend {
+    fn cookie_name(&self) -> &'static str {
+        if self.state.settings.https() {
+            SESSION_COOKIE_SECURE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    async fn headers() -> HeaderMap {
+        leptos_axum::extract::<HeaderMap>()
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn session_token(&self) -> Option<Zeroizing<String>> {
+        let headers = Self::headers().await;
+        let name = self.cookie_name();
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(cookie::Cookie::split_parse)
+            .filter_map(Result::ok)
+            .find(|c| c.name() == name)
+            .map(|c| Zeroizing::new(c.value().to_string()))
+    }
+
+    async fn current(&self) -> Result<Option<SessionUser>, AppError> {
+        match self.session_token().await {
+            Some(token) => Ok(accounts::authenticate(&self.state.db, &token).await?),
+            None => Ok(None),
+        }
+    }
+
+    async fn require(&self) -> Result<SessionUser, AppError> {
+        self.current().await?.ok_or(AppError::Unauthorized)
+    }
+
+    fn set_cookie(&self, value: &str, max_age: cookie::time::Duration) {
+        let cookie = cookie::Cookie::build((self.cookie_name(), value.to_string()))
+            .path("/")
+            .http_only(true)
+            .same_site(cookie::SameSite::Lax)
+            .secure(self.state.settings.https())
+            .max_age(max_age)
+            .build();
+        if let (Some(res), Ok(v)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            HeaderValue::from_str(&cookie.to_string()),
+        ) {
+            res.append_header(header::SET_COOKIE, v);
+        }
+    }
+
+    fn start_session(&self, token: &str) {
+        let max_age = cookie::time::Duration::seconds(accounts::ABSOLUTE_TIMEOUT.num_seconds());
+        self.set_cookie(token, max_age);
+    }
+
+    fn clear_session(&self) {
+        self.set_cookie("", cookie::time::Duration::ZERO);
+    }
+
+    /// The signed-in caller, authorized for `action` in the workspace with id `workspace_id`.
+    async fn guard(
+        &self,
+        workspace_id: &str,
+        action: Action,
+    ) -> Result<(SessionUser, crate::auth::Authorized), AppError> {
+        let who = self.require().await?;
+        let ok = authorize(&self.state.db, Some(&who), id(workspace_id)?, action).await?;
+        Ok((who, ok))
+    }
+
+    async fn me(&self, who: &SessionUser) -> Result<Me, AppError> {
+        let db = &self.state.db;
+        let mine = workspaces::list_for_user(db, who.user_id).await?;
+        let list: Vec<WorkspaceSummary> = mine.iter().map(|(w, r)| summary(w, Some(*r))).collect();
+        let current = match who.current_workspace {
+            Some(cur) => match list.iter().find(|w| w.id == cur.to_string()) {
+                Some(w) => Some(w.clone()),
+                None if who.platform_admin => workspaces::get(db, cur)
+                    .await
+                    .ok()
+                    .map(|w| summary(&w, None)),
+                None => list.first().cloned(),
+            },
+            None => list.first().cloned(),
+        };
+        Ok(Me {
+            user_id: who.user_id.to_string(),
+            email: who.email.clone(),
+            display_name: who.display_name.clone(),
+            platform_admin: who.platform_admin,
+            workspaces: list,
+            current,
+        })
+    }
+
+    async fn sign_in_as(&self, email: &str, password: &str) -> Result<(), AppError> {
+        let headers = Self::headers().await;
+        let client = leptos_axum::extract::<axum::extract::ConnectInfo<SocketAddr>>()
+            .await
+            .ok()
+            .map(|c| c.0.ip());
+        let ua = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let previous = self.session_token().await;
+        let session = accounts::sign_in(
+            &self.state.db,
+            &self.state.sign_in_throttle,
+            email,
+            password,
+            client,
+            ua.as_deref(),
+            previous.as_deref().map(String::as_str),
+        )
+        .await?;
+        self.start_session(&session.token);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for ServerBackend {
+    async fn system_status(&self) -> Result<SystemStatus, AppError> {
+        // Any signed-in user; it writes (the check counter), so never anonymous.
+        self.require().await?;
+        Ok(svc::system::status(&self.state.db).await?)
+    }
+
+    async fn session_state(&self) -> Result<SessionState, AppError> {
+        let needs_setup = accounts::needs_setup(&self.state.db).await?;
+        let me = match self.current().await? {
+            Some(who) => Some(self.me(&who).await?),
+            None => None,
+        };
+        Ok(SessionState {
+            needs_setup,
+            open_sign_up: self.state.settings.open_sign_up,
+            me,
+        })
+    }
+
+    async fn setup_instance(
+        &self,
+        email: String,
+        display_name: String,
+        password: String,
+        workspace_name: String,
+    ) -> Result<(), AppError> {
+        let password = Zeroizing::new(password);
+        accounts::setup_first_user(
+            &self.state.db,
+            &email,
+            &display_name,
+            &password,
+            &workspace_name,
+        )
+        .await?;
+        self.sign_in_as(&email, &password).await
+    }
+
+    async fn sign_in(&self, email: String, password: String) -> Result<(), AppError> {
+        let password = Zeroizing::new(password);
+        self.sign_in_as(&email, &password).await
+    }
+
+    async fn sign_out(&self) -> Result<(), AppError> {
+        if let Some(token) = self.session_token().await {
+            accounts::sign_out(&self.state.db, &token).await?;
+        }
+        self.clear_session();
+        Ok(())
+    }
+
+    async fn sign_out_everywhere(&self) -> Result<(), AppError> {
+        let who = self.require().await?;
+        accounts::sign_out_everywhere(&self.state.db, who.user_id, None).await?;
+        self.clear_session();
+        Ok(())
+    }
+
+    async fn change_password(&self, current: String, new: String) -> Result<(), AppError> {
+        let who = self.require().await?;
+        let (current, new) = (Zeroizing::new(current), Zeroizing::new(new));
+        Ok(accounts::change_password(&self.state.db, &who, &current, &new).await?)
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<SessionView>, AppError> {
+        let who = self.require().await?;
+        let rows = accounts::list_sessions(&self.state.db, &who).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(current, s)| SessionView {
+                current,
+                created_at: s.created_at.to_rfc3339(),
+                last_seen_at: s.last_seen_at.to_rfc3339(),
+                user_agent: s.user_agent,
+            })
+            .collect())
+    }
+
+    async fn switch_workspace(&self, workspace_id: String) -> Result<(), AppError> {
+        let who = self.require().await?;
+        Ok(accounts::switch_workspace(&self.state.db, &who, id(&workspace_id)?).await?)
+    }
+
+    async fn create_workspace(&self, name: String) -> Result<(), AppError> {
+        let who = self.require().await?;
+        let ws = workspaces::create(&self.state.db, &who, &name).await?;
+        Ok(accounts::switch_workspace(&self.state.db, &who, ws.id).await?)
+    }
+
+    async fn rename_workspace(&self, workspace_id: String, name: String) -> Result<(), AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ManageMembers).await?;
+        Ok(workspaces::rename(&self.state.db, ok.workspace.id, &name).await?)
+    }
+
+    async fn members(&self, workspace_id: String) -> Result<MembersPage, AppError> {
+        let (who, ok) = self.guard(&workspace_id, Action::ViewMembers).await?;
+        let db = &self.state.db;
+        let members = workspaces::members(db, ok.workspace.id).await?;
+        let invitations = workspaces::pending_invitations(db, ok.workspace.id).await?;
+        Ok(MembersPage {
+            workspace: summary(&ok.workspace, ok.actor.role),
+            members: members
+                .into_iter()
+                .map(|m| MemberView {
+                    is_you: m.user_id == who.user_id,
+                    user_id: m.user_id.to_string(),
+                    email: m.email,
+                    display_name: m.display_name,
+                    role: m.role,
+                })
+                .collect(),
+            invitations: invitations
+                .into_iter()
+                .map(|i| InvitationView {
+                    id: i.id.to_string(),
+                    email: i.email,
+                    role: i.role.parse().unwrap_or(Role::Member),
+                    expires_at: i.expires_at.to_rfc3339(),
+                })
+                .collect(),
+            can_manage: keyward::policy::can(ok.actor, Action::ManageMembers),
+        })
+    }
+
+    async fn invite(
+        &self,
+        workspace_id: String,
+        email: String,
+        role: Role,
+    ) -> Result<String, AppError> {
+        let (who, ok) = self.guard(&workspace_id, Action::ManageMembers).await?;
+        let db = &self.state.db;
+        let (_, token) = workspaces::invite(db, ok.workspace.id, who.user_id, &email, role).await?;
+        Ok(format!("/invite/{}", token.as_str()))
+    }
+
+    async fn revoke_invitation(
+        &self,
+        workspace_id: String,
+        invitation_id: String,
+    ) -> Result<(), AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ManageMembers).await?;
+        let db = &self.state.db;
+        Ok(workspaces::revoke_invitation(db, ok.workspace.id, id(&invitation_id)?).await?)
+    }
+
+    async fn change_role(
+        &self,
+        workspace_id: String,
+        user_id: String,
+        role: Role,
+    ) -> Result<(), AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ManageMembers).await?;
+        let db = &self.state.db;
+        Ok(workspaces::change_role(db, ok.workspace.id, id(&user_id)?, role).await?)
+    }
+
+    async fn remove_member(&self, workspace_id: String, user_id: String) -> Result<(), AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ManageMembers).await?;
+        let db = &self.state.db;
+        Ok(workspaces::remove_member(db, ok.workspace.id, id(&user_id)?).await?)
+    }
+
+    async fn transfer_ownership(
+        &self,
+        workspace_id: String,
+        user_id: String,
+    ) -> Result<(), AppError> {
+        let (who, ok) = self.guard(&workspace_id, Action::ManageMembers).await?;
+        let db = &self.state.db;
+        Ok(workspaces::transfer_ownership(db, ok.workspace.id, who.user_id, id(&user_id)?).await?)
+    }
+
+    async fn invitation_preview(&self, token: String) -> Result<InvitationPreview, AppError> {
+        let (inv, ws) = workspaces::invitation_info(&self.state.db, &token).await?;
+        Ok(InvitationPreview {
+            workspace_name: ws.name,
+            email: inv.email,
+            role: inv.role.parse().unwrap_or(Role::Member),
+        })
+    }
+
+    async fn accept_invitation(&self, token: String) -> Result<(), AppError> {
+        let who = self.require().await?;
+        let ws = workspaces::accept_invitation(&self.state.db, &token, &who).await?;
+        Ok(accounts::switch_workspace(&self.state.db, &who, ws).await?)
+    }
+
+    async fn sign_up_with_invitation(
+        &self,
+        token: String,
+        display_name: String,
+        password: String,
+    ) -> Result<(), AppError> {
+        let password = Zeroizing::new(password);
+        let user =
+            workspaces::sign_up_with_invitation(&self.state.db, &token, &display_name, &password)
+                .await?;
+        self.sign_in_as(&user.email, &password).await
+    }
+
+    async fn set_plan(&self, workspace_id: String, plan: Plan) -> Result<(), AppError> {
+        let who = self.current().await?;
+        authorize_platform(&self.state.db, who.as_ref()).await?;
+        Ok(workspaces::set_plan(&self.state.db, id(&workspace_id)?, plan).await?)
+    }
+
+    async fn all_workspaces(&self) -> Result<Vec<AdminWorkspaceRow>, AppError> {
+        let who = self.current().await?;
+        authorize_platform(&self.state.db, who.as_ref()).await?;
+        let rows = workspaces::list_all(&self.state.db).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(w, n)| AdminWorkspaceRow {
+                id: w.id.to_string(),
+                plan: w.plan.parse().unwrap_or(Plan::Free),
+                name: w.name,
+                slug: w.slug,
+                members: u32::try_from(n).unwrap_or(u32::MAX),
+                created_at: w.created_at.to_rfc3339(),
+            })
+            .collect())
+    }
+
+    async fn sign_up(
+        &self,
+        email: String,
+        display_name: String,
+        password: String,
+        workspace_name: String,
+    ) -> Result<(), AppError> {
+        if !self.state.settings.open_sign_up {
+            return Err(AppError::Forbidden);
+        }
+        let password = Zeroizing::new(password);
+        accounts::sign_up_open(
+            &self.state.db,
+            &email,
+            &display_name,
+            &password,
+            &workspace_name,
+        )
+        .await?;
+        self.sign_in_as(&email, &password).await
+    }
+}

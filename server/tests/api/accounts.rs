@@ -1,0 +1,578 @@
+//! Accounts, sessions, workspaces, members and invitations at the service level, and the one
+//! guard over every role × action — on SQLite and PostgreSQL.
+
+use crate::helpers::{Backend, TestVault, both_backends, open_vault};
+use keyward::policy::{Action, Plan, Role};
+use keyward_server::auth::authorize;
+use keyward_server::entities::{invitation, membership, session};
+use keyward_server::error::ServiceError;
+use keyward_server::services::accounts::{self, SessionUser, SignInThrottle};
+use keyward_server::services::workspaces;
+use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+use uuid::Uuid;
+
+const PW: &str = "correct horse battery";
+
+struct World {
+    t: TestVault,
+    throttle: SignInThrottle,
+    owner: SessionUser,
+    ws: Uuid,
+}
+
+async fn sign_in(w: &World, email: &str) -> SessionUser {
+    accounts::sign_in(&w.t.db, &w.throttle, email, PW, None, None, None)
+        .await
+        .unwrap()
+        .user
+}
+
+/// A set-up instance with one workspace and a member of every role, plus an outsider who owns
+/// another workspace.
+async fn world(backend: Backend) -> (World, Vec<(Role, SessionUser)>, SessionUser, Uuid) {
+    let t = open_vault(backend).await;
+    let (_, ws) = accounts::setup_first_user(&t.db, "Owner@Example.com", "Olive Owner", PW, "Acme")
+        .await
+        .unwrap();
+    let throttle = SignInThrottle::new(1000, 1000);
+    let owner = accounts::sign_in(&t.db, &throttle, "owner@example.com", PW, None, None, None)
+        .await
+        .unwrap()
+        .user;
+    let w = World {
+        t,
+        throttle,
+        owner,
+        ws: ws.id,
+    };
+    let mut people = vec![(Role::Owner, w.owner.clone())];
+    for role in [Role::Admin, Role::Member, Role::Support] {
+        let email = format!("{role}@example.com");
+        let (_, token) = workspaces::invite(&w.t.db, w.ws, w.owner.user_id, &email, role)
+            .await
+            .unwrap();
+        workspaces::sign_up_with_invitation(&w.t.db, &token, role.label(), PW)
+            .await
+            .unwrap();
+        people.push((role, sign_in(&w, &email).await));
+    }
+    // An outsider: platform-less user owning a workspace of their own.
+    let (_, token) = workspaces::invite(
+        &w.t.db,
+        w.ws,
+        w.owner.user_id,
+        "eve@example.com",
+        Role::Member,
+    )
+    .await
+    .unwrap();
+    workspaces::sign_up_with_invitation(&w.t.db, &token, "Eve", PW)
+        .await
+        .unwrap();
+    let eve = sign_in(&w, "eve@example.com").await;
+    workspaces::remove_member(&w.t.db, w.ws, eve.user_id)
+        .await
+        .unwrap();
+    let other = workspaces::create(&w.t.db, &eve, "Eve's shop")
+        .await
+        .unwrap();
+    (w, people, eve, other.id)
+}
+
+async fn first_run_setup_happens_once(backend: Backend) {
+    let t = open_vault(backend).await;
+    assert!(accounts::needs_setup(&t.db).await.unwrap());
+    let (user, ws) = accounts::setup_first_user(&t.db, " Ada@Example.COM ", "Ada", PW, "Acme Inc.")
+        .await
+        .unwrap();
+    assert!(user.platform_admin);
+    assert_eq!(user.email, "ada@example.com");
+    assert_eq!(ws.slug, "acme-inc");
+    assert!(
+        user.password_hash
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+    );
+    let m = membership::Entity::find_by_id((ws.id, user.id))
+        .one(&t.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.role, "owner");
+    let again = accounts::setup_first_user(&t.db, "mallory@example.com", "M", PW, "X").await;
+    assert!(matches!(again, Err(ServiceError::Conflict(_))));
+    assert!(!accounts::needs_setup(&t.db).await.unwrap());
+    // Bad input is refused with a message that does not echo the password.
+    let t2 = open_vault(backend).await;
+    match accounts::setup_first_user(&t2.db, "ada@example.com", "Ada", "short", "Acme").await {
+        Err(ServiceError::Invalid(m)) => assert!(m.contains("at least 10") && !m.contains("short")),
+        other => panic!("{other:?}"),
+    }
+}
+both_backends!(
+    first_run_setup_happens_once,
+    super::first_run_setup_happens_once
+);
+
+async fn sessions_rotate_expire_and_end(backend: Backend) {
+    let (w, _, _, _) = world(backend).await;
+    let db = &w.t.db;
+    let first = accounts::sign_in(
+        db,
+        &w.throttle,
+        "owner@example.com",
+        PW,
+        None,
+        Some("ua"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        accounts::authenticate(db, &first.token)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Signing in again from the same browser replaces the session id.
+    let second = accounts::sign_in(
+        db,
+        &w.throttle,
+        "owner@example.com",
+        PW,
+        None,
+        None,
+        Some(&first.token),
+    )
+    .await
+    .unwrap();
+    assert_ne!(*first.token, *second.token);
+    assert!(
+        accounts::authenticate(db, &first.token)
+            .await
+            .unwrap()
+            .is_none(),
+        "old id is dead"
+    );
+    // Only the hash is stored.
+    let stored = session::Entity::find_by_id(second.user.session_hash.clone())
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(stored.id_hash, *second.token);
+    // Sign-out deletes the row server-side.
+    accounts::sign_out(db, &second.token).await.unwrap();
+    assert!(
+        accounts::authenticate(db, &second.token)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Idle and absolute expiry.
+    let s = accounts::sign_in(db, &w.throttle, "owner@example.com", PW, None, None, None)
+        .await
+        .unwrap();
+    let row = session::Entity::find_by_id(s.user.session_hash.clone())
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut am: session::ActiveModel = row.clone().into();
+    am.last_seen_at =
+        Set(chrono::Utc::now() - accounts::IDLE_TIMEOUT - chrono::Duration::seconds(1));
+    am.update(db).await.unwrap();
+    assert!(
+        accounts::authenticate(db, &s.token)
+            .await
+            .unwrap()
+            .is_none(),
+        "idle"
+    );
+    let s = accounts::sign_in(db, &w.throttle, "owner@example.com", PW, None, None, None)
+        .await
+        .unwrap();
+    let row = session::Entity::find_by_id(s.user.session_hash.clone())
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut am: session::ActiveModel = row.into();
+    am.expires_at = Set(chrono::Utc::now() - chrono::Duration::seconds(1));
+    am.update(db).await.unwrap();
+    assert!(
+        accounts::authenticate(db, &s.token)
+            .await
+            .unwrap()
+            .is_none(),
+        "absolute"
+    );
+    // Sign out everywhere, and a password change ends the other sessions.
+    let a = accounts::sign_in(db, &w.throttle, "owner@example.com", PW, None, None, None)
+        .await
+        .unwrap();
+    let b = accounts::sign_in(db, &w.throttle, "owner@example.com", PW, None, None, None)
+        .await
+        .unwrap();
+    accounts::change_password(db, &a.user, PW, "a brand new passphrase")
+        .await
+        .unwrap();
+    assert!(
+        accounts::authenticate(db, &a.token)
+            .await
+            .unwrap()
+            .is_some(),
+        "current kept"
+    );
+    assert!(
+        accounts::authenticate(db, &b.token)
+            .await
+            .unwrap()
+            .is_none(),
+        "others ended"
+    );
+    assert!(
+        accounts::sign_in(db, &w.throttle, "owner@example.com", PW, None, None, None)
+            .await
+            .is_err()
+    );
+    accounts::sign_out_everywhere(db, a.user.user_id, None)
+        .await
+        .unwrap();
+    assert!(
+        accounts::authenticate(db, &a.token)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+both_backends!(
+    sessions_rotate_expire_and_end,
+    super::sessions_rotate_expire_and_end
+);
+
+async fn sign_in_is_throttled_per_account_and_address(backend: Backend) {
+    let (w, _, _, _) = world(backend).await;
+    let db = &w.t.db;
+    let strict = SignInThrottle::new(3, 5);
+    let ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+    for _ in 0..3 {
+        let r = accounts::sign_in(
+            db,
+            &strict,
+            "owner@example.com",
+            "wrong password!",
+            Some(ip),
+            None,
+            None,
+        )
+        .await;
+        assert!(matches!(r, Err(ServiceError::Invalid(_))));
+    }
+    match accounts::sign_in(db, &strict, "owner@example.com", PW, Some(ip), None, None).await {
+        Err(ServiceError::RateLimited(secs)) => assert!((1..=60).contains(&secs), "{secs}"),
+        other => panic!("expected throttling, got {:?}", other.map(|s| s.user)),
+    }
+    // Another account from the same address: the per-address budget (5) still has room for one,
+    // then it is spent.
+    assert!(
+        accounts::sign_in(db, &strict, "admin@example.com", PW, Some(ip), None, None)
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        accounts::sign_in(db, &strict, "member@example.com", PW, Some(ip), None, None).await,
+        Err(ServiceError::RateLimited(_))
+    ));
+    // Unknown accounts get the same generic answer as wrong passwords.
+    let lax = SignInThrottle::new(100, 100);
+    match accounts::sign_in(db, &lax, "nobody@example.com", PW, None, None, None).await {
+        Err(ServiceError::Invalid(m)) => assert_eq!(m, "the email or password is not correct"),
+        other => panic!("{:?}", other.map(|s| s.user)),
+    }
+}
+both_backends!(
+    sign_in_is_throttled_per_account_and_address,
+    super::sign_in_is_throttled_per_account_and_address
+);
+
+async fn the_guard_applies_the_table_to_every_role(backend: Backend) {
+    let (w, people, eve, eve_ws) = world(backend).await;
+    let db = &w.t.db;
+    assert!(people[0].1.platform_admin && !people[1].1.platform_admin);
+    for (role, person) in &people {
+        for action in Action::ALL {
+            let actor = keyward::policy::Actor {
+                signed_in: true,
+                platform_admin: person.platform_admin,
+                role: Some(*role),
+            };
+            let expected = keyward::policy::can(actor, action);
+            let got = authorize(db, Some(person), w.ws, action).await;
+            assert_eq!(got.is_ok(), expected, "{role:?} {action:?}");
+            if !expected && action != Action::ChatPublic {
+                assert!(
+                    matches!(got, Err(ServiceError::Forbidden)),
+                    "{role:?} {action:?}"
+                );
+            }
+        }
+    }
+    // Anonymous: 401 for everything.
+    for action in Action::ALL {
+        assert!(matches!(
+            authorize(db, None, w.ws, action).await,
+            Err(ServiceError::Unauthorized)
+        ));
+    }
+    // Another tenant's member asks for this workspace: it does not exist for them (404).
+    for action in Action::ALL {
+        if action == Action::ChatPublic {
+            continue;
+        }
+        assert!(matches!(
+            authorize(db, Some(&eve), w.ws, action).await,
+            Err(ServiceError::NotFound)
+        ));
+    }
+    // The platform admin (the first user) sees another tenant's workspace but cannot manage it.
+    assert!(
+        authorize(db, Some(&w.owner), eve_ws, Action::ViewUsage)
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        authorize(db, Some(&w.owner), eve_ws, Action::ManageKeys).await,
+        Err(ServiceError::Forbidden)
+    ));
+    // Unknown workspace ids answer 404 too.
+    assert!(matches!(
+        authorize(db, Some(&w.owner), Uuid::new_v4(), Action::ViewKeys).await,
+        Err(ServiceError::NotFound)
+    ));
+}
+both_backends!(
+    the_guard_applies_the_table_to_every_role,
+    super::the_guard_applies_the_table_to_every_role
+);
+
+async fn demotion_and_removal_apply_on_the_next_request(backend: Backend) {
+    let (w, people, _, _) = world(backend).await;
+    let db = &w.t.db;
+    let admin = &people.iter().find(|(r, _)| *r == Role::Admin).unwrap().1;
+    assert!(
+        authorize(db, Some(admin), w.ws, Action::ManageChatbots)
+            .await
+            .is_ok()
+    );
+    workspaces::change_role(db, w.ws, admin.user_id, Role::Member)
+        .await
+        .unwrap();
+    // Same session object, very next check: the new role applies.
+    assert!(matches!(
+        authorize(db, Some(admin), w.ws, Action::ManageChatbots).await,
+        Err(ServiceError::Forbidden)
+    ));
+    workspaces::remove_member(db, w.ws, admin.user_id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        authorize(db, Some(admin), w.ws, Action::ViewKeys).await,
+        Err(ServiceError::NotFound)
+    ));
+}
+both_backends!(
+    demotion_and_removal_apply_on_the_next_request,
+    super::demotion_and_removal_apply_on_the_next_request
+);
+
+async fn a_workspace_always_keeps_an_owner(backend: Backend) {
+    let (w, people, _, _) = world(backend).await;
+    let db = &w.t.db;
+    let owner = w.owner.user_id;
+    assert!(matches!(
+        workspaces::change_role(db, w.ws, owner, Role::Admin).await,
+        Err(ServiceError::Conflict(_))
+    ));
+    assert!(matches!(
+        workspaces::remove_member(db, w.ws, owner).await,
+        Err(ServiceError::Conflict(_))
+    ));
+    let member = &people.iter().find(|(r, _)| *r == Role::Member).unwrap().1;
+    workspaces::transfer_ownership(db, w.ws, owner, member.user_id)
+        .await
+        .unwrap();
+    let roles: Vec<(Uuid, Role)> = workspaces::members(db, w.ws)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.user_id, m.role))
+        .collect();
+    assert!(roles.contains(&(member.user_id, Role::Owner)));
+    assert!(roles.contains(&(owner, Role::Admin)));
+    // Now the former owner can be demoted further, the new owner cannot.
+    workspaces::change_role(db, w.ws, owner, Role::Member)
+        .await
+        .unwrap();
+    assert!(matches!(
+        workspaces::change_role(db, w.ws, member.user_id, Role::Support).await,
+        Err(ServiceError::Conflict(_))
+    ));
+    // Plans are set per workspace.
+    workspaces::set_plan(db, w.ws, Plan::Business)
+        .await
+        .unwrap();
+    assert_eq!(workspaces::get(db, w.ws).await.unwrap().plan, "business");
+}
+both_backends!(
+    a_workspace_always_keeps_an_owner,
+    super::a_workspace_always_keeps_an_owner
+);
+
+async fn invitations_are_single_use_and_expire(backend: Backend) {
+    let (w, _, eve, _) = world(backend).await;
+    let db = &w.t.db;
+    let (id, token) =
+        workspaces::invite(db, w.ws, w.owner.user_id, "eve@example.com", Role::Support)
+            .await
+            .unwrap();
+    assert_eq!(
+        workspaces::pending_invitations(db, w.ws)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let joined = workspaces::accept_invitation(db, &token, &eve)
+        .await
+        .unwrap();
+    assert_eq!(joined, w.ws);
+    assert!(
+        matches!(
+            workspaces::accept_invitation(db, &token, &eve).await,
+            Err(ServiceError::NotFound)
+        ),
+        "single use"
+    );
+    assert!(matches!(
+        workspaces::invitation_info(db, &token).await,
+        Err(ServiceError::NotFound)
+    ));
+    let _ = id;
+
+    // Addressed to someone else: refused.
+    let (_, for_bob) =
+        workspaces::invite(db, w.ws, w.owner.user_id, "bob@example.com", Role::Member)
+            .await
+            .unwrap();
+    let outsider = accounts::sign_in(db, &w.throttle, "eve@example.com", PW, None, None, None)
+        .await
+        .unwrap()
+        .user;
+    assert!(matches!(
+        workspaces::accept_invitation(db, &for_bob, &outsider).await,
+        Err(ServiceError::Forbidden)
+    ));
+
+    // Expired.
+    let (exp_id, expiring) =
+        workspaces::invite(db, w.ws, w.owner.user_id, "carol@example.com", Role::Member)
+            .await
+            .unwrap();
+    let row = invitation::Entity::find_by_id(exp_id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut am: invitation::ActiveModel = row.into();
+    am.expires_at = Set(chrono::Utc::now() - chrono::Duration::seconds(1));
+    am.update(db).await.unwrap();
+    assert!(matches!(
+        workspaces::sign_up_with_invitation(db, &expiring, "Carol", PW).await,
+        Err(ServiceError::NotFound)
+    ));
+    // Revoked.
+    let (rev_id, revoked) =
+        workspaces::invite(db, w.ws, w.owner.user_id, "dan@example.com", Role::Member)
+            .await
+            .unwrap();
+    workspaces::revoke_invitation(db, w.ws, rev_id)
+        .await
+        .unwrap();
+    assert!(
+        workspaces::sign_up_with_invitation(db, &revoked, "Dan", PW)
+            .await
+            .is_err()
+    );
+    // Tokens are stored hashed.
+    let stored = invitation::Entity::find_by_id(rev_id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(stored.token_hash, *revoked);
+    // Revoking another workspace's invitation id from this workspace: not found, nothing changes.
+    assert!(matches!(
+        workspaces::revoke_invitation(db, Uuid::new_v4(), exp_id).await,
+        Err(ServiceError::NotFound)
+    ));
+    assert_eq!(membership::Entity::find().count(db).await.unwrap(), 6);
+}
+both_backends!(
+    invitations_are_single_use_and_expire,
+    super::invitations_are_single_use_and_expire
+);
+
+async fn platform_admin_actions_are_theirs_alone(backend: Backend) {
+    let (w, people, eve, eve_ws) = world(backend).await;
+    let db = &w.t.db;
+    assert!(
+        keyward_server::auth::authorize_platform(db, Some(&w.owner))
+            .await
+            .is_ok()
+    );
+    for (_, person) in people.iter().skip(1) {
+        assert!(matches!(
+            keyward_server::auth::authorize_platform(db, Some(person)).await,
+            Err(ServiceError::Forbidden)
+        ));
+    }
+    assert!(matches!(
+        keyward_server::auth::authorize_platform(db, Some(&eve)).await,
+        Err(ServiceError::Forbidden)
+    ));
+    assert!(matches!(
+        keyward_server::auth::authorize_platform(db, None).await,
+        Err(ServiceError::Unauthorized)
+    ));
+    let all = workspaces::list_all(db).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().any(|(ws, n)| ws.id == w.ws && *n == 4));
+    assert!(all.iter().any(|(ws, n)| ws.id == eve_ws && *n == 1));
+}
+both_backends!(
+    platform_admin_actions_are_theirs_alone,
+    super::platform_admin_actions_are_theirs_alone
+);
+
+async fn open_sign_up_creates_an_account_with_its_own_workspace(backend: Backend) {
+    let (w, _, _, _) = world(backend).await;
+    let db = &w.t.db;
+    let (user, ws) = accounts::sign_up_open(db, "zoe@example.com", "Zoe", PW, "Zoe's lab")
+        .await
+        .unwrap();
+    assert!(!user.platform_admin);
+    let m = membership::Entity::find_by_id((ws.id, user.id))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.role, "owner");
+    assert!(matches!(
+        accounts::sign_up_open(db, "ZOE@example.com", "Zoe", PW, "Again").await,
+        Err(ServiceError::Conflict(_))
+    ));
+}
+both_backends!(
+    open_sign_up_creates_an_account_with_its_own_workspace,
+    super::open_sign_up_creates_an_account_with_its_own_workspace
+);

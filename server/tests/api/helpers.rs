@@ -1,0 +1,302 @@
+//! Spawning a real server on 127.0.0.1:0 over a fresh database of either kind.
+
+use keyward_server::config::{DatabaseUrl, Settings};
+use keyward_server::startup;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio::sync::{OnceCell, oneshot};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares one test per backend: `both_backends!(name, async_fn_taking_backend);`
+macro_rules! both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $body($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $body($crate::helpers::Backend::Postgres).await
+            }
+        }
+    };
+}
+pub(crate) use both_backends;
+
+/// The PostgreSQL server tests create their databases on.
+pub fn pg_admin_url() -> String {
+    std::env::var("KEYWARD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let server = base.rsplit_once('/').map(|(s, _)| s).unwrap_or(base);
+    match query {
+        Some(q) => format!("{server}/{db}?{q}"),
+        None => format!("{server}/{db}"),
+    }
+}
+
+static PG_SWEEP: OnceCell<()> = OnceCell::const_new();
+
+/// Databases are named `kwtest_<unix secs>_<random>`; ones older than an hour are left-overs of
+/// interrupted runs and are dropped once per test process.
+async fn sweep_old_pg_databases(admin: &DatabaseConnection) {
+    PG_SWEEP
+        .get_or_init(|| async {
+            let now = chrono::Utc::now().timestamp();
+            let rows = admin
+                .query_all_raw(Statement::from_string(
+                    admin.get_database_backend(),
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'kwtest\\_%'",
+                ))
+                .await
+                .expect("list test databases");
+            for row in rows {
+                let name: String = row.try_get("", "datname").unwrap();
+                let ts = name
+                    .split('_')
+                    .nth(1)
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .unwrap_or(0);
+                if now - ts > 3600 {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                }
+            }
+        })
+        .await;
+}
+
+/// A fresh, empty database URL of the given kind.
+pub async fn fresh_database(backend: Backend) -> (String, Option<PathBuf>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("kwtest-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let url = format!("sqlite://{}/keyward.db", dir.display());
+            (url, Some(dir))
+        }
+        Backend::Postgres => {
+            let admin_url = pg_admin_url();
+            let admin = Database::connect(admin_url.as_str())
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL tests need a server: set KEYWARD_TEST_DATABASE_URL \
+                     (tried the default 127.0.0.1:5432): {e}"
+                    )
+                });
+            sweep_old_pg_databases(&admin).await;
+            let name = format!(
+                "kwtest_{}_{}",
+                chrono::Utc::now().timestamp(),
+                uuid::Uuid::new_v4().simple()
+            );
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            (with_database(&admin_url, &name), None)
+        }
+    }
+}
+
+pub fn test_settings(database_url: &str) -> Settings {
+    Settings {
+        database_url: DatabaseUrl::new(database_url),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        db_max_connections: 8,
+        log_filter: "warn".into(),
+        ..Settings::default()
+    }
+}
+
+/// A migrated database with an open vault, for service-level tests.
+pub struct TestVault {
+    pub vault: keyward_server::vault::Vault,
+    pub db: DatabaseConnection,
+    pub url: String,
+    pub master: keyward_server::vault::master_key::MasterKey,
+    sqlite_dir: Option<PathBuf>,
+}
+
+impl Drop for TestVault {
+    fn drop(&mut self) {
+        if let Some(dir) = self.sqlite_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub async fn open_vault(backend: Backend) -> TestVault {
+    let (url, sqlite_dir) = fresh_database(backend).await;
+    let db = keyward_server::db::connect_url(&DatabaseUrl::new(url.as_str()), 8)
+        .await
+        .unwrap();
+    keyward_server::db::migrate(&db).await.unwrap();
+    let master = keyward_server::vault::master_key::MasterKey::generate().unwrap();
+    let vault = keyward_server::vault::Vault::open(db.clone(), &master)
+        .await
+        .unwrap();
+    TestVault {
+        vault,
+        db,
+        url,
+        master,
+        sqlite_dir,
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: DatabaseConnection,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    sqlite_dir: Option<PathBuf>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server gracefully and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.server.take() {
+            handle.await.expect("server task");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(dir) = self.sqlite_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Starts a server on an ephemeral port over a fresh database.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], with settings adjusted first.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    keyward_server::telemetry::init(keyward_server::config::LogFormat::Text, "warn");
+    let (url, sqlite_dir) = fresh_database(backend).await;
+    let mut settings = test_settings(&url);
+    adjust(&mut settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let master = keyward_server::vault::master_key::MasterKey::generate().unwrap();
+    let state = startup::build_state(settings, &master)
+        .await
+        .expect("build state");
+    let db = state.db.clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        startup::serve(listener, startup::router(state), async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("serve");
+    });
+    TestApp {
+        addr,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .unwrap(),
+        db,
+        shutdown: Some(tx),
+        server: Some(server),
+        sqlite_dir,
+    }
+}
+
+/// Stores a credential row the way key management does: id first, then encrypt, then insert.
+pub async fn store_credential(
+    t: &TestVault,
+    ctx: &keyward_server::vault::CredentialContext,
+    key: &str,
+) -> keyward_server::entities::credential::Model {
+    use sea_orm::{ActiveModelTrait, Set};
+    let secret = secrecy::SecretString::from(key);
+    let (blob, key_id) = t.vault.encrypt(ctx, &secret).unwrap();
+    let now = chrono::Utc::now();
+    keyward_server::entities::credential::ActiveModel {
+        id: Set(ctx.credential_id),
+        workspace_id: Set(ctx.workspace_id),
+        scope: Set(ctx.scope.as_str().into()),
+        owner_id: Set(ctx.owner_id),
+        provider: Set(ctx.provider.clone()),
+        base_url: Set(ctx.base_url.clone()),
+        key_id: Set(i32::try_from(key_id).unwrap()),
+        ciphertext: Set(blob),
+        hint: Set(keyward::credential::mask(key)),
+        status: Set("active".into()),
+        default_model: Set(None),
+        created_by: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        last_used_at: Set(None),
+        last_tested_at: Set(None),
+        last_error_class: Set(None),
+        last_error_message: Set(None),
+        last_error_at: Set(None),
+    }
+    .insert(&t.db)
+    .await
+    .unwrap()
+}
+
+/// Sets the instance up and returns a session cookie (`name=token`) for its owner.
+pub async fn owner_cookie(app: &TestApp) -> String {
+    use keyward_server::services::accounts::{self, SignInThrottle};
+    accounts::setup_first_user(
+        &app.db,
+        "owner@example.com",
+        "Owner",
+        "correct horse battery",
+        "Acme",
+    )
+    .await
+    .unwrap();
+    let s = accounts::sign_in(
+        &app.db,
+        &SignInThrottle::new(100, 100),
+        "owner@example.com",
+        "correct horse battery",
+        None,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    format!("{}={}", keyward::http::SESSION_COOKIE, s.token.as_str())
+}

@@ -1,0 +1,11 @@
+//! Integration tests: one binary (links once), one module per area. Every test that touches a
+//! database runs on both SQLite and PostgreSQL through [`helpers::both_backends`].
+
+mod accounts;
+mod cli;
+mod health;
+mod helpers;
+mod pages;
+mod system_status;
+mod vault;
+mod vault_startup;

@@ -1,0 +1,342 @@
+use crate::helpers::{Backend, TestApp, both_backends, owner_cookie, spawn_app, spawn_app_with};
+use keyward_server::services::accounts::{self, SignInThrottle};
+
+const PAGES: [(&str, &str); 8] = [
+    ("/", "Dashboard"),
+    ("/keys", "Keys"),
+    ("/chatbots", "Chatbots"),
+    ("/usage", "Usage"),
+    ("/audit", "Audit log"),
+    ("/playground", "Playground"),
+    ("/members", "Members"),
+    ("/profile", "Profile"),
+];
+
+async fn signed_in_pages_render_on_the_server(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cookie = owner_cookie(&app).await;
+    for (path, heading) in PAGES {
+        let res = app
+            .client
+            .get(app.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains(&format!("<h1>{heading}</h1>")),
+            "{path}: {html}"
+        );
+        assert!(html.contains("aria-label=\"Primary\""), "layout on {path}");
+        assert!(
+            html.contains("/pkg/keyward.js"),
+            "hydration script on {path}"
+        );
+        assert!(html.contains("owner@example.com") || path != "/profile");
+    }
+    app.stop().await;
+}
+both_backends!(
+    signed_in_pages_render_on_the_server,
+    super::signed_in_pages_render_on_the_server
+);
+
+async fn the_guard_redirects_with_http_status(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // What a browser sends when it navigates (the 302 is for page loads, not server-fn calls).
+    let browser =
+        |req: reqwest::RequestBuilder| req.header("accept", "text/html,application/xhtml+xml");
+    // A fresh instance sends everyone to set-up.
+    let res = browser(app.client.get(app.url("/keys")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    assert_eq!(res.headers()["location"], "/setup");
+    owner_cookie(&app).await;
+    // Afterwards, signed-out visitors go to sign-in, for every protected page.
+    for (path, _) in PAGES {
+        let res = browser(app.client.get(app.url(path))).send().await.unwrap();
+        assert_eq!(res.status(), 302, "{path}");
+        assert_eq!(res.headers()["location"], "/sign-in", "{path}");
+    }
+    // A forged or expired cookie is the same as none.
+    let res = browser(app.client.get(app.url("/members")))
+        .header(
+            "cookie",
+            format!("{}=forged", keyward::http::SESSION_COOKIE),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    // The public pages render without a session.
+    for (path, heading) in [("/sign-in", "Sign in"), ("/setup", "Set up Keyward")] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert!(
+            res.text()
+                .await
+                .unwrap()
+                .contains(&format!("<h1>{heading}</h1>"))
+        );
+    }
+    app.stop().await;
+}
+both_backends!(
+    the_guard_redirects_with_http_status,
+    super::the_guard_redirects_with_http_status
+);
+
+async fn unknown_paths_answer_404_with_the_layout(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let res = app
+        .client
+        .get(app.url("/no/such/page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Page not found"), "{html}");
+    assert!(html.contains("aria-label=\"Primary\""));
+    app.stop().await;
+}
+both_backends!(
+    unknown_paths_answer_404_with_the_layout,
+    super::unknown_paths_answer_404_with_the_layout
+);
+
+async fn responses_are_compressed_when_asked(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let res = app
+        .client
+        .get(app.url("/sign-in"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("gzip")
+    );
+    app.stop().await;
+}
+both_backends!(
+    responses_are_compressed_when_asked,
+    super::responses_are_compressed_when_asked
+);
+
+async fn sign_up_is_refused_unless_the_operator_opens_it(backend: Backend) {
+    use keyward_app::api::SignUp;
+    use leptos::server_fn::ServerFn;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let app = spawn_app(backend).await;
+    owner_cookie(&app).await;
+    let res = app
+        .client
+        .post(app.url(SignUp::PATH))
+        .header(keyward::http::CSRF_HEADER, "1")
+        .form(&[
+            ("email", "walk-in@example.com"),
+            ("display_name", "Walk In"),
+            ("password", "correct horse battery"),
+            ("workspace_name", "Mine"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let body = res.text().await.unwrap();
+    assert!(body.contains("Forbidden"), "{body}");
+    let users = keyward_server::entities::user::Entity::find()
+        .count(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(users, 1, "no account was created");
+    app.stop().await;
+}
+both_backends!(
+    sign_up_is_refused_unless_the_operator_opens_it,
+    super::sign_up_is_refused_unless_the_operator_opens_it
+);
+
+/// Every mutating server function, called by a member with a real session cookie and the CSRF
+/// proof: each is refused, and memberships, invitations and workspaces are unchanged.
+async fn forbidden_server_function_calls_change_nothing(backend: Backend) {
+    use keyward::policy::Role;
+    use keyward_app::api::{
+        ChangeMemberRole, InviteMember, RemoveMember, RenameWorkspace, RevokeInvitation,
+        SetWorkspacePlan, TransferOwnership,
+    };
+    use keyward_server::entities::{invitation, membership, workspace};
+    use keyward_server::services::workspaces;
+    use leptos::server_fn::ServerFn;
+    use sea_orm::EntityTrait;
+
+    let app = spawn_app(backend).await;
+    owner_cookie(&app).await;
+    let db = &app.db;
+    let ws = workspace::Entity::find().one(db).await.unwrap().unwrap();
+    let owner = membership::Entity::find()
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id;
+    let (inv_id, token) = workspaces::invite(db, ws.id, owner, "mia@example.com", Role::Member)
+        .await
+        .unwrap();
+    workspaces::sign_up_with_invitation(db, &token, "Mia", "another good passphrase")
+        .await
+        .unwrap();
+    let (pending, _) = workspaces::invite(db, ws.id, owner, "pat@example.com", Role::Member)
+        .await
+        .unwrap();
+    let _ = inv_id;
+    let mia = accounts::sign_in(
+        db,
+        &SignInThrottle::new(100, 100),
+        "mia@example.com",
+        "another good passphrase",
+        None,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let cookie = format!("{}={}", keyward::http::SESSION_COOKIE, mia.token.as_str());
+
+    async fn snapshot(db: &sea_orm::DatabaseConnection) -> String {
+        format!(
+            "{:?}|{:?}|{:?}",
+            membership::Entity::find().all(db).await.unwrap(),
+            invitation::Entity::find().all(db).await.unwrap(),
+            workspace::Entity::find().all(db).await.unwrap(),
+        )
+    }
+    let before = snapshot(db).await;
+    let (w, o, p) = (ws.id.to_string(), owner.to_string(), pending.to_string());
+    let calls: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            InviteMember::PATH,
+            vec![
+                ("workspace_id", &w),
+                ("email", "x@example.com"),
+                ("role", "owner"),
+            ],
+        ),
+        (
+            ChangeMemberRole::PATH,
+            vec![("workspace_id", &w), ("user_id", &o), ("role", "member")],
+        ),
+        (
+            RemoveMember::PATH,
+            vec![("workspace_id", &w), ("user_id", &o)],
+        ),
+        (
+            TransferOwnership::PATH,
+            vec![("workspace_id", &w), ("user_id", &o)],
+        ),
+        (
+            RenameWorkspace::PATH,
+            vec![("workspace_id", &w), ("name", "Pwned")],
+        ),
+        (
+            RevokeInvitation::PATH,
+            vec![("workspace_id", &w), ("invitation_id", &p)],
+        ),
+        (
+            SetWorkspacePlan::PATH,
+            vec![("workspace_id", &w), ("plan", "business")],
+        ),
+    ];
+    for (path, form) in calls {
+        let res = app
+            .client
+            .post(app.url(path))
+            .header("cookie", &cookie)
+            .header(keyward::http::CSRF_HEADER, "1")
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(res.status(), 200, "{path}");
+        let body = res.text().await.unwrap();
+        assert!(body.contains("Forbidden"), "{path}: {body}");
+    }
+    assert_eq!(snapshot(db).await, before, "nothing changed");
+    app.stop().await;
+}
+both_backends!(
+    forbidden_server_function_calls_change_nothing,
+    super::forbidden_server_function_calls_change_nothing
+);
+
+/// Signs in through the real server function and returns the Set-Cookie header.
+async fn sign_in_cookie(app: &TestApp, cookie: Option<&str>) -> String {
+    use keyward_app::api::SignIn;
+    use leptos::server_fn::ServerFn;
+    let mut req = app
+        .client
+        .post(app.url(SignIn::PATH))
+        .header(keyward::http::CSRF_HEADER, "1")
+        .form(&[
+            ("email", "owner@example.com"),
+            ("password", "correct horse battery"),
+        ]);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.headers()["set-cookie"].to_str().unwrap().to_string()
+}
+
+async fn session_cookies_are_hardened_and_rotate(backend: Backend) {
+    // Plain http (development): HttpOnly, SameSite=Lax, no Secure.
+    let app = spawn_app(backend).await;
+    owner_cookie(&app).await;
+    let first = sign_in_cookie(&app, None).await;
+    assert!(first.starts_with("keyward_session="), "{first}");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=2592000"] {
+        assert!(first.contains(attr), "{attr} in {first}");
+    }
+    assert!(!first.contains("Secure"), "{first}");
+    // Signing in again with that cookie ends it and issues a new id.
+    let old = first.split(';').next().unwrap().to_string();
+    let second = sign_in_cookie(&app, Some(&old)).await;
+    assert_ne!(second.split(';').next().unwrap(), old);
+    let res = app
+        .client
+        .get(app.url("/profile"))
+        .header("accept", "text/html")
+        .header("cookie", &old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302, "the old session id is dead");
+    app.stop().await;
+
+    // Behind https: Secure and the __Host- prefix.
+    let app = spawn_app_with(backend, |s| {
+        s.public_url = Some("https://keyward.example.com".into())
+    })
+    .await;
+    owner_cookie(&app).await;
+    let cookie = sign_in_cookie(&app, None).await;
+    assert!(cookie.starts_with("__Host-keyward_session="), "{cookie}");
+    for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attr), "{attr} in {cookie}");
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    app.stop().await;
+}
+both_backends!(
+    session_cookies_are_hardened_and_rotate,
+    super::session_cookies_are_hardened_and_rotate
+);
