@@ -124,3 +124,39 @@ mod tests {
         assert!("admin".parse::<CredentialScope>().is_err());
     }
 }
+
+/// A provider key as typed into a form, on its way to the server. It must serialize (the browser
+/// sends it), but its `Debug` never shows it, and the server turns it into a zeroizing secret at
+/// once. Never part of a response.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyInput(String);
+
+impl KeyInput {
+    pub fn new(key: impl Into<String>) -> Self {
+        KeyInput(key.into())
+    }
+
+    /// Takes the key out (the server wraps it in a secret type immediately).
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for KeyInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyInput(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod key_input_tests {
+    use super::KeyInput;
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let k = KeyInput::new("sk-canary-1234567890abcdef");
+        assert!(!format!("{k:?}").contains("canary"));
+        assert!(!format!("{:?}", Some(&k)).contains("1234"));
+    }
+}

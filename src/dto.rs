@@ -85,3 +85,119 @@ pub struct SessionView {
     pub last_seen_at: String,
     pub user_agent: Option<String>,
 }
+
+/// A provider as the dashboard shows it: catalogue defaults merged with the platform admin's
+/// overrides.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderInfo {
+    pub id: String,
+    pub name: String,
+    /// Effective base URL (`None` for Custom: each key brings its own).
+    pub base_url: Option<String>,
+    pub default_model: Option<String>,
+    /// Where to create a key, from the catalogue.
+    pub key_url: Option<String>,
+    /// What keys look like, e.g. `starts with "gsk_"`; `None` where providers publish no shape.
+    pub key_shape: Option<String>,
+    /// The platform's per-provider BYOK switch.
+    pub byok_enabled: bool,
+    /// Whether the admin changed the base URL or default model.
+    pub overridden: bool,
+}
+
+/// One stored key, masked. Never carries the key itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub id: String,
+    pub provider: String,
+    pub hint: String,
+    pub state: crate::keys::KeyState,
+    pub default_model: Option<String>,
+    /// The owner-given base URL (Custom only).
+    pub base_url: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_used_at: Option<String>,
+    pub last_tested_at: Option<String>,
+    pub last_error: Option<KeyErrorView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyErrorView {
+    pub class: crate::keys::ErrorClass,
+    pub message: String,
+    pub at: String,
+}
+
+/// A row of the keys page: a provider and this scope's key for it, if any.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRow {
+    pub provider: ProviderInfo,
+    pub key: Option<KeyView>,
+    /// Whether this scope may use its own key for the provider right now (BYOK switches and
+    /// plan); always true for platform keys.
+    pub byok_allowed: bool,
+}
+
+/// The keys page of one scope (a workspace, or the platform).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysPage {
+    /// `None` for the platform's keys.
+    pub workspace: Option<WorkspaceSummary>,
+    pub rows: Vec<KeyRow>,
+    /// Owners (platform admins for platform keys) see controls; everyone else a read-only page.
+    pub can_manage: bool,
+    pub failure_policy: crate::keys::FailurePolicy,
+    /// Whether this workspace's plan may bring its own keys at all.
+    pub plan_allows_byok: bool,
+}
+
+/// The outcome of a live test of a key against its provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyTestResult {
+    pub ok: bool,
+    pub class: Option<crate::keys::ErrorClass>,
+    /// A short explanation for the owner; never the key, never a raw provider body.
+    pub message: String,
+    pub latency_ms: u32,
+}
+
+/// The platform admin's provider settings page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformProviders {
+    pub providers: Vec<ProviderInfo>,
+    /// Plans whose workspaces may bring their own keys.
+    pub byok_plans: Vec<Plan>,
+}
+
+/// One audit-log entry. Carries provider and masked hints only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: Option<String>,
+    pub action: String,
+    pub provider: Option<String>,
+    pub hint: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// Substring of the actor's email.
+    pub actor: Option<String>,
+    /// An action name or its prefix (`key.` for every key event).
+    pub action: Option<String>,
+    pub provider: Option<String>,
+    /// Inclusive dates, `YYYY-MM-DD`.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// More entries match than were returned.
+    pub truncated: bool,
+}

@@ -12,5 +12,6 @@ pub mod catalogue;
 pub mod credential;
 pub mod dto;
 pub mod http;
+pub mod keys;
 pub mod policy;
 pub mod system;

@@ -3,7 +3,12 @@
 //! its typed result. Server-only code stays inside the bodies.
 
 use crate::error::AppError;
-use keyward::dto::{AdminWorkspaceRow, InvitationPreview, MembersPage, SessionState, SessionView};
+use keyward::credential::KeyInput;
+use keyward::dto::{
+    AdminWorkspaceRow, AuditPage, InvitationPreview, KeyTestResult, KeyView, KeysPage, MembersPage,
+    PlatformProviders, SessionState, SessionView,
+};
+use keyward::keys::FailurePolicy;
 use keyward::policy::{Plan, Role};
 use keyward::system::SystemStatus;
 use leptos::prelude::*;
@@ -167,6 +172,149 @@ pub async fn sign_up(
 #[server(client = CsrfClient)]
 pub async fn set_workspace_plan(workspace_id: String, plan: Plan) -> Result<(), AppError> {
     backend()?.set_plan(workspace_id, plan).await
+}
+
+// Keys. An empty `workspace_id` means the platform's keys (platform admins only).
+
+/// The keys page of a workspace (or the platform): every provider and this scope's masked key.
+#[server(client = CsrfClient)]
+pub async fn get_keys(workspace_id: String) -> Result<KeysPage, AppError> {
+    backend()?.keys_page(workspace_id).await
+}
+
+/// Tests a key before it is saved: format check, then a live call to the provider.
+#[server(client = CsrfClient)]
+pub async fn test_new_key(
+    workspace_id: String,
+    provider: String,
+    key: KeyInput,
+    base_url: String,
+) -> Result<KeyTestResult, AppError> {
+    backend()?
+        .test_new_key(workspace_id, provider, key, base_url)
+        .await
+}
+
+#[server(client = CsrfClient)]
+pub async fn add_key(
+    workspace_id: String,
+    provider: String,
+    key: KeyInput,
+    default_model: String,
+    base_url: String,
+) -> Result<KeyView, AppError> {
+    backend()?
+        .add_key(workspace_id, provider, key, default_model, base_url)
+        .await
+}
+
+#[server(client = CsrfClient)]
+pub async fn test_saved_key(
+    workspace_id: String,
+    key_id: String,
+) -> Result<KeyTestResult, AppError> {
+    backend()?.test_saved_key(workspace_id, key_id).await
+}
+
+/// Replaces a key after the new one passed a live test; otherwise nothing changes.
+#[server(client = CsrfClient)]
+pub async fn replace_key(
+    workspace_id: String,
+    key_id: String,
+    provider: String,
+    key: KeyInput,
+    default_model: String,
+    base_url: String,
+) -> Result<KeyTestResult, AppError> {
+    backend()?
+        .replace_key(workspace_id, key_id, provider, key, default_model, base_url)
+        .await
+}
+
+#[server(client = CsrfClient)]
+pub async fn set_key_enabled(
+    workspace_id: String,
+    key_id: String,
+    enabled: bool,
+) -> Result<(), AppError> {
+    backend()?
+        .set_key_enabled(workspace_id, key_id, enabled)
+        .await
+}
+
+#[server(client = CsrfClient)]
+pub async fn set_key_model(
+    workspace_id: String,
+    key_id: String,
+    model: String,
+) -> Result<(), AppError> {
+    backend()?.set_key_model(workspace_id, key_id, model).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn delete_key(workspace_id: String, key_id: String) -> Result<(), AppError> {
+    backend()?.delete_key(workspace_id, key_id).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn set_failure_policy(
+    workspace_id: String,
+    policy: FailurePolicy,
+) -> Result<(), AppError> {
+    backend()?.set_failure_policy(workspace_id, policy).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn get_platform_providers() -> Result<PlatformProviders, AppError> {
+    backend()?.platform_providers().await
+}
+
+/// The platform admin's provider settings: base URL and default model overrides (empty for the
+/// catalogue default) and the BYOK switch.
+#[server(client = CsrfClient)]
+pub async fn update_provider(
+    provider: String,
+    base_url: String,
+    default_model: String,
+    byok_enabled: bool,
+) -> Result<(), AppError> {
+    backend()?
+        .update_provider(provider, base_url, default_model, byok_enabled)
+        .await
+}
+
+/// The plans allowed to bring their own keys, comma-separated (`pro,business`).
+#[server(client = CsrfClient)]
+pub async fn set_byok_plans(plans: String) -> Result<(), AppError> {
+    let mut parsed = Vec::new();
+    for p in plans.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        parsed.push(
+            p.parse::<Plan>()
+                .map_err(|e| AppError::Invalid(e.to_string()))?,
+        );
+    }
+    backend()?.set_byok_plans(parsed).await
+}
+
+/// The audit log of a workspace (or, with an empty id, the instance-wide log), filtered.
+#[server(client = CsrfClient)]
+pub async fn get_audit_log(
+    workspace_id: String,
+    actor: String,
+    action: String,
+    provider: String,
+    from: String,
+    to: String,
+) -> Result<AuditPage, AppError> {
+    let some = |s: String| Some(s).filter(|s| !s.trim().is_empty());
+    let filter = keyward::dto::AuditFilter {
+        actor: some(actor),
+        action: some(action),
+        provider: some(provider),
+        from: some(from),
+        to: some(to),
+    };
+    backend()?.audit_log(workspace_id, filter).await
 }
 
 /// The client every server function uses: the browser's `fetch` plus the CSRF proof header.

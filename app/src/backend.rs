@@ -5,7 +5,12 @@
 //! [`SharedBackend`] to Leptos as context for every request.
 
 use crate::error::AppError;
-use keyward::dto::{AdminWorkspaceRow, InvitationPreview, MembersPage, SessionState, SessionView};
+use keyward::credential::KeyInput;
+use keyward::dto::{
+    AdminWorkspaceRow, AuditFilter, AuditPage, InvitationPreview, KeyTestResult, KeyView, KeysPage,
+    MembersPage, PlatformProviders, SessionState, SessionView,
+};
+use keyward::keys::FailurePolicy;
 use keyward::policy::{Plan, Role};
 use keyward::system::SystemStatus;
 use leptos::prelude::use_context;
@@ -75,6 +80,71 @@ pub trait Backend: Send + Sync + 'static {
         password: String,
         workspace_name: String,
     ) -> Result<(), AppError>;
+
+    // Keys. `workspace_id` empty means the platform's keys (platform admins only).
+    async fn keys_page(&self, workspace_id: String) -> Result<KeysPage, AppError>;
+    async fn test_new_key(
+        &self,
+        workspace_id: String,
+        provider: String,
+        key: KeyInput,
+        base_url: String,
+    ) -> Result<KeyTestResult, AppError>;
+    async fn add_key(
+        &self,
+        workspace_id: String,
+        provider: String,
+        key: KeyInput,
+        default_model: String,
+        base_url: String,
+    ) -> Result<KeyView, AppError>;
+    async fn test_saved_key(
+        &self,
+        workspace_id: String,
+        key_id: String,
+    ) -> Result<KeyTestResult, AppError>;
+    async fn replace_key(
+        &self,
+        workspace_id: String,
+        key_id: String,
+        provider: String,
+        key: KeyInput,
+        default_model: String,
+        base_url: String,
+    ) -> Result<KeyTestResult, AppError>;
+    async fn set_key_enabled(
+        &self,
+        workspace_id: String,
+        key_id: String,
+        enabled: bool,
+    ) -> Result<(), AppError>;
+    async fn set_key_model(
+        &self,
+        workspace_id: String,
+        key_id: String,
+        model: String,
+    ) -> Result<(), AppError>;
+    async fn delete_key(&self, workspace_id: String, key_id: String) -> Result<(), AppError>;
+    async fn set_failure_policy(
+        &self,
+        workspace_id: String,
+        policy: FailurePolicy,
+    ) -> Result<(), AppError>;
+    async fn platform_providers(&self) -> Result<PlatformProviders, AppError>;
+    async fn update_provider(
+        &self,
+        provider: String,
+        base_url: String,
+        default_model: String,
+        byok_enabled: bool,
+    ) -> Result<(), AppError>;
+    async fn set_byok_plans(&self, plans: Vec<Plan>) -> Result<(), AppError>;
+    /// The audit log of a workspace, or (empty id) the instance-wide log.
+    async fn audit_log(
+        &self,
+        workspace_id: String,
+        filter: AuditFilter,
+    ) -> Result<AuditPage, AppError>;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

@@ -72,6 +72,13 @@ pub fn App() -> impl IntoView {
                         view=pages::AdminWorkspaces
                         ssr=SsrMode::Async
                     />
+                    <Route path=path!("/admin/keys") view=pages::PlatformKeys ssr=SsrMode::Async/>
+                    <Route
+                        path=path!("/admin/providers")
+                        view=pages::AdminProviders
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=path!("/admin/audit") view=pages::PlatformAudit ssr=SsrMode::Async/>
                     <Route path=path!("/invite/:token") view=pages::InvitePage ssr=SsrMode::Async/>
                 </Routes>
             </layout::Shell>

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_settings;
 mod m20261122_000002_create_vault;
 mod m20261122_000003_create_accounts;
+mod m20261122_000004_create_key_management;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_settings::Migration),
             Box::new(m20261122_000002_create_vault::Migration),
             Box::new(m20261122_000003_create_accounts::Migration),
+            Box::new(m20261122_000004_create_key_management::Migration),
         ]
     }
 }

@@ -40,6 +40,12 @@ pub enum Command {
     /// Manage accounts from the command line.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Serve the in-repo mock LLM provider (both wire formats, failures chosen by the key) for
+    /// tests, demos and benchmarks. No database, no master key.
+    MockProvider {
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        bind: std::net::SocketAddr,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +94,8 @@ pub enum VaultCommand {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    #[error("mock provider: {0}")]
+    Mock(String),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -154,6 +162,20 @@ fn load_master_file(path: &Path, settings: &Settings) -> Result<MasterKey, CliEr
 pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<(), CliError> {
     let env_master = env_master_key.as_deref().map(String::as_str);
     match cli.command {
+        Command::MockProvider { bind } => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|e| CliError::Mock(format!("cannot listen on {bind}: {e}")))?;
+            println!(
+                "mock provider listening on http://{}",
+                listener
+                    .local_addr()
+                    .map_err(|e| CliError::Mock(e.to_string()))?
+            );
+            crate::mock_provider::serve(listener)
+                .await
+                .map_err(|e| CliError::Mock(e.to_string()))
+        }
         Command::GenMasterKey { out } => {
             master_key::generate_file(&out)?;
             println!("wrote a new master key to {}", out.display());
@@ -222,6 +244,7 @@ pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<
                 let old = load_master_file(old_key_file, &settings)?;
                 let new = load_master_file(new_key_file, &settings)?;
                 let n = vault::rekey(&conn, &old, &new).await?;
+                audit_vault(&conn, "vault.rekeyed", format!("{n} data keys re-wrapped")).await;
                 close(conn).await;
                 println!("re-wrapped {n} data keys under the new master key");
                 println!(
@@ -236,9 +259,26 @@ pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<
             let vault = Vault::open(conn.clone(), &master).await?;
             drop(master);
             let result = run_vault(&vault, command).await;
+            if let Ok(Some((action, detail))) = &result {
+                audit_vault(&conn, action, detail.clone()).await;
+            }
             close(conn).await;
-            result
+            result.map(|_| ())
         }
+    }
+}
+
+/// Records a vault operation in the (instance-wide) audit log. A failure to record is reported
+/// but does not undo the operation, which has already committed.
+async fn audit_vault(conn: &sea_orm::DatabaseConnection, action: &str, detail: String) {
+    use crate::services::audit;
+    let event = audit::Event {
+        action,
+        detail: Some(detail),
+        ..Default::default()
+    };
+    if let Err(e) = audit::record(conn, &audit::By::cli(), event).await {
+        eprintln!("warning: could not write the audit log entry: {e}");
     }
 }
 
@@ -249,8 +289,12 @@ async fn close(conn: sea_orm::DatabaseConnection) {
     }
 }
 
-async fn run_vault(vault: &Vault, command: VaultCommand) -> Result<(), CliError> {
-    match command {
+/// Runs a vault command; returns the audit event (action, detail) for the changes it made.
+async fn run_vault(
+    vault: &Vault,
+    command: VaultCommand,
+) -> Result<Option<(&'static str, String)>, CliError> {
+    let event = match command {
         VaultCommand::Status => {
             let s = vault.status().await?;
             println!(
@@ -273,12 +317,14 @@ async fn run_vault(vault: &Vault, command: VaultCommand) -> Result<(), CliError>
                     k.created_at.format("%Y-%m-%d %H:%M:%S UTC")
                 );
             }
+            None
         }
         VaultCommand::Rotate => {
             let id = vault.rotate().await?;
             println!(
                 "data key {id} is now active; run `keyward vault rewrap` to move old credentials to it"
             );
+            Some(("vault.rotated", format!("data key {id} active")))
         }
         VaultCommand::Rewrap { batch, max_batches } => {
             let r = vault.rewrap(batch, max_batches).await?;
@@ -288,19 +334,32 @@ async fn run_vault(vault: &Vault, command: VaultCommand) -> Result<(), CliError>
                 r.remaining,
                 r.failed.len()
             );
-            for id in r.failed {
+            for id in &r.failed {
                 println!("  cannot decrypt credential {id} (tampered?)");
             }
+            (r.rewrapped > 0 || !r.failed.is_empty()).then(|| {
+                (
+                    "vault.rewrapped",
+                    format!(
+                        "{} re-encrypted, {} remaining, {} failed",
+                        r.rewrapped,
+                        r.remaining,
+                        r.failed.len()
+                    ),
+                )
+            })
         }
         VaultCommand::Retire => {
             let retired = vault.retire().await?;
             if retired.is_empty() {
                 println!("nothing to retire");
+                None
             } else {
                 println!("retired data keys {retired:?}; their wrapped material is erased");
+                Some(("vault.retired", format!("data keys {retired:?} retired")))
             }
         }
         VaultCommand::Rekey { .. } => unreachable!("handled before the vault is opened"),
-    }
-    Ok(())
+    };
+    Ok(event)
 }

@@ -30,6 +30,7 @@ const KEYS: &[&str] = &[
     "public_url",
     "sign_in_attempts_per_minute",
     "open_sign_up",
+    "upstream_allowlist",
 ];
 
 /// Settings that may also come from `KEYWARD_<NAME>_FILE`.
@@ -66,6 +67,10 @@ pub struct Settings {
     pub sign_in_attempts_per_minute: u32,
     /// Let anyone create an account and a workspace without an invitation.
     pub open_sign_up: bool,
+    /// Comma-separated exact `host:port` pairs that provider base URLs may use even though they
+    /// are plain http or private addresses (a local model server, the mock provider). Empty: only
+    /// https to public addresses.
+    pub upstream_allowlist: String,
 }
 
 impl Default for Settings {
@@ -85,6 +90,7 @@ impl Default for Settings {
             public_url: None,
             sign_in_attempts_per_minute: 10,
             open_sign_up: false,
+            upstream_allowlist: String::new(),
         }
     }
 }
@@ -168,6 +174,7 @@ impl fmt::Debug for Settings {
                 &self.sign_in_attempts_per_minute,
             )
             .field("open_sign_up", &self.open_sign_up)
+            .field("upstream_allowlist", &self.upstream_allowlist)
             .finish()
     }
 }
@@ -281,6 +288,12 @@ impl Settings {
                 reason: "must start with https:// (or http:// for local use)".into(),
             });
         }
+        if let Err(reason) = parse_allowlist(&self.upstream_allowlist) {
+            return Err(ConfigError::Invalid {
+                key: "upstream_allowlist",
+                reason,
+            });
+        }
         if self.sign_in_attempts_per_minute == 0 {
             return Err(ConfigError::Invalid {
                 key: "sign_in_attempts_per_minute",
@@ -317,7 +330,33 @@ fn parse_env_value(value: &str) -> figment::value::Value {
         .unwrap_or_else(|_| figment::value::Value::from(value.to_string()))
 }
 
+/// Parses `host:port, host:port` (hosts lower-cased; IPv6 in brackets).
+fn parse_allowlist(text: &str) -> Result<Vec<(String, u16)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let (host, port) = entry
+                .rsplit_once(':')
+                .ok_or_else(|| format!("{entry:?} is not host:port"))?;
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| format!("{entry:?} has no valid port"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err(format!("{entry:?} has no host"));
+            }
+            Ok((host.to_ascii_lowercase(), port))
+        })
+        .collect()
+}
+
 impl Settings {
+    /// The operator's exact `host:port` exceptions to the upstream SSRF rules.
+    pub fn upstream_allowlist(&self) -> Vec<(String, u16)> {
+        parse_allowlist(&self.upstream_allowlist).unwrap_or_default()
+    }
+
     /// Whether people reach this instance over https (cookies are then `Secure`).
     pub fn https(&self) -> bool {
         self.public_url

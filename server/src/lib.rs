@@ -9,6 +9,8 @@ pub mod config;
 pub mod db;
 pub mod entities;
 pub mod error;
+pub mod gateway;
+pub mod mock_provider;
 pub mod routes;
 pub mod services;
 pub mod startup;

@@ -63,7 +63,10 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
     let vault = Vault::open(db.clone(), master).await?;
     services::system::ensure_instance(&db).await?;
     let leptos_options = leptos_options(&settings);
+    let gateway = crate::gateway::Gateway::new(settings.upstream_allowlist())
+        .map_err(|e| StartupError::Serve(format!("cannot build the outbound HTTP client: {e}")))?;
     Ok(AppState {
+        gateway,
         leptos_options,
         db,
         sign_in_throttle: SignInThrottle::new(

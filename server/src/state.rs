@@ -14,5 +14,6 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub settings: Arc<Settings>,
     pub vault: Vault,
+    pub gateway: crate::gateway::Gateway,
     pub sign_in_throttle: SignInThrottle,
 }

@@ -3,19 +3,26 @@
 
 use crate::auth::{authorize, authorize_platform};
 use crate::services::accounts::{self, SessionUser};
+use crate::services::audit::{self, By, Event};
+use crate::services::keys::{self, NewKey, Scope};
 use crate::services::{self as svc, workspaces};
 use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, header};
+use keyward::credential::KeyInput;
 use keyward::dto::{
-    AdminWorkspaceRow, InvitationPreview, InvitationView, Me, MemberView, MembersPage,
-    SessionState, SessionView, WorkspaceSummary,
+    AdminWorkspaceRow, AuditFilter, AuditPage, InvitationPreview, InvitationView, KeyTestResult,
+    KeyView, KeysPage, Me, MemberView, MembersPage, PlatformProviders, SessionState, SessionView,
+    WorkspaceSummary,
 };
 use keyward::http::{SESSION_COOKIE, SESSION_COOKIE_SECURE};
+use keyward::keys::FailurePolicy;
 use keyward::policy::{Action, Plan, Role};
 use keyward::system::SystemStatus;
 use keyward_app::backend::Backend;
 use keyward_app::error::AppError;
 use leptos::prelude::use_context;
+use sea_orm::EntityTrait;
+use secrecy::SecretString;
 use std::net::SocketAddr;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -137,6 +144,49 @@ impl ServerBackend {
             workspaces: list,
             current,
         })
+    }
+
+    /// Resolves a key scope and authorizes `action` on it: an empty workspace id is the
+    /// platform's scope (platform admins only); otherwise the one guard decides.
+    async fn key_scope(
+        &self,
+        workspace_id: &str,
+        action: Action,
+    ) -> Result<(By, Scope, Option<crate::auth::Authorized>), AppError> {
+        if workspace_id.is_empty() {
+            let who = self.require().await?;
+            let admin = authorize_platform(&self.state.db, Some(&who)).await?;
+            return Ok((By::user(&admin), Scope::Platform, None));
+        }
+        let (_, ok) = self.guard(workspace_id, action).await?;
+        Ok((
+            By::user(&ok.user),
+            Scope::Workspace(ok.workspace.id),
+            Some(ok),
+        ))
+    }
+
+    /// Records a member or plan change that has already committed. A failure to record is
+    /// logged; it cannot undo the change.
+    async fn audit_after(&self, by: &By, workspace_id: Uuid, action: &str, detail: String) {
+        let event = Event {
+            workspace_id: Some(workspace_id),
+            action,
+            detail: Some(detail),
+            ..Default::default()
+        };
+        if let Err(e) = audit::record(&self.state.db, by, event).await {
+            tracing::error!(error = %e, action, "could not write an audit entry");
+        }
+    }
+
+    async fn email_of(&self, user_id: Uuid) -> String {
+        crate::entities::user::Entity::find_by_id(user_id)
+            .one(&self.state.db)
+            .await
+            .ok()
+            .flatten()
+            .map_or_else(|| user_id.to_string(), |u| u.email)
     }
 
     async fn sign_in_as(&self, email: &str, password: &str) -> Result<(), AppError> {
@@ -300,6 +350,14 @@ impl Backend for ServerBackend {
         let (who, ok) = self.guard(&workspace_id, Action::ManageMembers).await?;
         let db = &self.state.db;
         let (_, token) = workspaces::invite(db, ok.workspace.id, who.user_id, &email, role).await?;
+        let detail = format!("{} invited as {}", email.trim().to_lowercase(), role);
+        self.audit_after(
+            &By::user(&ok.user),
+            ok.workspace.id,
+            "member.invited",
+            detail,
+        )
+        .await;
         Ok(format!("/invite/{}", token.as_str()))
     }
 
@@ -310,7 +368,11 @@ impl Backend for ServerBackend {
     ) -> Result<(), AppError> {
         let (_, ok) = self.guard(&workspace_id, Action::ManageMembers).await?;
         let db = &self.state.db;
-        Ok(workspaces::revoke_invitation(db, ok.workspace.id, id(&invitation_id)?).await?)
+        workspaces::revoke_invitation(db, ok.workspace.id, id(&invitation_id)?).await?;
+        let by = By::user(&ok.user);
+        self.audit_after(&by, ok.workspace.id, "invitation.revoked", invitation_id)
+            .await;
+        Ok(())
     }
 
     async fn change_role(
@@ -321,13 +383,33 @@ impl Backend for ServerBackend {
     ) -> Result<(), AppError> {
         let (_, ok) = self.guard(&workspace_id, Action::ManageMembers).await?;
         let db = &self.state.db;
-        Ok(workspaces::change_role(db, ok.workspace.id, id(&user_id)?, role).await?)
+        let target = id(&user_id)?;
+        workspaces::change_role(db, ok.workspace.id, target, role).await?;
+        let detail = format!("{} is now {}", self.email_of(target).await, role);
+        self.audit_after(
+            &By::user(&ok.user),
+            ok.workspace.id,
+            "member.role_changed",
+            detail,
+        )
+        .await;
+        Ok(())
     }
 
     async fn remove_member(&self, workspace_id: String, user_id: String) -> Result<(), AppError> {
         let (_, ok) = self.guard(&workspace_id, Action::ManageMembers).await?;
         let db = &self.state.db;
-        Ok(workspaces::remove_member(db, ok.workspace.id, id(&user_id)?).await?)
+        let target = id(&user_id)?;
+        let email = self.email_of(target).await;
+        workspaces::remove_member(db, ok.workspace.id, target).await?;
+        self.audit_after(
+            &By::user(&ok.user),
+            ok.workspace.id,
+            "member.removed",
+            email,
+        )
+        .await;
+        Ok(())
     }
 
     async fn transfer_ownership(
@@ -337,7 +419,17 @@ impl Backend for ServerBackend {
     ) -> Result<(), AppError> {
         let (who, ok) = self.guard(&workspace_id, Action::ManageMembers).await?;
         let db = &self.state.db;
-        Ok(workspaces::transfer_ownership(db, ok.workspace.id, who.user_id, id(&user_id)?).await?)
+        let target = id(&user_id)?;
+        workspaces::transfer_ownership(db, ok.workspace.id, who.user_id, target).await?;
+        let detail = format!("ownership transferred to {}", self.email_of(target).await);
+        self.audit_after(
+            &By::user(&ok.user),
+            ok.workspace.id,
+            "owner.transferred",
+            detail,
+        )
+        .await;
+        Ok(())
     }
 
     async fn invitation_preview(&self, token: String) -> Result<InvitationPreview, AppError> {
@@ -352,6 +444,8 @@ impl Backend for ServerBackend {
     async fn accept_invitation(&self, token: String) -> Result<(), AppError> {
         let who = self.require().await?;
         let ws = workspaces::accept_invitation(&self.state.db, &token, &who).await?;
+        self.audit_after(&By::user(&who), ws, "member.joined", who.email.clone())
+            .await;
         Ok(accounts::switch_workspace(&self.state.db, &who, ws).await?)
     }
 
@@ -370,8 +464,12 @@ impl Backend for ServerBackend {
 
     async fn set_plan(&self, workspace_id: String, plan: Plan) -> Result<(), AppError> {
         let who = self.current().await?;
-        authorize_platform(&self.state.db, who.as_ref()).await?;
-        Ok(workspaces::set_plan(&self.state.db, id(&workspace_id)?, plan).await?)
+        let admin = authorize_platform(&self.state.db, who.as_ref()).await?;
+        let ws = id(&workspace_id)?;
+        workspaces::set_plan(&self.state.db, ws, plan).await?;
+        self.audit_after(&By::user(&admin), ws, "plan.changed", plan.as_str().into())
+            .await;
+        Ok(())
     }
 
     async fn all_workspaces(&self) -> Result<Vec<AdminWorkspaceRow>, AppError> {
@@ -411,5 +509,155 @@ impl Backend for ServerBackend {
         )
         .await?;
         self.sign_in_as(&email, &password).await
+    }
+
+    async fn keys_page(&self, workspace_id: String) -> Result<KeysPage, AppError> {
+        let (_, scope, ok) = self.key_scope(&workspace_id, Action::ViewKeys).await?;
+        let can_manage = match &ok {
+            Some(ok) => keyward::policy::can(ok.actor, Action::ManageKeys),
+            None => true,
+        };
+        let mut page = keys::page(&self.state.db, scope, can_manage).await?;
+        page.workspace = ok.map(|ok| summary(&ok.workspace, ok.actor.role));
+        Ok(page)
+    }
+
+    async fn test_new_key(
+        &self,
+        workspace_id: String,
+        provider: String,
+        key: KeyInput,
+        base_url: String,
+    ) -> Result<KeyTestResult, AppError> {
+        let key = SecretString::from(key.into_inner());
+        self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        let s = &self.state;
+        Ok(keys::test_unsaved(&s.db, &s.gateway, &provider, &key, &base_url).await?)
+    }
+
+    async fn add_key(
+        &self,
+        workspace_id: String,
+        provider: String,
+        key: KeyInput,
+        default_model: String,
+        base_url: String,
+    ) -> Result<KeyView, AppError> {
+        let key = SecretString::from(key.into_inner());
+        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        let s = &self.state;
+        let new = NewKey {
+            provider,
+            key,
+            default_model,
+            base_url,
+        };
+        Ok(keys::add(&s.db, &s.vault, &s.gateway, &by, scope, new).await?)
+    }
+
+    async fn test_saved_key(
+        &self,
+        workspace_id: String,
+        key_id: String,
+    ) -> Result<KeyTestResult, AppError> {
+        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        let s = &self.state;
+        Ok(keys::test_saved(&s.db, &s.vault, &s.gateway, &by, scope, id(&key_id)?).await?)
+    }
+
+    async fn replace_key(
+        &self,
+        workspace_id: String,
+        key_id: String,
+        provider: String,
+        key: KeyInput,
+        default_model: String,
+        base_url: String,
+    ) -> Result<KeyTestResult, AppError> {
+        let key = SecretString::from(key.into_inner());
+        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        let s = &self.state;
+        let new = NewKey {
+            provider,
+            key,
+            default_model,
+            base_url,
+        };
+        let cid = id(&key_id)?;
+        Ok(keys::replace(&s.db, &s.vault, &s.gateway, &by, scope, cid, new).await?)
+    }
+
+    async fn set_key_enabled(
+        &self,
+        workspace_id: String,
+        key_id: String,
+        enabled: bool,
+    ) -> Result<(), AppError> {
+        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        Ok(keys::set_enabled(&self.state.db, &by, scope, id(&key_id)?, enabled).await?)
+    }
+
+    async fn set_key_model(
+        &self,
+        workspace_id: String,
+        key_id: String,
+        model: String,
+    ) -> Result<(), AppError> {
+        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        Ok(keys::set_default_model(&self.state.db, &by, scope, id(&key_id)?, &model).await?)
+    }
+
+    async fn delete_key(&self, workspace_id: String, key_id: String) -> Result<(), AppError> {
+        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        Ok(keys::delete(&self.state.db, &by, scope, id(&key_id)?).await?)
+    }
+
+    async fn set_failure_policy(
+        &self,
+        workspace_id: String,
+        policy: FailurePolicy,
+    ) -> Result<(), AppError> {
+        if workspace_id.is_empty() {
+            return Err(AppError::NotFound);
+        }
+        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        let ws = scope.workspace_id().ok_or(AppError::NotFound)?;
+        Ok(keys::set_failure_policy(&self.state.db, &by, ws, policy).await?)
+    }
+
+    async fn platform_providers(&self) -> Result<PlatformProviders, AppError> {
+        self.key_scope("", Action::ManagePlatform).await?;
+        Ok(keys::platform_providers(&self.state.db).await?)
+    }
+
+    async fn update_provider(
+        &self,
+        provider: String,
+        base_url: String,
+        default_model: String,
+        byok_enabled: bool,
+    ) -> Result<(), AppError> {
+        let (by, _, _) = self.key_scope("", Action::ManagePlatform).await?;
+        let change = keys::ProviderChange {
+            base_url,
+            default_model,
+            byok_enabled,
+        };
+        let s = &self.state;
+        Ok(keys::update_provider(&s.db, &s.gateway, &by, &provider, change).await?)
+    }
+
+    async fn set_byok_plans(&self, plans: Vec<Plan>) -> Result<(), AppError> {
+        let (by, _, _) = self.key_scope("", Action::ManagePlatform).await?;
+        Ok(keys::set_byok_plans(&self.state.db, &by, &plans).await?)
+    }
+
+    async fn audit_log(
+        &self,
+        workspace_id: String,
+        filter: AuditFilter,
+    ) -> Result<AuditPage, AppError> {
+        let (_, scope, _) = self.key_scope(&workspace_id, Action::ViewAudit).await?;
+        Ok(audit::list(&self.state.db, scope.workspace_id(), &filter).await?)
     }
 }

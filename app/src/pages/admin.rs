@@ -31,6 +31,7 @@ fn Inner() -> impl IntoView {
     let set_plan = ServerAction::<SetWorkspacePlan>::new();
     let rows = Resource::new(move || set_plan.version().get(), |_| list_all_workspaces());
     view! {
+        <AdminNav/>
         <h1>"Workspaces"</h1>
         <p class="muted">"Every workspace on this instance. Plans decide whether a workspace may bring its own keys."</p>
         <ActionError error=error_of(set_plan)/>
@@ -75,4 +76,18 @@ fn Inner() -> impl IntoView {
         </Transition>
     }
     .into_any()
+}
+
+/// The platform admin's sub-navigation, shown at the top of every admin page.
+#[component]
+pub fn AdminNav() -> impl IntoView {
+    use leptos_router::components::A;
+    view! {
+        <nav class="subnav" aria-label="Platform admin">
+            <A href="/admin/workspaces" exact=true>"Workspaces"</A>
+            <A href="/admin/providers" exact=true>"Providers"</A>
+            <A href="/admin/keys" exact=true>"Platform keys"</A>
+            <A href="/admin/audit" exact=true>"Platform audit log"</A>
+        </nav>
+    }
 }

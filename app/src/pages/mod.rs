@@ -1,17 +1,23 @@
 //! One module per page. Pages whose feature has not landed yet say what they will hold.
 
 mod admin;
+mod audit;
 mod auth_pages;
 mod dashboard;
+mod keys;
 mod members;
 mod not_found;
 mod profile;
+mod providers;
 mod upcoming;
 
 pub use admin::AdminWorkspaces;
+pub use audit::{Audit, PlatformAudit};
 pub use auth_pages::{InvitePage, Setup, SignInPage, SignUpPage};
 pub use dashboard::Dashboard;
+pub use keys::{Keys, PlatformKeys};
 pub use members::Members;
 pub use not_found::NotFound;
 pub use profile::Profile;
-pub use upcoming::{Audit, Chatbots, Keys, Playground, Usage};
+pub use providers::AdminProviders;
+pub use upcoming::{Chatbots, Playground, Usage};

@@ -19,16 +19,6 @@ fn Upcoming(title: &'static str, summary: &'static str) -> impl IntoView {
 }
 
 #[component]
-pub fn Keys() -> impl IntoView {
-    view! {
-        <Upcoming
-            title="Keys"
-            summary="Your workspace's provider keys, encrypted in the vault: add, test, replace, disable and delete them; see masked hints, status and last use."
-        />
-    }
-}
-
-#[component]
 pub fn Chatbots() -> impl IntoView {
     view! {
         <Upcoming
@@ -44,16 +34,6 @@ pub fn Usage() -> impl IntoView {
         <Upcoming
             title="Usage"
             summary="Requests and tokens per day, by key, chatbot, model and key source, with credits."
-        />
-    }
-}
-
-#[component]
-pub fn Audit() -> impl IntoView {
-    view! {
-        <Upcoming
-            title="Audit log"
-            summary="An append-only record of every key operation, policy change and member change."
         />
     }
 }

@@ -1,9 +1,11 @@
 //! SeaORM entities, one module per table, in the generated style: no behaviour here (that lives
 //! in `services` and `vault`).
 
+pub mod audit_event;
 pub mod credential;
 pub mod invitation;
 pub mod membership;
+pub mod provider_setting;
 pub mod session;
 pub mod setting;
 pub mod user;

@@ -2,5 +2,7 @@
 //! functions and REST handlers, testable without Leptos or HTTP.
 
 pub mod accounts;
+pub mod audit;
+pub mod keys;
 pub mod system;
 pub mod workspaces;

@@ -165,6 +165,8 @@ pub async fn open_vault(backend: Backend) -> TestVault {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The database this server uses (`sqlite://…` or `postgres://…`).
+    pub database_url: String,
     pub client: reqwest::Client,
     pub db: DatabaseConnection,
     shutdown: Option<oneshot::Sender<()>>,
@@ -208,6 +210,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     keyward_server::telemetry::init(keyward_server::config::LogFormat::Text, "warn");
     let (url, sqlite_dir) = fresh_database(backend).await;
+    let database_url = url.clone();
     let mut settings = test_settings(&url);
     adjust(&mut settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -227,6 +230,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     });
     TestApp {
         addr,
+        database_url,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()

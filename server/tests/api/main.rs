@@ -5,6 +5,7 @@ mod accounts;
 mod cli;
 mod health;
 mod helpers;
+mod keys;
 mod pages;
 mod system_status;
 mod vault;

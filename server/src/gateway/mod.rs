@@ -1,0 +1,191 @@
+//! The provider gateway: one pooled outbound HTTP client, the SSRF guard, and the calls Keyward
+//! makes to providers. Key management uses [`Gateway::test_key`]; the chat adapters build on the
+//! same client.
+
+pub mod ssrf;
+
+use keyward::catalogue::WireFormat;
+use keyward::dto::KeyTestResult;
+use keyward::keys::ErrorClass;
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use ssrf::{Allowlist, GuardedResolver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Time allowed to open a connection to a provider.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for a key test from request to full answer.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// The Anthropic API version Keyward speaks.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    client: reqwest::Client,
+    allow: Allowlist,
+}
+
+/// Builds the auth headers for a key. The value is marked sensitive so that no debug output or
+/// trace layer of the HTTP stack ever prints it. One of the two places a key is exposed.
+pub fn auth_headers(wire: WireFormat, key: &SecretString) -> Result<HeaderMap, ()> {
+    let mut headers = HeaderMap::new();
+    match wire {
+        WireFormat::OpenAi => {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret().trim()))
+                .map_err(|_| ())?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        WireFormat::Anthropic => {
+            let mut v = HeaderValue::from_str(key.expose_secret().trim()).map_err(|_| ())?;
+            v.set_sensitive(true);
+            headers.insert("x-api-key", v);
+            headers.insert(
+                "anthropic-version",
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
+        }
+    }
+    Ok(headers)
+}
+
+impl Gateway {
+    pub fn new(allowlist: Vec<(String, u16)>) -> Result<Self, reqwest::Error> {
+        let allow = Allowlist::new(allowlist);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow: allow.clone(),
+            }))
+            .build()?;
+        Ok(Gateway { client, allow })
+    }
+
+    pub fn allowlist(&self) -> &Allowlist {
+        &self.allow
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// A live, authenticated call to the provider's cheapest endpoint (its model list). Says OK
+    /// or the classified reason, with the latency. Never returns the provider's body.
+    #[tracing::instrument(skip_all, fields(wire = ?wire))]
+    pub async fn test_key(
+        &self,
+        wire: WireFormat,
+        base_url: &str,
+        key: &SecretString,
+    ) -> KeyTestResult {
+        let started = Instant::now();
+        let done = |ok: bool, class: Option<ErrorClass>, message: String| KeyTestResult {
+            ok,
+            class,
+            message,
+            latency_ms: started.elapsed().as_millis().min(u32::MAX as u128) as u32,
+        };
+        let Ok(url) = ssrf::check_base_url(base_url, &self.allow) else {
+            return done(
+                false,
+                Some(ErrorClass::Rejected),
+                "the provider address is not allowed".into(),
+            );
+        };
+        let Ok(headers) = auth_headers(wire, key) else {
+            return done(
+                false,
+                Some(ErrorClass::InvalidKey),
+                "the key contains characters that cannot be sent".into(),
+            );
+        };
+        let url = match wire {
+            WireFormat::OpenAi => format!("{url}/models"),
+            WireFormat::Anthropic => format!("{url}/v1/models"),
+        };
+        let sent = self
+            .client
+            .get(url)
+            .headers(headers)
+            .timeout(TEST_TIMEOUT)
+            .send()
+            .await;
+        match sent {
+            Ok(res) if res.status().is_success() => {
+                done(true, None, "the provider accepted the key".into())
+            }
+            Ok(res) => {
+                let status = res.status().as_u16();
+                let body = read_prefix(res, 4096).await.to_ascii_lowercase();
+                let quota = ["quota", "billing", "credit", "insufficient"]
+                    .iter()
+                    .any(|w| body.contains(w));
+                let class = ErrorClass::from_status(status, quota);
+                done(false, Some(class), describe(class, Some(status)))
+            }
+            Err(e) => {
+                let class = ErrorClass::ProviderUnavailable;
+                let why = if is_refused_address(&e) {
+                    return done(
+                        false,
+                        Some(ErrorClass::Rejected),
+                        "the provider address resolves to a private or local address, which is not allowed"
+                            .into(),
+                    );
+                } else if e.is_timeout() {
+                    "the provider did not answer in time"
+                } else if e.is_connect() {
+                    "could not connect to the provider"
+                } else {
+                    "the connection to the provider failed"
+                };
+                done(false, Some(class), why.into())
+            }
+        }
+    }
+}
+
+fn is_refused_address(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if s.is::<ssrf::NonPublicAddress>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+async fn read_prefix(mut res: reqwest::Response, limit: usize) -> String {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match res.chunk().await {
+            Ok(Some(chunk)) => out.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    out.truncate(limit);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The owner-facing explanation of an error class. Never quotes the provider's body.
+pub fn describe(class: ErrorClass, status: Option<u16>) -> String {
+    let code = status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
+    match class {
+        ErrorClass::InvalidKey => format!("the provider rejected the key{code}"),
+        ErrorClass::NoQuota => {
+            format!("the provider says the account has no quota or credit left{code}")
+        }
+        ErrorClass::RateLimited => {
+            format!("the provider is rate limiting this key{code}; try again shortly")
+        }
+        ErrorClass::ProviderUnavailable => format!("the provider is unavailable{code}"),
+        ErrorClass::Rejected => format!("the provider refused the request{code}"),
+    }
+}

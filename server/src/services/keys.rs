@@ -1,0 +1,878 @@
+//! Key management: the effective provider catalogue (defaults + the platform admin's overrides),
+//! BYOK switches, the workspace failure policy, and the lifecycle of stored keys in every scope
+//! (platform, workspace, chatbot): add, test, replace, disable/enable, delete.
+//!
+//! Callers authorize first (the one guard); every function here scopes its SQL by the scope's
+//! owner, so another tenant's credential id answers `NotFound`. Every change writes its audit
+//! entry in the same transaction. Plaintext keys arrive as `SecretString`, go to the vault or the
+//! provider test and nowhere else; nothing returned here carries one.
+
+use crate::entities::{credential, provider_setting, setting, user, workspace};
+use crate::error::ServiceError;
+use crate::gateway::{Gateway, ssrf};
+use crate::services::audit::{self, By, Event};
+use crate::vault::{CredentialContext, Vault, VaultError};
+use chrono::{DateTime, Utc};
+use keyward::catalogue::{self, KeyRule, PROVIDERS, Provider};
+use keyward::credential::{CredentialScope, mask};
+use keyward::dto::{
+    KeyErrorView, KeyRow, KeyTestResult, KeyView, KeysPage, PlatformProviders, ProviderInfo,
+};
+use keyward::keys::{
+    self as domain, DEFAULT_BYOK_PLANS, ErrorClass, FailurePolicy, KeyStatus, byok_allowed,
+    key_state,
+};
+use keyward::policy::Plan;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set, TransactionTrait,
+};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The settings row holding the plans allowed to bring their own keys.
+pub const BYOK_PLANS_SETTING: &str = "byok_plans";
+
+/// Whose keys: the platform's, a workspace's, or one chatbot's (within its workspace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Platform,
+    Workspace(Uuid),
+    Chatbot { workspace: Uuid, chatbot: Uuid },
+}
+
+impl Scope {
+    pub fn workspace_id(self) -> Option<Uuid> {
+        match self {
+            Scope::Platform => None,
+            Scope::Workspace(w) | Scope::Chatbot { workspace: w, .. } => Some(w),
+        }
+    }
+
+    pub fn kind(self) -> CredentialScope {
+        match self {
+            Scope::Platform => CredentialScope::Platform,
+            Scope::Workspace(_) => CredentialScope::Workspace,
+            Scope::Chatbot { .. } => CredentialScope::Chatbot,
+        }
+    }
+
+    /// The scope owner's id as stored (nil for the platform).
+    pub fn owner_id(self) -> Uuid {
+        match self {
+            Scope::Platform => Uuid::nil(),
+            Scope::Workspace(w) => w,
+            Scope::Chatbot { chatbot, .. } => chatbot,
+        }
+    }
+
+    fn condition(self) -> sea_orm::Condition {
+        let c = sea_orm::Condition::all()
+            .add(credential::Column::Scope.eq(self.kind().as_str()))
+            .add(credential::Column::OwnerId.eq(self.owner_id()));
+        match self.workspace_id() {
+            Some(w) => c.add(credential::Column::WorkspaceId.eq(w)),
+            None => c.add(credential::Column::WorkspaceId.is_null()),
+        }
+    }
+}
+
+/// A key submitted by an owner. Not `Debug`: it holds the plaintext.
+pub struct NewKey {
+    pub provider: String,
+    pub key: SecretString,
+    /// Empty for the provider's default.
+    pub default_model: String,
+    /// Custom only: the owner's https base URL.
+    pub base_url: String,
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn fmt_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn vault_err(e: VaultError) -> ServiceError {
+    ServiceError::Internal(format!("vault: {e}"))
+}
+
+fn known(provider_id: &str) -> Result<&'static Provider, ServiceError> {
+    catalogue::provider(provider_id).ok_or_else(|| ServiceError::Invalid("unknown provider".into()))
+}
+
+fn key_shape_text(p: &Provider) -> Option<String> {
+    match p.key_rule {
+        KeyRule::Prefix(prefixes) => Some(format!(
+            "starts with {}",
+            prefixes
+                .iter()
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )),
+        KeyRule::Opaque => None,
+    }
+}
+
+fn info(p: &Provider, row: Option<&provider_setting::Model>) -> ProviderInfo {
+    let base_url = row
+        .and_then(|r| r.base_url.clone())
+        .or(p.default_base_url.map(str::to_string));
+    let default_model = row
+        .and_then(|r| r.default_model.clone())
+        .or(p.default_model.map(str::to_string));
+    ProviderInfo {
+        id: p.id.into(),
+        name: p.name.into(),
+        base_url: if p.id == catalogue::CUSTOM {
+            None
+        } else {
+            base_url
+        },
+        default_model,
+        key_url: p.key_url.map(str::to_string),
+        key_shape: key_shape_text(p),
+        byok_enabled: row.is_none_or(|r| r.byok_enabled),
+        overridden: row.is_some_and(|r| r.base_url.is_some() || r.default_model.is_some()),
+    }
+}
+
+/// The catalogue as this instance uses it: defaults merged with the admin's overrides.
+pub async fn providers<C: ConnectionTrait>(db: &C) -> Result<Vec<ProviderInfo>, ServiceError> {
+    let rows: HashMap<String, provider_setting::Model> = provider_setting::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| (r.provider.clone(), r))
+        .collect();
+    Ok(PROVIDERS.iter().map(|p| info(p, rows.get(p.id))).collect())
+}
+
+async fn provider_info<C: ConnectionTrait>(
+    db: &C,
+    id: &str,
+) -> Result<(&'static Provider, ProviderInfo), ServiceError> {
+    let p = known(id)?;
+    let row = provider_setting::Entity::find_by_id(id).one(db).await?;
+    Ok((p, info(p, row.as_ref())))
+}
+
+/// The plans whose workspaces may bring their own keys.
+pub async fn byok_plans<C: ConnectionTrait>(db: &C) -> Result<Vec<Plan>, ServiceError> {
+    Ok(
+        match setting::Entity::find_by_id(BYOK_PLANS_SETTING.to_string())
+            .one(db)
+            .await?
+        {
+            Some(row) => domain::plans_from_text(&row.value),
+            None => DEFAULT_BYOK_PLANS.to_vec(),
+        },
+    )
+}
+
+pub async fn platform_providers(
+    db: &DatabaseConnection,
+) -> Result<PlatformProviders, ServiceError> {
+    Ok(PlatformProviders {
+        providers: providers(db).await?,
+        byok_plans: byok_plans(db).await?,
+    })
+}
+
+/// The admin's change to one provider: base URL and default model overrides (empty = catalogue
+/// default) and the BYOK switch.
+pub struct ProviderChange {
+    pub base_url: String,
+    pub default_model: String,
+    pub byok_enabled: bool,
+}
+
+pub async fn update_provider(
+    db: &DatabaseConnection,
+    gateway: &Gateway,
+    by: &By,
+    provider_id: &str,
+    change: ProviderChange,
+) -> Result<(), ServiceError> {
+    let p = known(provider_id)?;
+    let base_url = match change.base_url.trim() {
+        "" => None,
+        _ if p.id == catalogue::CUSTOM => {
+            return Err(ServiceError::Invalid(
+                "Custom has no default base URL: each key brings its own".into(),
+            ));
+        }
+        url => {
+            let url = ssrf::check_base_url(url, gateway.allowlist())
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            (Some(url.as_str()) != p.default_base_url).then_some(url)
+        }
+    };
+    let default_model = domain::parse_model(&change.default_model)
+        .map_err(|m| ServiceError::Invalid(m.into()))?
+        .filter(|m| Some(m.as_str()) != p.default_model);
+    let txn = db.begin().await?;
+    let before = provider_setting::Entity::find_by_id(p.id).one(&txn).await?;
+    let was_enabled = before.as_ref().is_none_or(|r| r.byok_enabled);
+    let old_url = before.as_ref().and_then(|r| r.base_url.clone());
+    let old_model = before.as_ref().and_then(|r| r.default_model.clone());
+    let row = provider_setting::ActiveModel {
+        provider: Set(p.id.into()),
+        base_url: Set(base_url.clone()),
+        default_model: Set(default_model.clone()),
+        byok_enabled: Set(change.byok_enabled),
+        updated_by: Set(by.id),
+        updated_at: Set(now()),
+    };
+    if before.is_some() {
+        row.update(&txn).await?;
+    } else {
+        provider_setting::Entity::insert(row)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    if was_enabled != change.byok_enabled {
+        let action = if change.byok_enabled {
+            "byok.enabled"
+        } else {
+            "byok.disabled"
+        };
+        audit::record(
+            &txn,
+            by,
+            Event {
+                action,
+                provider: Some(p.id),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    if old_url != base_url || old_model != default_model {
+        let detail = format!(
+            "base URL {}, default model {}",
+            base_url.as_deref().unwrap_or("(catalogue default)"),
+            default_model.as_deref().unwrap_or("(catalogue default)")
+        );
+        audit::record(
+            &txn,
+            by,
+            Event {
+                action: "provider.updated",
+                provider: Some(p.id),
+                detail: Some(detail),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn set_byok_plans(
+    db: &DatabaseConnection,
+    by: &By,
+    plans: &[Plan],
+) -> Result<(), ServiceError> {
+    let value = domain::plans_to_text(plans);
+    let txn = db.begin().await?;
+    let existing = setting::Entity::find_by_id(BYOK_PLANS_SETTING.to_string())
+        .one(&txn)
+        .await?;
+    let row = setting::ActiveModel {
+        key: Set(BYOK_PLANS_SETTING.into()),
+        value: Set(value.clone()),
+        updated_at: Set(now()),
+    };
+    if existing.is_some() {
+        row.update(&txn).await?;
+    } else {
+        setting::Entity::insert(row)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    audit::record(
+        &txn,
+        by,
+        Event {
+            action: "byok.plans_changed",
+            detail: Some(format!(
+                "BYOK allowed for: {}",
+                if value.is_empty() { "no plan" } else { &value }
+            )),
+            ..Default::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn set_failure_policy(
+    db: &DatabaseConnection,
+    by: &By,
+    workspace_id: Uuid,
+    policy: FailurePolicy,
+) -> Result<(), ServiceError> {
+    let txn = db.begin().await?;
+    let ws = workspace::Entity::find_by_id(workspace_id)
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    if ws.failure_policy == policy.as_str() {
+        return Ok(());
+    }
+    let mut am: workspace::ActiveModel = ws.into();
+    am.failure_policy = Set(policy.as_str().into());
+    am.updated_at = Set(now());
+    am.update(&txn).await?;
+    audit::record(
+        &txn,
+        by,
+        Event {
+            workspace_id: Some(workspace_id),
+            action: "policy.failure_changed",
+            detail: Some(policy.as_str().into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Whether the workspace may use its own key for the provider right now.
+async fn byok_for<C: ConnectionTrait>(
+    db: &C,
+    scope: Scope,
+    provider: &ProviderInfo,
+) -> Result<bool, ServiceError> {
+    let Some(ws) = scope.workspace_id() else {
+        return Ok(true);
+    };
+    let ws = workspace::Entity::find_by_id(ws)
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    let plan = ws.plan.parse().unwrap_or(Plan::Free);
+    Ok(byok_allowed(
+        provider.byok_enabled,
+        plan,
+        &byok_plans(db).await?,
+    ))
+}
+
+/// The keys page of a scope: every provider of the catalogue with this scope's key, if any.
+pub async fn page(
+    db: &DatabaseConnection,
+    scope: Scope,
+    can_manage: bool,
+) -> Result<KeysPage, ServiceError> {
+    let providers = providers(db).await?;
+    let (plan, failure_policy) = match scope.workspace_id() {
+        Some(ws) => {
+            let ws = workspace::Entity::find_by_id(ws)
+                .one(db)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
+            (
+                Some(ws.plan.parse().unwrap_or(Plan::Free)),
+                ws.failure_policy.parse().unwrap_or_default(),
+            )
+        }
+        None => (None, FailurePolicy::default()),
+    };
+    let plans = byok_plans(db).await?;
+    let plan_allows_byok = plan.is_none_or(|p| plans.contains(&p));
+    let rows = credential::Entity::find()
+        .filter(scope.condition())
+        .all(db)
+        .await?;
+    let creators: Vec<Uuid> = rows.iter().filter_map(|r| r.created_by).collect();
+    let names: HashMap<Uuid, String> = if creators.is_empty() {
+        HashMap::new()
+    } else {
+        user::Entity::find()
+            .filter(user::Column::Id.is_in(creators))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u.email))
+            .collect()
+    };
+    let mut by_provider: HashMap<String, credential::Model> =
+        rows.into_iter().map(|r| (r.provider.clone(), r)).collect();
+    let rows = providers
+        .into_iter()
+        .map(|p| {
+            let allowed = plan.is_none_or(|plan| byok_allowed(p.byok_enabled, plan, &plans));
+            let key = by_provider
+                .remove(&p.id)
+                .map(|row| view(&row, allowed, &names));
+            KeyRow {
+                provider: p,
+                key,
+                byok_allowed: allowed,
+            }
+        })
+        .collect();
+    Ok(KeysPage {
+        workspace: None,
+        rows,
+        can_manage,
+        failure_policy,
+        plan_allows_byok,
+    })
+}
+
+fn view(row: &credential::Model, byok_allowed: bool, names: &HashMap<Uuid, String>) -> KeyView {
+    let status = row.status.parse().unwrap_or(KeyStatus::Disabled);
+    KeyView {
+        id: row.id.to_string(),
+        provider: row.provider.clone(),
+        hint: row.hint.clone(),
+        state: key_state(status, byok_allowed),
+        default_model: row.default_model.clone(),
+        base_url: (row.provider == catalogue::CUSTOM).then(|| row.base_url.clone()),
+        created_by: row.created_by.and_then(|id| names.get(&id).cloned()),
+        created_at: fmt_time(row.created_at),
+        updated_at: fmt_time(row.updated_at),
+        last_used_at: row.last_used_at.map(fmt_time),
+        last_tested_at: row.last_tested_at.map(fmt_time),
+        last_error: match (&row.last_error_class, row.last_error_at) {
+            (Some(class), Some(at)) => class.parse().ok().map(|class| KeyErrorView {
+                class,
+                message: row.last_error_message.clone().unwrap_or_default(),
+                at: fmt_time(at),
+            }),
+            _ => None,
+        },
+    }
+}
+
+/// Format checks shared by add, test and replace: the key's shape, the model id, and where the
+/// key will be sent (the effective catalogue base URL, or the owner's SSRF-checked Custom URL).
+/// Returns the provider and the base URL. Messages never quote the key.
+async fn prepare<C: ConnectionTrait>(
+    db: &C,
+    gateway: &Gateway,
+    provider_id: &str,
+    key: &SecretString,
+    base_url: &str,
+) -> Result<(&'static Provider, ProviderInfo, String), ServiceError> {
+    let (p, info) = provider_info(db, provider_id).await?;
+    catalogue::check_key_shape(p.id, key.expose_secret())
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let url = match &info.base_url {
+        Some(url) => url.clone(),
+        None => {
+            if base_url.trim().is_empty() {
+                return Err(ServiceError::Invalid(
+                    "a Custom provider needs its base URL, e.g. https://llm.example.com/v1".into(),
+                ));
+            }
+            ssrf::check_base_url(base_url, gateway.allowlist())
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?
+        }
+    };
+    Ok((p, info, url))
+}
+
+/// Tests a key that has not been saved: format check, then a live call. Nothing is stored.
+pub async fn test_unsaved(
+    db: &DatabaseConnection,
+    gateway: &Gateway,
+    provider_id: &str,
+    key: &SecretString,
+    base_url: &str,
+) -> Result<KeyTestResult, ServiceError> {
+    let (p, _, url) = prepare(db, gateway, provider_id, key, base_url).await?;
+    Ok(gateway.test_key(p.wire, &url, key).await)
+}
+
+fn trimmed(key: &SecretString) -> SecretString {
+    SecretString::from(key.expose_secret().trim())
+}
+
+/// Adds this scope's key for a provider (one per provider per scope).
+#[tracing::instrument(skip_all, fields(provider = %new.provider))]
+pub async fn add(
+    db: &DatabaseConnection,
+    vault: &Vault,
+    gateway: &Gateway,
+    by: &By,
+    scope: Scope,
+    new: NewKey,
+) -> Result<KeyView, ServiceError> {
+    let key = trimmed(&new.key);
+    let (p, _, base_url) = prepare(db, gateway, &new.provider, &key, &new.base_url).await?;
+    let default_model =
+        domain::parse_model(&new.default_model).map_err(|m| ServiceError::Invalid(m.into()))?;
+    let id = Uuid::new_v4();
+    let ctx = CredentialContext {
+        credential_id: id,
+        workspace_id: scope.workspace_id(),
+        scope: scope.kind(),
+        owner_id: scope.owner_id(),
+        provider: p.id.into(),
+        base_url: base_url.clone(),
+    };
+    let (blob, key_id) = vault.encrypt(&ctx, &key).map_err(vault_err)?;
+    let hint = mask(key.expose_secret());
+    drop(key);
+    let at = now();
+    let txn = db.begin().await?;
+    let exists = credential::Entity::find()
+        .filter(scope.condition())
+        .filter(credential::Column::Provider.eq(p.id))
+        .one(&txn)
+        .await?
+        .is_some();
+    if exists {
+        return Err(ServiceError::Conflict(format!(
+            "there is already a {} key here: replace it instead",
+            p.name
+        )));
+    }
+    let row = credential::ActiveModel {
+        id: Set(id),
+        workspace_id: Set(scope.workspace_id()),
+        scope: Set(scope.kind().as_str().into()),
+        owner_id: Set(scope.owner_id()),
+        provider: Set(p.id.into()),
+        base_url: Set(base_url),
+        key_id: Set(i32::try_from(key_id).map_err(|_| vault_err(VaultError::Damaged("key id")))?),
+        ciphertext: Set(blob),
+        hint: Set(hint.clone()),
+        status: Set(KeyStatus::Active.as_str().into()),
+        default_model: Set(default_model),
+        created_by: Set(by.id),
+        created_at: Set(at),
+        updated_at: Set(at),
+        last_used_at: Set(None),
+        last_tested_at: Set(None),
+        last_error_class: Set(None),
+        last_error_message: Set(None),
+        last_error_at: Set(None),
+    };
+    let row = row.insert(&txn).await.map_err(|e| match e {
+        e if is_unique_violation(&e) => ServiceError::Conflict(format!(
+            "there is already a {} key here: replace it instead",
+            p.name
+        )),
+        e => ServiceError::Database(e),
+    })?;
+    audit::record(
+        &txn,
+        by,
+        Event {
+            workspace_id: scope.workspace_id(),
+            action: "key.created",
+            provider: Some(p.id),
+            hint: Some(&hint),
+            detail: Some(format!("{} key", scope.kind())),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    let names = by.id.map(|id| (id, by.email.clone())).into_iter().collect();
+    let allowed = byok_for(db, scope, &provider_info(db, p.id).await?.1).await?;
+    Ok(view(&row, allowed, &names))
+}
+
+fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+async fn load(
+    db: &impl ConnectionTrait,
+    scope: Scope,
+    credential_id: Uuid,
+) -> Result<credential::Model, ServiceError> {
+    credential::Entity::find_by_id(credential_id)
+        .filter(scope.condition())
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound)
+}
+
+/// Tests a stored key live and records the outcome on its row (last tested, last error).
+pub async fn test_saved(
+    db: &DatabaseConnection,
+    vault: &Vault,
+    gateway: &Gateway,
+    by: &By,
+    scope: Scope,
+    credential_id: Uuid,
+) -> Result<KeyTestResult, ServiceError> {
+    let row = load(db, scope, credential_id).await?;
+    let p = known(&row.provider)?;
+    let ctx = crate::vault::context_of(&row).map_err(vault_err)?;
+    let key = vault
+        .decrypt(&ctx, &row.ciphertext)
+        .await
+        .map_err(vault_err)?;
+    let result = gateway.test_key(p.wire, &row.base_url, &key).await;
+    drop(key);
+    let at = now();
+    let txn = db.begin().await?;
+    let mut am: credential::ActiveModel = load(&txn, scope, credential_id).await?.into();
+    am.last_tested_at = Set(Some(at));
+    if let Some(class) = result.class {
+        record_error(&mut am, class, &result.message, at);
+    } else {
+        am.last_error_class = Set(None);
+        am.last_error_message = Set(None);
+        am.last_error_at = Set(None);
+    }
+    am.update(&txn).await?;
+    audit::record(
+        &txn,
+        by,
+        Event {
+            workspace_id: scope.workspace_id(),
+            action: "key.tested",
+            provider: Some(p.id),
+            hint: Some(&row.hint),
+            detail: Some(match result.class {
+                None => format!("ok in {} ms", result.latency_ms),
+                Some(c) => format!("failed: {}", c.as_str()),
+            }),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(result)
+}
+
+fn record_error(
+    am: &mut credential::ActiveModel,
+    class: ErrorClass,
+    message: &str,
+    at: DateTime<Utc>,
+) {
+    am.last_error_class = Set(Some(class.as_str().into()));
+    am.last_error_message = Set(Some(message.chars().take(300).collect()));
+    am.last_error_at = Set(Some(at));
+}
+
+/// Records a provider failure of a stored key (the gateway calls this on auth and quota errors).
+pub async fn record_key_error(
+    db: &DatabaseConnection,
+    credential_id: Uuid,
+    class: ErrorClass,
+    message: &str,
+) -> Result<(), ServiceError> {
+    if let Some(row) = credential::Entity::find_by_id(credential_id)
+        .one(db)
+        .await?
+    {
+        let mut am: credential::ActiveModel = row.into();
+        record_error(&mut am, class, message, now());
+        am.update(db).await?;
+    }
+    Ok(())
+}
+
+/// Replaces a stored key. The new key is format-checked and live-tested first; if the provider
+/// does not accept it, nothing changes and the old key stays in use. The swap itself is one
+/// update of the row: a request that already holds the old key finishes on it, the next one
+/// reads the new one. For Custom, the base URL may change here (the key is given again).
+#[tracing::instrument(skip_all)]
+pub async fn replace(
+    db: &DatabaseConnection,
+    vault: &Vault,
+    gateway: &Gateway,
+    by: &By,
+    scope: Scope,
+    credential_id: Uuid,
+    new: NewKey,
+) -> Result<KeyTestResult, ServiceError> {
+    let old = load(db, scope, credential_id).await?;
+    if new.provider != old.provider {
+        return Err(ServiceError::Invalid(
+            "a key can only be replaced by a key for the same provider".into(),
+        ));
+    }
+    let key = trimmed(&new.key);
+    let (p, _, base_url) = prepare(db, gateway, &old.provider, &key, &new.base_url).await?;
+    let default_model = match new.default_model.trim() {
+        "" => old.default_model.clone(),
+        m => domain::parse_model(m).map_err(|m| ServiceError::Invalid(m.into()))?,
+    };
+    let tested = gateway.test_key(p.wire, &base_url, &key).await;
+    if !tested.ok {
+        let hint = mask(key.expose_secret());
+        drop(key);
+        audit::record(
+            db,
+            by,
+            Event {
+                workspace_id: scope.workspace_id(),
+                action: "key.replace_refused",
+                provider: Some(p.id),
+                hint: Some(&hint),
+                detail: Some(format!(
+                    "the new key failed its test ({}); the old key {} stays active",
+                    tested.class.map_or("unknown", ErrorClass::as_str),
+                    old.hint
+                )),
+            },
+        )
+        .await?;
+        return Err(ServiceError::Invalid(format!(
+            "the new key was not saved: {}. The old key stays in use.",
+            tested.message
+        )));
+    }
+    let ctx = CredentialContext {
+        credential_id,
+        workspace_id: scope.workspace_id(),
+        scope: scope.kind(),
+        owner_id: scope.owner_id(),
+        provider: p.id.into(),
+        base_url: base_url.clone(),
+    };
+    let (blob, key_id) = vault.encrypt(&ctx, &key).map_err(vault_err)?;
+    let hint = mask(key.expose_secret());
+    drop(key);
+    let at = now();
+    let txn = db.begin().await?;
+    let current = load(&txn, scope, credential_id).await?;
+    let mut am: credential::ActiveModel = current.into();
+    am.base_url = Set(base_url);
+    am.key_id = Set(i32::try_from(key_id).map_err(|_| vault_err(VaultError::Damaged("key id")))?);
+    am.ciphertext = Set(blob);
+    am.hint = Set(hint.clone());
+    am.default_model = Set(default_model);
+    am.updated_at = Set(at);
+    am.last_tested_at = Set(Some(at));
+    am.last_error_class = Set(None);
+    am.last_error_message = Set(None);
+    am.last_error_at = Set(None);
+    am.update(&txn).await?;
+    audit::record(
+        &txn,
+        by,
+        Event {
+            workspace_id: scope.workspace_id(),
+            action: "key.replaced",
+            provider: Some(p.id),
+            hint: Some(&hint),
+            detail: Some(format!("replaces {}", old.hint)),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(tested)
+}
+
+/// Disables or enables a stored key. A disabled key is kept but never used.
+pub async fn set_enabled(
+    db: &DatabaseConnection,
+    by: &By,
+    scope: Scope,
+    credential_id: Uuid,
+    enabled: bool,
+) -> Result<(), ServiceError> {
+    let txn = db.begin().await?;
+    let row = load(&txn, scope, credential_id).await?;
+    let status = if enabled {
+        KeyStatus::Active
+    } else {
+        KeyStatus::Disabled
+    };
+    if row.status == status.as_str() {
+        return Ok(());
+    }
+    let (provider, hint) = (row.provider.clone(), row.hint.clone());
+    let mut am: credential::ActiveModel = row.into();
+    am.status = Set(status.as_str().into());
+    am.updated_at = Set(now());
+    am.update(&txn).await?;
+    audit::record(
+        &txn,
+        by,
+        Event {
+            workspace_id: scope.workspace_id(),
+            action: if enabled {
+                "key.enabled"
+            } else {
+                "key.disabled"
+            },
+            provider: Some(&provider),
+            hint: Some(&hint),
+            detail: None,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Changes the default model of a stored key (empty: the provider's default).
+pub async fn set_default_model(
+    db: &DatabaseConnection,
+    by: &By,
+    scope: Scope,
+    credential_id: Uuid,
+    model: &str,
+) -> Result<(), ServiceError> {
+    let model = domain::parse_model(model).map_err(|m| ServiceError::Invalid(m.into()))?;
+    let txn = db.begin().await?;
+    let row = load(&txn, scope, credential_id).await?;
+    let (provider, hint) = (row.provider.clone(), row.hint.clone());
+    let mut am: credential::ActiveModel = row.into();
+    am.default_model = Set(model.clone());
+    am.updated_at = Set(now());
+    am.update(&txn).await?;
+    audit::record(
+        &txn,
+        by,
+        Event {
+            workspace_id: scope.workspace_id(),
+            action: "key.model_changed",
+            provider: Some(&provider),
+            hint: Some(&hint),
+            detail: Some(model.unwrap_or_else(|| "provider default".into())),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Deletes a stored key: the row, and with it the ciphertext, is purged. The audit entry keeps
+/// the provider and the masked hint.
+pub async fn delete(
+    db: &DatabaseConnection,
+    by: &By,
+    scope: Scope,
+    credential_id: Uuid,
+) -> Result<(), ServiceError> {
+    let txn = db.begin().await?;
+    let row = load(&txn, scope, credential_id).await?;
+    credential::Entity::delete_by_id(row.id).exec(&txn).await?;
+    audit::record(
+        &txn,
+        by,
+        Event {
+            workspace_id: scope.workspace_id(),
+            action: "key.deleted",
+            provider: Some(&row.provider),
+            hint: Some(&row.hint),
+            detail: None,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
