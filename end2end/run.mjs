@@ -6,7 +6,7 @@
 //   KEYWARD_E2E_DATABASE_URL=postgres://…  to run against PostgreSQL instead
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -40,6 +40,11 @@ async function waitReady(base, server, timeoutMs = 30_000) {
 }
 
 const work = mkdtempSync(join(tmpdir(), 'keyward-e2e-'));
+// The in-repo mock provider stands in for every LLM provider; the server may reach it only
+// because the operator allowlist names its exact host:port.
+const mockPort = await freePort();
+const mockUrl = `http://127.0.0.1:${mockPort}`;
+const mock = spawn(binary, ['mock-provider', '--bind', `127.0.0.1:${mockPort}`], { stdio: 'ignore' });
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
 // A throwaway master key for this run, created the way an operator would.
@@ -51,9 +56,13 @@ const env = {
   KEYWARD_DATABASE_URL: process.env.KEYWARD_E2E_DATABASE_URL ?? `sqlite://${work}/keyward.db`,
   KEYWARD_SITE_ROOT: join(root, 'target/site'),
   KEYWARD_MASTER_KEY_FILE: masterKey,
-  KEYWARD_LOG_FILTER: process.env.KEYWARD_E2E_LOG ?? 'warn',
+  KEYWARD_UPSTREAM_ALLOWLIST: `127.0.0.1:${mockPort}`,
+  // Everything at TRACE, into a file the canary sweep searches for leaked keys.
+  KEYWARD_LOG_FILTER: process.env.KEYWARD_E2E_LOG ?? 'trace',
 };
-const server = spawn(binary, ['serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+const serverLog = join(work, 'server.log');
+const logFd = openSync(serverLog, 'a');
+const server = spawn(binary, ['serve'], { env, stdio: ['ignore', logFd, logFd] });
 
 let code = 1;
 try {
@@ -62,7 +71,13 @@ try {
     .filter((f) => f.endsWith('.test.mjs'))
     .map((f) => join(root, 'end2end/tests', f));
   const tests = spawn(process.execPath, ['--test', '--test-concurrency=1', ...files], {
-    env: { ...process.env, KEYWARD_BASE_URL: base, KEYWARD_E2E_WORKDIR: work },
+    env: {
+      ...process.env,
+      KEYWARD_BASE_URL: base,
+      KEYWARD_E2E_WORKDIR: work,
+      KEYWARD_E2E_SERVER_LOG: serverLog,
+      KEYWARD_E2E_MOCK_URL: mockUrl,
+    },
     stdio: 'inherit',
   });
   code = await new Promise((ok) => tests.on('exit', (c) => ok(c ?? 1)));
@@ -70,7 +85,14 @@ try {
   console.error(`e2e: ${e.message}`);
 } finally {
   server.kill('SIGTERM');
+  mock.kill('SIGTERM');
   await new Promise((ok) => (server.exitCode !== null ? ok() : server.on('exit', ok)));
+  if (code !== 0) {
+    // The last lines of the server's log, for whoever reads a failed run.
+    const lines = readFileSync(serverLog, 'utf8').split('\n');
+    const shown = lines.filter((l) => /WARN|ERROR|panicked/.test(l)).slice(-40);
+    console.error(`e2e: server log (warnings and errors, last ${shown.length}):\n${shown.join('\n')}`);
+  }
   rmSync(work, { recursive: true, force: true });
 }
 process.exit(code);

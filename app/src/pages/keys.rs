@@ -239,7 +239,7 @@ fn ProviderRow(
         move |_| states.get().get(&pid).cloned().unwrap_or_default()
     });
     let get_key = p.key_url.clone().map(|url| view! {
-        <a href=url target="_blank" rel="noopener noreferrer">{format!("Get a {} key", p.name)}</a>
+        <a href=url target="_blank" rel="noopener noreferrer">{format!("Get a key from {}", p.name)}</a>
     });
     let shape = p
         .key_shape

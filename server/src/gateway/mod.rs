@@ -28,17 +28,18 @@ pub struct Gateway {
 
 /// Builds the auth headers for a key. The value is marked sensitive so that no debug output or
 /// trace layer of the HTTP stack ever prints it. One of the two places a key is exposed.
-pub fn auth_headers(wire: WireFormat, key: &SecretString) -> Result<HeaderMap, ()> {
+/// `None` if the key holds bytes a header cannot carry.
+pub fn auth_headers(wire: WireFormat, key: &SecretString) -> Option<HeaderMap> {
     let mut headers = HeaderMap::new();
     match wire {
         WireFormat::OpenAi => {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret().trim()))
-                .map_err(|_| ())?;
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", key.expose_secret().trim())).ok()?;
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
         WireFormat::Anthropic => {
-            let mut v = HeaderValue::from_str(key.expose_secret().trim()).map_err(|_| ())?;
+            let mut v = HeaderValue::from_str(key.expose_secret().trim()).ok()?;
             v.set_sensitive(true);
             headers.insert("x-api-key", v);
             headers.insert(
@@ -47,7 +48,7 @@ pub fn auth_headers(wire: WireFormat, key: &SecretString) -> Result<HeaderMap, (
             );
         }
     }
-    Ok(headers)
+    Some(headers)
 }
 
 impl Gateway {
@@ -98,7 +99,7 @@ impl Gateway {
                 "the provider address is not allowed".into(),
             );
         };
-        let Ok(headers) = auth_headers(wire, key) else {
+        let Some(headers) = auth_headers(wire, key) else {
             return done(
                 false,
                 Some(ErrorClass::InvalidKey),
