@@ -853,6 +853,52 @@ async fn canary_sweep_over_http(backend: Backend) {
     let (s, out) = call(DeleteKey::PATH, id_form(), cookie.clone()).await;
     assert_eq!(s, 200, "{out}");
     seen.push_str(&out);
+    // Member changes made through the server functions are audited too.
+    let (s, out) = call(
+        keyward_app::api::InviteMember::PATH,
+        vec![
+            ("workspace_id", w.clone()),
+            ("email", "lee@example.com".into()),
+            ("role", "support".into()),
+        ],
+        cookie.clone(),
+    )
+    .await;
+    assert_eq!(s, 200, "{out}");
+    let mia_id = mia.user.user_id.to_string();
+    let (s, out) = call(
+        keyward_app::api::ChangeMemberRole::PATH,
+        vec![
+            ("workspace_id", w.clone()),
+            ("user_id", mia_id),
+            ("role", "support".into()),
+        ],
+        cookie.clone(),
+    )
+    .await;
+    assert_eq!(s, 200, "{out}");
+    let members = audit::list(
+        db,
+        Some(ws.id),
+        &AuditFilter {
+            action: Some("member.".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let details: Vec<String> = members
+        .entries
+        .iter()
+        .map(|e| format!("{} {}", e.action, e.detail.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "member.role_changed mia@example.com is now support",
+            "member.invited lee@example.com invited as support"
+        ]
+    );
     let debug = format!(
         "{:?}{:?}",
         keys::page(db, Scope::Workspace(ws.id), true).await.unwrap(),

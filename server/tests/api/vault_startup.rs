@@ -369,6 +369,39 @@ async fn the_operator_runbook_works_from_the_cli(backend: Backend) {
         ),
         "{out}"
     );
+    // Every vault operation is in the instance-wide audit log, in order.
+    let db = keyward_server::db::connect_url(
+        &keyward_server::config::DatabaseUrl::new(f.t.url.as_str()),
+        2,
+    )
+    .await
+    .unwrap();
+    let log = keyward_server::services::audit::list(&db, None, &Default::default())
+        .await
+        .unwrap();
+    let actions: Vec<&str> = log
+        .entries
+        .iter()
+        .rev()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "vault.rotated",
+            "vault.rewrapped",
+            "vault.retired",
+            "vault.rekeyed",
+            "vault.rotated",
+            "vault.rewrapped"
+        ]
+    );
+    assert!(
+        log.entries
+            .iter()
+            .all(|e| e.actor.as_deref() == Some("operator (command line)"))
+    );
+    db.close().await.ok();
     std::fs::remove_dir_all(&f.dir).ok();
 }
 both_backends!(
