@@ -176,6 +176,10 @@ test('keys: add, test, replace refused, disable, enable, delete, read-only membe
     if (existsSync(join(work, f))) places[f] = readFileSync(join(work, f)).toString('latin1');
   }
   assert.ok(places['keyward.db'] || places['keyward.db-wal'], 'the database was searched');
+  // The searches read real content: the masked hint is in the responses and in the database.
+  assert.ok(places.responses.includes('sk-…abcd'), 'responses were recorded');
+  const dbText = Buffer.from((places['keyward.db'] ?? '') + (places['keyward.db-wal'] ?? ''), 'latin1').toString('utf8');
+  assert.ok(dbText.includes('sk-…abcd'), 'the database holds the hint (in the audit log)');
   for (const secret of [CANARY, REJECTED]) {
     for (const [place, text] of Object.entries(places)) {
       for (const w of windows(secret)) {
