@@ -14,4 +14,5 @@ pub mod dto;
 pub mod http;
 pub mod keys;
 pub mod policy;
+pub mod resolve;
 pub mod system;

@@ -45,6 +45,15 @@ pub enum Command {
     MockProvider {
         #[arg(long, default_value = "127.0.0.1:9100")]
         bind: std::net::SocketAddr,
+        /// Accept only these keys (comma-separated); by default any key is accepted.
+        #[arg(long, value_delimiter = ',')]
+        keys: Option<Vec<String>>,
+        /// Delay before the first byte of every answer, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Pace of streamed tokens (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        tokens_per_sec: u32,
     },
 }
 
@@ -162,7 +171,12 @@ fn load_master_file(path: &Path, settings: &Settings) -> Result<MasterKey, CliEr
 pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<(), CliError> {
     let env_master = env_master_key.as_deref().map(String::as_str);
     match cli.command {
-        Command::MockProvider { bind } => {
+        Command::MockProvider {
+            bind,
+            keys,
+            latency_ms,
+            tokens_per_sec,
+        } => {
             let listener = tokio::net::TcpListener::bind(bind)
                 .await
                 .map_err(|e| CliError::Mock(format!("cannot listen on {bind}: {e}")))?;
@@ -172,7 +186,12 @@ pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<
                     .local_addr()
                     .map_err(|e| CliError::Mock(e.to_string()))?
             );
-            crate::mock_provider::serve(listener)
+            let config = crate::mock_provider::MockConfig {
+                keys,
+                latency: std::time::Duration::from_millis(latency_ms),
+                tokens_per_sec,
+            };
+            crate::mock_provider::serve_with(listener, config)
                 .await
                 .map_err(|e| CliError::Mock(e.to_string()))
         }

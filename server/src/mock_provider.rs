@@ -13,8 +13,17 @@
 //! | `noquota` | 429 `insufficient_quota` |
 //! | `ratelimit` | 429 rate limited |
 //! | `unavailable` | 503 |
+//! | `retryafter` | 429 with `Retry-After: 7` |
+//! | `servererror` | 500 |
+//! | `hang` | never answers |
+//! | `cut` | streams a few tokens, then drops the connection |
 //! | `slow` | answers after 20 s |
 //! | anything else | success |
+//!
+//! Chat replies are deterministic: `You said: <last user message>` (prefixed with
+//! `[system: …] ` when there is a system prompt), one token per word, cut at `max_tokens` and at
+//! the first stop sequence; usage counts words. `--keys` restricts the accepted keys,
+//! `--latency-ms` delays the first byte and `--tokens-per-sec` paces streams.
 //!
 //! `GET /__mock/stats` reports how many authenticated requests arrived (a test asserting that a
 //! refused destination received nothing reads it).
@@ -22,17 +31,42 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde_json::json;
+use axum::routing::{get, post};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// How the mock behaves.
+#[derive(Clone, Debug, Default)]
+pub struct MockConfig {
+    /// Only these keys are accepted (others get 401); `None` accepts any key.
+    pub keys: Option<Vec<String>>,
+    /// Delay before the first byte of every answer.
+    pub latency: Duration,
+    /// Pace of streamed tokens; 0 sends them as fast as possible.
+    pub tokens_per_sec: u32,
+}
+
 #[derive(Clone, Default)]
 pub struct MockState {
     authenticated_requests: Arc<AtomicU64>,
+    /// Streams being sent right now (a dropped client connection ends one).
+    open_streams: Arc<AtomicU64>,
+    config: Arc<MockConfig>,
+}
+
+/// Counts an open stream for as long as it lives.
+struct OpenStream(Arc<AtomicU64>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The models every key of the mock may use.
@@ -44,11 +78,22 @@ pub const MODELS: &[&str] = &[
 ];
 
 pub fn router() -> Router {
+    router_with(MockConfig::default())
+}
+
+pub fn router_with(config: MockConfig) -> Router {
     Router::new()
         .route("/v1/models", get(models))
         .route("/models", get(models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(messages))
         .route("/__mock/stats", get(stats))
-        .with_state(MockState::default())
+        .with_state(MockState {
+            authenticated_requests: Arc::default(),
+            open_streams: Arc::default(),
+            config: Arc::new(config),
+        })
 }
 
 enum Caller {
@@ -77,12 +122,20 @@ fn error(anthropic: bool, status: StatusCode, kind: &str, message: &str) -> Resp
 }
 
 /// Applies the failure the key asks for; `None` means proceed.
-async fn injected(caller: &Caller) -> Option<Response> {
+async fn injected(state: &MockState, caller: &Caller) -> Option<Response> {
     let (key, anthropic) = match caller {
         Caller::OpenAi(k) => (k.as_str(), false),
         Caller::Anthropic(k) => (k.as_str(), true),
     };
-    if key.contains("invalid") || key.contains("revoked") {
+    if !state.config.latency.is_zero() {
+        tokio::time::sleep(state.config.latency).await;
+    }
+    let unknown = state
+        .config
+        .keys
+        .as_ref()
+        .is_some_and(|keys| !keys.iter().any(|k| k == key));
+    if key.contains("invalid") || key.contains("revoked") || unknown {
         return Some(error(
             anthropic,
             StatusCode::UNAUTHORIZED,
@@ -110,6 +163,32 @@ async fn injected(caller: &Caller) -> Option<Response> {
             "Rate limit reached for requests.",
         ));
     }
+    if key.contains("retryafter") {
+        let mut r = error(
+            anthropic,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            "Rate limit reached; retry later.",
+        );
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("7"));
+        return Some(r);
+    }
+    if key.contains("servererror") {
+        return Some(error(
+            anthropic,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            if anthropic {
+                "api_error"
+            } else {
+                "server_error"
+            },
+            "Internal error at 10.1.2.3: upstream worker pool exhausted.",
+        ));
+    }
+    if key.contains("hang") {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
     if key.contains("unavailable") {
         return Some(error(
             anthropic,
@@ -134,7 +213,7 @@ async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response 
         );
     };
     state.authenticated_requests.fetch_add(1, Ordering::Relaxed);
-    if let Some(failure) = injected(&who).await {
+    if let Some(failure) = injected(&state, &who).await {
         return failure;
     }
     match who {
@@ -154,10 +233,342 @@ async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response 
 }
 
 async fn stats(State(state): State<MockState>) -> Json<serde_json::Value> {
-    Json(json!({"authenticated_requests": state.authenticated_requests.load(Ordering::Relaxed)}))
+    Json(json!({
+        "authenticated_requests": state.authenticated_requests.load(Ordering::Relaxed),
+        "open_streams": state.open_streams.load(Ordering::Relaxed),
+    }))
 }
 
 /// Serves the mock on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router()).await
+    serve_with(listener, MockConfig::default()).await
+}
+
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    config: MockConfig,
+) -> std::io::Result<()> {
+    axum::serve(listener, router_with(config)).await
+}
+
+/// The text of a message's `content`: a string, or an array of `{type: "text", text}` parts.
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// The reply, its tokens, why it stopped, and the prompt's token count.
+struct Reply {
+    tokens: Vec<String>,
+    finish: &'static str,
+    prompt_tokens: u64,
+}
+
+fn words(s: &str) -> u64 {
+    s.split_whitespace().count() as u64
+}
+
+fn reply(
+    system: Option<String>,
+    messages: &[Value],
+    max_tokens: Option<u64>,
+    stop: &[String],
+) -> Reply {
+    let mut prompt_tokens = system.as_deref().map_or(0, words);
+    let mut last_user = String::new();
+    for m in messages {
+        let text = text_of(m.get("content").unwrap_or(&Value::Null));
+        prompt_tokens += words(&text);
+        if m.get("role").and_then(Value::as_str) == Some("user") {
+            last_user = text;
+        }
+    }
+    let mut text = format!(
+        "{}You said: {last_user}",
+        system
+            .map(|s| format!("[system: {s}] "))
+            .unwrap_or_default()
+    );
+    let mut finish = "stop";
+    if let Some(at) = stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+        text.truncate(at);
+        finish = "stop_sequence";
+    }
+    let mut tokens: Vec<String> = text.split_inclusive(' ').map(str::to_string).collect();
+    if let Some(max) = max_tokens
+        && tokens.len() as u64 > max
+    {
+        tokens.truncate(max as usize);
+        finish = "length";
+    }
+    Reply {
+        tokens,
+        finish,
+        prompt_tokens,
+    }
+}
+
+fn stops(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn bad_request(anthropic: bool, message: &str) -> Response {
+    error(
+        anthropic,
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        message,
+    )
+}
+
+/// A token stream paced by the configuration; `cut` ends it with an error after three tokens,
+/// which drops the connection mid-response.
+fn paced(
+    state: &MockState,
+    events: Vec<Event>,
+    cut: bool,
+) -> impl Stream<Item = Result<Event, std::io::Error>> + use<> {
+    let every = match state.config.tokens_per_sec {
+        0 => Duration::ZERO,
+        n => Duration::from_secs_f64(1.0 / f64::from(n)),
+    };
+    let total = events.len();
+    state.open_streams.fetch_add(1, Ordering::Relaxed);
+    let open = Arc::new(OpenStream(state.open_streams.clone()));
+    stream::iter(events.into_iter().enumerate()).then(move |(i, e)| {
+        let _open = open.clone();
+        async move {
+            let _open = _open;
+            if cut && i == total.min(4) {
+                // Let what was sent so far reach the client first, as a real cut would.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Err(std::io::Error::other("connection cut by the mock"));
+            }
+            if !every.is_zero() && i > 0 {
+                tokio::time::sleep(every).await;
+            }
+            Ok(e)
+        }
+    })
+}
+
+async fn chat_completions(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(who) = caller(&headers) else {
+        return error(
+            false,
+            StatusCode::UNAUTHORIZED,
+            "missing_api_key",
+            "You didn't provide an API key.",
+        );
+    };
+    state.authenticated_requests.fetch_add(1, Ordering::Relaxed);
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request(false, "We could not parse the JSON body of your request.");
+    };
+    if let Some(failure) = injected(&state, &who).await {
+        return failure;
+    }
+    let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else {
+        return bad_request(false, "you must provide a model parameter");
+    };
+    let Some(messages) = req.get("messages").and_then(Value::as_array) else {
+        return bad_request(false, "'messages' is a required property");
+    };
+    let system = messages
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.get("role").and_then(Value::as_str),
+                Some("system" | "developer")
+            )
+        })
+        .map(|m| text_of(m.get("content").unwrap_or(&Value::Null)))
+        .reduce(|a, b| format!("{a}\n{b}"));
+    let rest: Vec<Value> = messages
+        .iter()
+        .filter(|m| {
+            !matches!(
+                m.get("role").and_then(Value::as_str),
+                Some("system" | "developer")
+            )
+        })
+        .cloned()
+        .collect();
+    let max = req
+        .get("max_completion_tokens")
+        .or_else(|| req.get("max_tokens"))
+        .and_then(Value::as_u64);
+    let r = reply(system, &rest, max, &stops(req.get("stop")));
+    let finish = if r.finish == "stop_sequence" {
+        "stop"
+    } else {
+        r.finish
+    };
+    let completion = r.tokens.len() as u64;
+    let usage = json!({"prompt_tokens": r.prompt_tokens, "completion_tokens": completion, "total_tokens": r.prompt_tokens + completion});
+    let id = format!(
+        "chatcmpl-mock{}",
+        state.authenticated_requests.load(Ordering::Relaxed)
+    );
+    let created = 1_700_000_000u64;
+    if req.get("stream").and_then(Value::as_bool) != Some(true) {
+        return Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": r.tokens.concat()}, "finish_reason": finish}],
+            "usage": usage,
+        }))
+        .into_response();
+    }
+    let include_usage = req
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let chunk = |delta: Value, finish: Value| {
+        Event::default().data(
+            json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            })
+            .to_string(),
+        )
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    events.extend(
+        r.tokens
+            .iter()
+            .map(|t| chunk(json!({"content": t}), Value::Null)),
+    );
+    events.push(chunk(json!({}), json!(finish)));
+    if include_usage {
+        events.push(
+            Event::default().data(
+                json!({
+                    "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [], "usage": usage,
+                })
+                .to_string(),
+            ),
+        );
+    }
+    events.push(Event::default().data("[DONE]"));
+    let cut = matches!(&who, Caller::OpenAi(k) if k.contains("cut"));
+    Sse::new(paced(&state, events, cut)).into_response()
+}
+
+async fn messages(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(who) = caller(&headers) else {
+        return error(
+            true,
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "x-api-key header is required",
+        );
+    };
+    state.authenticated_requests.fetch_add(1, Ordering::Relaxed);
+    if headers.get("anthropic-version").is_none() {
+        return bad_request(true, "anthropic-version: header is required");
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request(
+            true,
+            "There was an issue with the JSON body of your request.",
+        );
+    };
+    if let Some(failure) = injected(&state, &who).await {
+        return failure;
+    }
+    let (Some(model), Some(messages), Some(max)) = (
+        req.get("model").and_then(Value::as_str).map(str::to_string),
+        req.get("messages").and_then(Value::as_array),
+        req.get("max_tokens").and_then(Value::as_u64),
+    ) else {
+        return bad_request(true, "model, messages and max_tokens are required");
+    };
+    if messages.iter().any(|m| {
+        !matches!(
+            m.get("role").and_then(Value::as_str),
+            Some("user" | "assistant")
+        )
+    }) {
+        return bad_request(true, "messages: roles must be user or assistant");
+    }
+    let system = match req.get("system") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(v @ Value::Array(_)) => Some(text_of(v)),
+        _ => None,
+    };
+    let r = reply(
+        system,
+        messages,
+        Some(max),
+        &stops(req.get("stop_sequences")),
+    );
+    let stop_reason = match r.finish {
+        "length" => "max_tokens",
+        "stop_sequence" => "stop_sequence",
+        _ => "end_turn",
+    };
+    let output = r.tokens.len() as u64;
+    let id = format!(
+        "msg_mock{}",
+        state.authenticated_requests.load(Ordering::Relaxed)
+    );
+    if req.get("stream").and_then(Value::as_bool) != Some(true) {
+        return Json(json!({
+            "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": r.tokens.concat()}],
+            "stop_reason": stop_reason, "stop_sequence": null,
+            "usage": {"input_tokens": r.prompt_tokens, "output_tokens": output},
+        }))
+        .into_response();
+    }
+    let ev = |name: &str, data: Value| Event::default().event(name).data(data.to_string());
+    let mut events = vec![
+        ev(
+            "message_start",
+            json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": r.prompt_tokens, "output_tokens": 1}}}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        ev("ping", json!({"type": "ping"})),
+    ];
+    events.extend(r.tokens.iter().map(|t| ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}))));
+    events.push(ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(ev("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output}})));
+    events.push(ev("message_stop", json!({"type": "message_stop"})));
+    let cut = matches!(&who, Caller::Anthropic(k) if k.contains("cut"));
+    Sse::new(paced(&state, events, cut)).into_response()
 }

@@ -23,9 +23,13 @@ use uuid::Uuid;
 
 /// Starts the mock provider on an ephemeral port.
 pub async fn spawn_mock() -> SocketAddr {
+    spawn_mock_with(Default::default()).await
+}
+
+pub async fn spawn_mock_with(config: keyward_server::mock_provider::MockConfig) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(keyward_server::mock_provider::serve(listener));
+    tokio::spawn(keyward_server::mock_provider::serve_with(listener, config));
     addr
 }
 

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod cli;
+mod gateway;
 mod health;
 mod helpers;
 mod keys;

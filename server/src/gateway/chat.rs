@@ -1,0 +1,587 @@
+//! Chat adapters. Keyward's internal chat shape is OpenAI's chat-completions JSON: requests to
+//! OpenAI-compatible providers pass through (unknown fields included, the model and streaming
+//! options set by Keyward); requests to Anthropic are translated to Messages and the answers —
+//! streamed or not — translated back.
+//!
+//! Streams are parsed with a real SSE parser and forwarded event by event; nothing buffers a
+//! whole response. Token usage is collected from the stream (OpenAI `include_usage`, Anthropic
+//! `message_start`/`message_delta`). Errors are classified; a provider's body never leaves this
+//! module.
+
+use super::{Gateway, auth_headers, describe, ssrf};
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+use keyward::catalogue::WireFormat;
+use keyward::keys::ErrorClass;
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+use std::pin::Pin;
+use std::time::Duration;
+
+/// Time allowed from sending a request to the first byte of the answer.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest silence allowed between two streamed events.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `max_tokens` sent to Anthropic when the request gives none (Anthropic requires one).
+pub const DEFAULT_MAX_TOKENS: u64 = 1024;
+
+/// Where and with which key a request goes.
+pub struct Upstream<'a> {
+    pub wire: WireFormat,
+    pub base_url: &'a str,
+    pub key: &'a SecretString,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// A failed provider call, classified. `message` is for the key's owner and never quotes the
+/// provider's body.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct UpstreamError {
+    pub class: ErrorClass,
+    pub status: Option<u16>,
+    /// Seconds the provider asked us to wait (429 `Retry-After`).
+    pub retry_after: Option<u64>,
+    pub message: String,
+    /// Whether any part of the answer had already been produced (then a retry is unsafe).
+    pub mid_stream: bool,
+}
+
+impl UpstreamError {
+    fn new(class: ErrorClass, status: Option<u16>, message: impl Into<String>) -> Self {
+        UpstreamError {
+            class,
+            status,
+            retry_after: None,
+            message: message.into(),
+            mid_stream: false,
+        }
+    }
+
+    fn cut(message: &str) -> Self {
+        UpstreamError {
+            mid_stream: true,
+            ..Self::new(ErrorClass::ProviderUnavailable, None, message)
+        }
+    }
+}
+
+/// One item of a streamed answer, in OpenAI's chunk shape.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamEvent {
+    /// A `chat.completion.chunk` JSON document (passed through verbatim from OpenAI-compatible
+    /// providers).
+    Chunk(String),
+    /// Token usage, as soon as the provider reports it.
+    Usage(Usage),
+    /// The provider finished normally.
+    Done,
+}
+
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, UpstreamError>> + Send>>;
+
+pub enum ChatReply {
+    /// A whole `chat.completion` document and its usage.
+    Complete {
+        body: Value,
+        usage: Usage,
+    },
+    Stream(ChatStream),
+}
+
+impl std::fmt::Debug for ChatReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChatReply::Complete { usage, .. } => write!(f, "Complete({usage:?})"),
+            ChatReply::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+fn usage_of_openai(v: &Value) -> Option<Usage> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    Some(Usage {
+        input_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
+        output_tokens: u
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    })
+}
+
+/// Builds the body sent to an OpenAI-compatible provider: the caller's request with the resolved
+/// model, and usage reporting switched on for streams.
+pub fn openai_body(request: &Map<String, Value>, model: &str, stream: bool) -> Map<String, Value> {
+    let mut body = request.clone();
+    body.insert("model".into(), Value::String(model.into()));
+    if stream {
+        body.insert("stream".into(), Value::Bool(true));
+        let opts = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(o) = opts {
+            o.insert("include_usage".into(), Value::Bool(true));
+        } else {
+            *opts = json!({"include_usage": true});
+        }
+    } else {
+        body.remove("stream");
+        body.remove("stream_options");
+    }
+    body
+}
+
+fn text_of(content: &Value) -> Result<String, String> {
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        Value::Array(parts) => {
+            let mut out = String::new();
+            for p in parts {
+                match p.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        out.push_str(p.get("text").and_then(Value::as_str).unwrap_or(""))
+                    }
+                    other => {
+                        return Err(format!(
+                            "content parts of type {} cannot be sent to Anthropic",
+                            other.unwrap_or("(none)")
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        _ => Err("a message's content must be text".into()),
+    }
+}
+
+/// Translates an OpenAI-shaped chat request into an Anthropic Messages request: system and
+/// developer messages become `system`, `stop` becomes `stop_sequences`, `max_tokens` defaults to
+/// [`DEFAULT_MAX_TOKENS`], temperature is clamped to Anthropic's 0–1, `user` becomes
+/// `metadata.user_id`. Anything Anthropic cannot take (tools, images) is refused with a reason.
+pub fn to_anthropic(
+    request: &Map<String, Value>,
+    model: &str,
+    stream: bool,
+) -> Result<Value, String> {
+    let messages = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("messages must be a list")?;
+    let mut system: Vec<String> = Vec::new();
+    let mut out: Vec<Value> = Vec::with_capacity(messages.len());
+    for m in messages {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        let text = text_of(m.get("content").unwrap_or(&Value::Null))?;
+        match role {
+            "system" | "developer" => system.push(text),
+            "user" | "assistant" => out.push(json!({"role": role, "content": text})),
+            other => {
+                return Err(format!(
+                    "messages with role {other:?} cannot be sent to Anthropic"
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("at least one user message is required".into());
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model));
+    body.insert("messages".into(), Value::Array(out));
+    if !system.is_empty() {
+        body.insert("system".into(), json!(system.join("\n\n")));
+    }
+    let max = request
+        .get("max_completion_tokens")
+        .or_else(|| request.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    body.insert("max_tokens".into(), json!(max));
+    if let Some(t) = request.get("temperature").and_then(Value::as_f64) {
+        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
+    }
+    if let Some(p) = request.get("top_p").and_then(Value::as_f64) {
+        body.insert("top_p".into(), json!(p));
+    }
+    match request.get("stop") {
+        Some(Value::String(s)) => {
+            body.insert("stop_sequences".into(), json!([s]));
+        }
+        Some(Value::Array(a)) if !a.is_empty() => {
+            body.insert("stop_sequences".into(), Value::Array(a.clone()));
+        }
+        _ => {}
+    }
+    if let Some(u) = request.get("user").and_then(Value::as_str) {
+        body.insert("metadata".into(), json!({"user_id": u}));
+    }
+    if request.get("tools").is_some() || request.get("functions").is_some() {
+        return Err("tools cannot be sent to Anthropic through the OpenAI format yet".into());
+    }
+    if stream {
+        body.insert("stream".into(), json!(true));
+    }
+    Ok(Value::Object(body))
+}
+
+fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens") => "length",
+        Some("tool_use") => "tool_calls",
+        _ => "stop",
+    }
+}
+
+/// Translates an Anthropic Messages answer into an OpenAI `chat.completion`.
+pub fn from_anthropic(answer: &Value, created: u64) -> (Value, Usage) {
+    let text: String = answer
+        .get("content")
+        .and_then(Value::as_array)
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let usage = Usage {
+        input_tokens: answer
+            .pointer("/usage/input_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        output_tokens: answer
+            .pointer("/usage/output_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    };
+    let body = json!({
+        "id": answer.get("id").cloned().unwrap_or(json!("msg")),
+        "object": "chat.completion",
+        "created": created,
+        "model": answer.get("model").cloned().unwrap_or(Value::Null),
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": finish_reason(answer.get("stop_reason").and_then(Value::as_str)),
+        }],
+        "usage": {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+        },
+    });
+    (body, usage)
+}
+
+/// Translates a stream of Anthropic events into OpenAI chunks, one event at a time.
+#[derive(Debug, Default)]
+pub struct AnthropicStreamTranslator {
+    id: String,
+    model: String,
+    created: u64,
+    usage: Usage,
+    /// Emit a final usage chunk (the caller asked for `stream_options.include_usage`).
+    pub include_usage: bool,
+}
+
+impl AnthropicStreamTranslator {
+    pub fn new(created: u64, include_usage: bool) -> Self {
+        AnthropicStreamTranslator {
+            created,
+            include_usage,
+            ..Default::default()
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Value) -> String {
+        json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        })
+        .to_string()
+    }
+
+    /// Handles one event (`event:` name and `data:` JSON); returns what to forward.
+    pub fn event(&mut self, name: &str, data: &str) -> Result<Vec<StreamEvent>, UpstreamError> {
+        let v: Value = serde_json::from_str(data)
+            .map_err(|_| UpstreamError::cut("the provider sent an unreadable stream event"))?;
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or(name);
+        Ok(match kind {
+            "message_start" => {
+                self.id = v
+                    .pointer("/message/id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("msg")
+                    .into();
+                self.model = v
+                    .pointer("/message/model")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into();
+                self.usage.input_tokens = v
+                    .pointer("/message/usage/input_tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                vec![StreamEvent::Chunk(self.chunk(
+                    json!({"role": "assistant", "content": ""}),
+                    Value::Null,
+                ))]
+            }
+            "content_block_delta" => match v.pointer("/delta/text").and_then(Value::as_str) {
+                Some(text) => vec![StreamEvent::Chunk(
+                    self.chunk(json!({"content": text}), Value::Null),
+                )],
+                None => vec![],
+            },
+            "message_delta" => {
+                if let Some(out) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+                    self.usage.output_tokens = out;
+                }
+                let finish = finish_reason(v.pointer("/delta/stop_reason").and_then(Value::as_str));
+                vec![StreamEvent::Chunk(self.chunk(json!({}), json!(finish)))]
+            }
+            "message_stop" => {
+                let mut out = vec![StreamEvent::Usage(self.usage)];
+                if self.include_usage {
+                    let u = self.usage;
+                    out.push(StreamEvent::Chunk(
+                        json!({
+                            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                            "model": self.model, "choices": [],
+                            "usage": {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
+                                      "total_tokens": u.input_tokens + u.output_tokens},
+                        })
+                        .to_string(),
+                    ));
+                }
+                out.push(StreamEvent::Done);
+                out
+            }
+            "error" => {
+                let class = match v.pointer("/error/type").and_then(Value::as_str) {
+                    Some("rate_limit_error") => ErrorClass::RateLimited,
+                    Some("authentication_error" | "permission_error") => ErrorClass::InvalidKey,
+                    _ => ErrorClass::ProviderUnavailable,
+                };
+                return Err(UpstreamError {
+                    mid_stream: true,
+                    ..UpstreamError::new(
+                        class,
+                        None,
+                        format!("{} (during the answer)", describe(class, None)),
+                    )
+                });
+            }
+            _ => vec![],
+        })
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Classifies a non-2xx answer. Reads at most 4 KiB of the body, only to tell a quota problem
+/// from a rate limit.
+async fn refused(res: reqwest::Response) -> UpstreamError {
+    let status = res.status().as_u16();
+    let retry_after = res
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = super::read_prefix(res, 4096).await.to_ascii_lowercase();
+    let quota = ["quota", "billing", "credit balance", "insufficient"]
+        .iter()
+        .any(|w| body.contains(w));
+    let class = ErrorClass::from_status(status, quota);
+    UpstreamError {
+        retry_after,
+        ..UpstreamError::new(class, Some(status), describe(class, Some(status)))
+    }
+}
+
+fn transport(e: &reqwest::Error) -> UpstreamError {
+    if super::is_refused_address(e) {
+        return UpstreamError::new(
+            ErrorClass::Rejected,
+            None,
+            "the provider address resolves to a private or local address, which is not allowed",
+        );
+    }
+    let why = if e.is_timeout() {
+        "the provider did not answer in time"
+    } else if e.is_connect() {
+        "could not connect to the provider"
+    } else {
+        "the connection to the provider failed"
+    };
+    UpstreamError::new(ErrorClass::ProviderUnavailable, None, why)
+}
+
+impl Gateway {
+    /// Sends one chat request (OpenAI-shaped) to the upstream with the given key and model.
+    /// Nothing has reached the caller when this returns an error, so the caller may retry (with
+    /// the fallback key, say); errors inside a returned stream come after output started.
+    #[tracing::instrument(skip_all, fields(wire = ?up.wire, model = %model, stream))]
+    pub async fn chat(
+        &self,
+        up: &Upstream<'_>,
+        request: &Map<String, Value>,
+        model: &str,
+        stream: bool,
+    ) -> Result<ChatReply, UpstreamError> {
+        let base = ssrf::check_base_url(up.base_url, &self.allow).map_err(|e| {
+            UpstreamError::new(
+                ErrorClass::Rejected,
+                None,
+                format!("the provider address is not allowed: {e}"),
+            )
+        })?;
+        let headers = auth_headers(up.wire, up.key).ok_or_else(|| {
+            UpstreamError::new(
+                ErrorClass::InvalidKey,
+                None,
+                "the key contains characters that cannot be sent",
+            )
+        })?;
+        let include_usage = request
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        let (url, body) = match up.wire {
+            WireFormat::OpenAi => (
+                format!("{base}/chat/completions"),
+                Value::Object(openai_body(request, model, stream)),
+            ),
+            WireFormat::Anthropic => (
+                format!("{base}/v1/messages"),
+                to_anthropic(request, model, stream)
+                    .map_err(|m| UpstreamError::new(ErrorClass::Rejected, None, m))?,
+            ),
+        };
+        let send = self.client.post(url).headers(headers).json(&body).send();
+        let res = match tokio::time::timeout(FIRST_BYTE_TIMEOUT, send).await {
+            Err(_) => {
+                return Err(UpstreamError::new(
+                    ErrorClass::ProviderUnavailable,
+                    None,
+                    "the provider did not answer in time",
+                ));
+            }
+            Ok(Err(e)) => return Err(transport(&e)),
+            Ok(Ok(res)) => res,
+        };
+        if !res.status().is_success() {
+            return Err(refused(res).await);
+        }
+        if !stream {
+            let answer: Value = res.json().await.map_err(|e| {
+                if e.is_decode() {
+                    UpstreamError::new(
+                        ErrorClass::ProviderUnavailable,
+                        None,
+                        "the provider sent an unreadable answer",
+                    )
+                } else {
+                    transport(&e)
+                }
+            })?;
+            return Ok(match up.wire {
+                WireFormat::OpenAi => {
+                    let usage = usage_of_openai(&answer).unwrap_or_default();
+                    ChatReply::Complete {
+                        body: answer,
+                        usage,
+                    }
+                }
+                WireFormat::Anthropic => {
+                    let (body, usage) = from_anthropic(&answer, now_secs());
+                    ChatReply::Complete { body, usage }
+                }
+            });
+        }
+        let events = res.bytes_stream().eventsource();
+        let wire = up.wire;
+        let mut translator = AnthropicStreamTranslator::new(now_secs(), include_usage);
+        let stream = futures_util::stream::unfold(
+            (Box::pin(events), false),
+            move |(mut events, done)| async move {
+                if done {
+                    return None;
+                }
+                match tokio::time::timeout(IDLE_TIMEOUT, events.next()).await {
+                    Err(_) => Some((
+                        Err(UpstreamError::cut(
+                            "the provider stopped sending mid-answer",
+                        )),
+                        (events, true),
+                    )),
+                    Ok(None) => Some((
+                        Err(UpstreamError::cut(
+                            "the provider closed the stream mid-answer",
+                        )),
+                        (events, true),
+                    )),
+                    Ok(Some(Err(_))) => Some((
+                        Err(UpstreamError::cut(
+                            "the stream from the provider broke off mid-answer",
+                        )),
+                        (events, true),
+                    )),
+                    Ok(Some(Ok(ev))) => Some((Ok(ev), (events, false))),
+                }
+            },
+        )
+        .flat_map(move |item| {
+            let out: Vec<Result<StreamEvent, UpstreamError>> = match item {
+                Err(e) => vec![Err(e)],
+                Ok(ev) => match wire {
+                    WireFormat::OpenAi => {
+                        if ev.data.trim() == "[DONE]" {
+                            vec![Ok(StreamEvent::Done)]
+                        } else {
+                            let usage = serde_json::from_str::<Value>(&ev.data)
+                                .ok()
+                                .and_then(|v| usage_of_openai(&v));
+                            let mut out = Vec::with_capacity(2);
+                            if let Some(u) = usage {
+                                out.push(Ok(StreamEvent::Usage(u)));
+                            }
+                            out.push(Ok(StreamEvent::Chunk(ev.data)));
+                            out
+                        }
+                    }
+                    WireFormat::Anthropic => match translator.event(&ev.event, &ev.data) {
+                        Ok(items) => items.into_iter().map(Ok).collect(),
+                        Err(e) => vec![Err(e)],
+                    },
+                },
+            };
+            futures_util::stream::iter(out)
+        })
+        // Stop after the first error or the end: nothing follows either.
+        .scan(false, |stop, item| {
+            if *stop {
+                return std::future::ready(None);
+            }
+            if matches!(item, Err(_) | Ok(StreamEvent::Done)) {
+                *stop = true;
+            }
+            std::future::ready(Some(item))
+        });
+        Ok(ChatReply::Stream(Box::pin(stream)))
+    }
+}

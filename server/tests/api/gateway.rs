@@ -1,0 +1,339 @@
+//! The chat adapters at the wire level against the mock provider: OpenAI pass-through and
+//! Anthropic translation, streamed and not, usage collection, and every fault kind.
+
+use crate::keys::spawn_mock_with;
+use futures_util::StreamExt;
+use keyward::catalogue::WireFormat;
+use keyward::keys::ErrorClass;
+use keyward_server::gateway::Gateway;
+use keyward_server::gateway::chat::{ChatReply, StreamEvent, Upstream, UpstreamError, Usage};
+use keyward_server::mock_provider::MockConfig;
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+fn request(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+fn chat_request() -> Map<String, Value> {
+    request(json!({
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hello there friend"}
+        ],
+        "temperature": 1.5,
+        "user": "visitor-1",
+        "x_unknown_field": {"kept": true}
+    }))
+}
+
+async fn setup(config: MockConfig) -> (Gateway, SocketAddr) {
+    let mock = spawn_mock_with(config).await;
+    let gw = Gateway::new(vec![("127.0.0.1".into(), mock.port())]).unwrap();
+    (gw, mock)
+}
+
+fn base(mock: SocketAddr, wire: WireFormat) -> String {
+    match wire {
+        WireFormat::OpenAi => format!("http://{mock}/v1"),
+        WireFormat::Anthropic => format!("http://{mock}"),
+    }
+}
+
+/// Collects a stream: the concatenated text, the usage reported, whether it ended with Done,
+/// and the error that ended it, if any.
+async fn drain(reply: ChatReply) -> (String, Option<Usage>, bool, Option<UpstreamError>, usize) {
+    let ChatReply::Stream(mut s) = reply else {
+        panic!("expected a stream")
+    };
+    let (mut text, mut usage, mut done, mut err, mut chunks) =
+        (String::new(), None, false, None, 0);
+    while let Some(item) = s.next().await {
+        match item {
+            Ok(StreamEvent::Chunk(c)) => {
+                chunks += 1;
+                let v: Value = serde_json::from_str(&c).unwrap();
+                assert_eq!(v["object"], "chat.completion.chunk", "{c}");
+                if let Some(t) = v
+                    .pointer("/choices/0/delta/content")
+                    .and_then(Value::as_str)
+                {
+                    text.push_str(t);
+                }
+            }
+            Ok(StreamEvent::Usage(u)) => usage = Some(u),
+            Ok(StreamEvent::Done) => done = true,
+            Err(e) => err = Some(e),
+        }
+    }
+    (text, usage, done, err, chunks)
+}
+
+#[tokio::test]
+async fn both_adapters_answer_in_openai_shape_with_usage() {
+    let (gw, mock) = setup(MockConfig::default()).await;
+    let key = SecretString::from("sk-good-key-0000000000000000");
+    for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
+        let b = base(mock, wire);
+        let up = Upstream {
+            wire,
+            base_url: &b,
+            key: &key,
+        };
+        let reply = gw
+            .chat(&up, &chat_request(), "mock-small", false)
+            .await
+            .unwrap();
+        let ChatReply::Complete { body, usage } = reply else {
+            panic!()
+        };
+        assert_eq!(body["object"], "chat.completion");
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            "[system: Be brief.] You said: Hello there friend",
+            "{wire:?}: the system prompt and the last user message arrive"
+        );
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+        assert_eq!(
+            usage,
+            Usage {
+                input_tokens: 5,
+                output_tokens: 8
+            },
+            "{wire:?}"
+        );
+        assert_eq!(body["usage"]["total_tokens"], 13);
+
+        // Streamed: token by token, the same text, usage from the stream.
+        let reply = gw
+            .chat(&up, &chat_request(), "mock-small", true)
+            .await
+            .unwrap();
+        let (text, usage, done, err, chunks) = drain(reply).await;
+        assert_eq!(
+            text, "[system: Be brief.] You said: Hello there friend",
+            "{wire:?}"
+        );
+        assert_eq!(
+            usage,
+            Some(Usage {
+                input_tokens: 5,
+                output_tokens: 8
+            }),
+            "{wire:?}"
+        );
+        assert!(done && err.is_none(), "{wire:?}: {err:?}");
+        assert!(chunks >= 9, "{wire:?}: one chunk per token, got {chunks}");
+    }
+}
+
+#[tokio::test]
+async fn stop_sequences_and_max_tokens_are_translated() {
+    let (gw, mock) = setup(MockConfig::default()).await;
+    let key = SecretString::from("sk-good-key-0000000000000000");
+    for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
+        let b = base(mock, wire);
+        let up = Upstream {
+            wire,
+            base_url: &b,
+            key: &key,
+        };
+        let mut r = chat_request();
+        r.insert("stop".into(), json!(["there"]));
+        let ChatReply::Complete { body, .. } = gw.chat(&up, &r, "m", false).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            body["choices"][0]["message"]["content"], "[system: Be brief.] You said: Hello ",
+            "{wire:?}"
+        );
+        let mut r = chat_request();
+        r.insert("max_tokens".into(), json!(2));
+        let ChatReply::Complete { body, usage } = gw.chat(&up, &r, "m", false).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(body["choices"][0]["finish_reason"], "length", "{wire:?}");
+        assert_eq!(usage.output_tokens, 2);
+    }
+}
+
+#[test]
+fn the_anthropic_translation_round_trips() {
+    use keyward_server::gateway::chat::{from_anthropic, to_anthropic};
+    let body = to_anthropic(&chat_request(), "claude-haiku-4-5", true).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "model": "claude-haiku-4-5",
+            "system": "Be brief.",
+            "messages": [{"role": "user", "content": "Hello there friend"}],
+            "max_tokens": 1024,
+            "temperature": 1.0,
+            "metadata": {"user_id": "visitor-1"},
+            "stream": true
+        })
+    );
+    let parts = request(json!({"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        {"role": "assistant", "content": "c"},
+        {"role": "user", "content": "d"}
+    ], "max_completion_tokens": 9, "stop": "x"}));
+    let body = to_anthropic(&parts, "m", false).unwrap();
+    assert_eq!(body["messages"][0]["content"], "ab");
+    assert_eq!(body["max_tokens"], 9);
+    assert_eq!(body["stop_sequences"], json!(["x"]));
+    assert!(body.get("stream").is_none());
+    for bad in [
+        json!({"messages": [{"role": "tool", "content": "x"}]}),
+        json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+        json!({"messages": [{"role": "system", "content": "only a system prompt"}]}),
+        json!({"messages": [{"role": "user", "content": "x"}], "tools": []}),
+        json!({"messages": "nope"}),
+    ] {
+        assert!(
+            to_anthropic(&request(bad.clone()), "m", false).is_err(),
+            "{bad}"
+        );
+    }
+    let (openai, usage) = from_anthropic(
+        &json!({"id": "msg_1", "model": "m", "content": [{"type": "text", "text": "hi"}],
+                "stop_reason": "max_tokens", "usage": {"input_tokens": 3, "output_tokens": 4}}),
+        7,
+    );
+    assert_eq!(openai["choices"][0]["message"]["content"], "hi");
+    assert_eq!(openai["choices"][0]["finish_reason"], "length");
+    assert_eq!(openai["usage"]["total_tokens"], 7);
+    assert_eq!(
+        usage,
+        Usage {
+            input_tokens: 3,
+            output_tokens: 4
+        }
+    );
+}
+
+#[tokio::test]
+async fn every_fault_is_classified_without_the_providers_body() {
+    let (gw, mock) = setup(MockConfig::default()).await;
+    for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
+        let b = base(mock, wire);
+        for (marker, class, status) in [
+            ("invalid", ErrorClass::InvalidKey, Some(401)),
+            ("noquota", ErrorClass::NoQuota, Some(429)),
+            ("ratelimit", ErrorClass::RateLimited, Some(429)),
+            ("retryafter", ErrorClass::RateLimited, Some(429)),
+            ("servererror", ErrorClass::ProviderUnavailable, Some(500)),
+            ("unavailable", ErrorClass::ProviderUnavailable, Some(503)),
+        ] {
+            let key = SecretString::from(format!("sk-{marker}-0000000000000000"));
+            let up = Upstream {
+                wire,
+                base_url: &b,
+                key: &key,
+            };
+            for stream in [false, true] {
+                let err = gw
+                    .chat(&up, &chat_request(), "m", stream)
+                    .await
+                    .unwrap_err();
+                assert_eq!(
+                    (err.class, err.status),
+                    (class, status),
+                    "{wire:?} {marker}"
+                );
+                assert!(!err.mid_stream);
+                assert!(
+                    !err.message.contains("10.1.2.3") && !err.message.contains("exceeded"),
+                    "{}",
+                    err.message
+                );
+                if marker == "retryafter" {
+                    assert_eq!(err.retry_after, Some(7));
+                }
+            }
+        }
+        // Cut mid-stream: some text arrived, then a classified error, no Done.
+        let key = SecretString::from("sk-cut-0000000000000000");
+        let up = Upstream {
+            wire,
+            base_url: &b,
+            key: &key,
+        };
+        let reply = gw.chat(&up, &chat_request(), "m", true).await.unwrap();
+        let (_, _, done, err, chunks) = drain(reply).await;
+        let err = err.expect("the cut is reported");
+        assert!(!done && err.mid_stream, "{wire:?}");
+        assert_eq!(err.class, ErrorClass::ProviderUnavailable);
+        assert!(chunks >= 1, "{wire:?}: output had started");
+    }
+    // Nothing listening: a connection failure.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let gw2 = Gateway::new(vec![("127.0.0.1".into(), closed.port())]).unwrap();
+    let b = format!("http://{closed}/v1");
+    let key = SecretString::from("sk-good-0000000000000000");
+    let up = Upstream {
+        wire: WireFormat::OpenAi,
+        base_url: &b,
+        key: &key,
+    };
+    let err = gw2
+        .chat(&up, &chat_request(), "m", false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::ProviderUnavailable);
+}
+
+#[tokio::test]
+async fn a_dropped_stream_cancels_the_upstream_call() {
+    // A slow stream: 20 tokens per second. Reading two chunks and dropping the stream must
+    // close the upstream connection long before the answer would have finished.
+    let (gw, mock) = setup(MockConfig {
+        tokens_per_sec: 20,
+        ..Default::default()
+    })
+    .await;
+    let key = SecretString::from("sk-good-0000000000000000");
+    let b = base(mock, WireFormat::OpenAi);
+    let up = Upstream {
+        wire: WireFormat::OpenAi,
+        base_url: &b,
+        key: &key,
+    };
+    let mut long = chat_request();
+    long.insert(
+        "messages".into(),
+        json!([{"role": "user", "content": "word ".repeat(400)}]),
+    );
+    let started = Instant::now();
+    let ChatReply::Stream(mut s) = gw.chat(&up, &long, "m", true).await.unwrap() else {
+        panic!()
+    };
+    s.next().await.unwrap().unwrap();
+    s.next().await.unwrap().unwrap();
+    drop(s);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The mock sees the disconnect: its open connections drop to zero quickly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v: Value = reqwest::get(format!("http://{mock}/__mock/stats"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["open_streams"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the upstream stream was not cancelled: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
