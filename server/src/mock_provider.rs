@@ -57,6 +57,8 @@ pub struct MockState {
     authenticated_requests: Arc<AtomicU64>,
     /// Streams being sent right now (a dropped client connection ends one).
     open_streams: Arc<AtomicU64>,
+    /// The last four characters of the last key that called (tests check which key was used).
+    last_key_tail: Arc<std::sync::Mutex<String>>,
     config: Arc<MockConfig>,
 }
 
@@ -92,6 +94,7 @@ pub fn router_with(config: MockConfig) -> Router {
         .with_state(MockState {
             authenticated_requests: Arc::default(),
             open_streams: Arc::default(),
+            last_key_tail: Arc::default(),
             config: Arc::new(config),
         })
 }
@@ -127,6 +130,16 @@ async fn injected(state: &MockState, caller: &Caller) -> Option<Response> {
         Caller::OpenAi(k) => (k.as_str(), false),
         Caller::Anthropic(k) => (k.as_str(), true),
     };
+    if let Ok(mut tail) = state.last_key_tail.lock() {
+        *tail = key
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+    }
     if !state.config.latency.is_zero() {
         tokio::time::sleep(state.config.latency).await;
     }
@@ -236,6 +249,7 @@ async fn stats(State(state): State<MockState>) -> Json<serde_json::Value> {
     Json(json!({
         "authenticated_requests": state.authenticated_requests.load(Ordering::Relaxed),
         "open_streams": state.open_streams.load(Ordering::Relaxed),
+        "last_key_tail": state.last_key_tail.lock().map(|t| t.clone()).unwrap_or_default(),
     }))
 }
 

@@ -67,6 +67,7 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
         .map_err(|e| StartupError::Serve(format!("cannot build the outbound HTTP client: {e}")))?;
     Ok(AppState {
         gateway,
+        keys: crate::gateway::cache::KeyCache::new(),
         leptos_options,
         db,
         sign_in_throttle: SignInThrottle::new(

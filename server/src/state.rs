@@ -15,5 +15,6 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub vault: Vault,
     pub gateway: crate::gateway::Gateway,
+    pub keys: crate::gateway::cache::KeyCache,
     pub sign_in_throttle: SignInThrottle,
 }

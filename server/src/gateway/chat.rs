@@ -50,6 +50,8 @@ pub struct UpstreamError {
     pub message: String,
     /// Whether any part of the answer had already been produced (then a retry is unsafe).
     pub mid_stream: bool,
+    /// A transient failure before any output (502/503, connection refused): one retry is safe.
+    pub retryable: bool,
 }
 
 impl UpstreamError {
@@ -60,6 +62,7 @@ impl UpstreamError {
             retry_after: None,
             message: message.into(),
             mid_stream: false,
+            retryable: false,
         }
     }
 
@@ -408,6 +411,7 @@ async fn refused(res: reqwest::Response) -> UpstreamError {
     let class = ErrorClass::from_status(status, quota);
     UpstreamError {
         retry_after,
+        retryable: matches!(status, 502 | 503),
         ..UpstreamError::new(class, Some(status), describe(class, Some(status)))
     }
 }
@@ -427,7 +431,10 @@ fn transport(e: &reqwest::Error) -> UpstreamError {
     } else {
         "the connection to the provider failed"
     };
-    UpstreamError::new(ErrorClass::ProviderUnavailable, None, why)
+    UpstreamError {
+        retryable: e.is_connect(),
+        ..UpstreamError::new(ErrorClass::ProviderUnavailable, None, why)
+    }
 }
 
 impl Gateway {

@@ -271,6 +271,7 @@ pub async fn update_provider(
         .await?;
     }
     txn.commit().await?;
+    crate::gateway::cache::changed();
     Ok(())
 }
 
@@ -310,6 +311,7 @@ pub async fn set_byok_plans(
     )
     .await?;
     txn.commit().await?;
+    crate::gateway::cache::changed();
     Ok(())
 }
 
@@ -343,6 +345,7 @@ pub async fn set_failure_policy(
     )
     .await?;
     txn.commit().await?;
+    crate::gateway::cache::changed();
     Ok(())
 }
 
@@ -580,6 +583,7 @@ pub async fn add(
     )
     .await?;
     txn.commit().await?;
+    crate::gateway::cache::changed();
     let names = by.id.map(|id| (id, by.email.clone())).into_iter().collect();
     let allowed = byok_for(db, scope, &provider_info(db, p.id).await?.1).await?;
     Ok(view(&row, allowed, &names))
@@ -650,6 +654,7 @@ pub async fn test_saved(
     )
     .await?;
     txn.commit().await?;
+    crate::gateway::cache::changed();
     Ok(result)
 }
 
@@ -772,6 +777,7 @@ pub async fn replace(
     )
     .await?;
     txn.commit().await?;
+    crate::gateway::cache::changed();
     Ok(tested)
 }
 
@@ -815,6 +821,7 @@ pub async fn set_enabled(
     )
     .await?;
     txn.commit().await?;
+    crate::gateway::cache::changed();
     Ok(())
 }
 
@@ -847,6 +854,7 @@ pub async fn set_default_model(
     )
     .await?;
     txn.commit().await?;
+    crate::gateway::cache::changed();
     Ok(())
 }
 
@@ -874,5 +882,6 @@ pub async fn delete(
     )
     .await?;
     txn.commit().await?;
+    crate::gateway::cache::changed();
     Ok(())
 }

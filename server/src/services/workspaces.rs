@@ -96,6 +96,8 @@ pub async fn set_plan(db: &DatabaseConnection, id: Uuid, plan: Plan) -> Result<(
     if res.rows_affected == 0 {
         return Err(ServiceError::NotFound);
     }
+    // The plan decides BYOK: cached resolutions must see it.
+    crate::gateway::cache::changed();
     Ok(())
 }
 

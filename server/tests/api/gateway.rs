@@ -337,3 +337,349 @@ async fn a_dropped_stream_cancels_the_upstream_call() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---- Through the chat service: resolution, cache, failure policy, in-flight replacement. ----
+
+use crate::helpers::{Backend, both_backends, open_vault};
+use keyward::keys::FailurePolicy;
+use keyward::policy::Plan;
+use keyward::resolve::KeySource;
+use keyward_server::gateway::cache::KeyCache;
+use keyward_server::services::accounts;
+use keyward_server::services::audit::By;
+use keyward_server::services::chat::{self, ChatCall, ChatError};
+use keyward_server::services::keys::{self, NewKey, ProviderChange, Scope};
+use keyward_server::services::workspaces;
+use uuid::Uuid;
+
+struct Chat {
+    t: crate::helpers::TestVault,
+    gw: Gateway,
+    cache: KeyCache,
+    mock: SocketAddr,
+    by: By,
+    ws: Uuid,
+}
+
+async fn chat_world(backend: Backend, config: MockConfig) -> Chat {
+    let t = open_vault(backend).await;
+    let (gw, mock) = setup(config).await;
+    let (user, ws) =
+        accounts::setup_first_user(&t.db, "o@example.com", "O", "correct horse battery", "Acme")
+            .await
+            .unwrap();
+    workspaces::set_plan(&t.db, ws.id, Plan::Business)
+        .await
+        .unwrap();
+    let by = By {
+        id: Some(user.id),
+        email: user.email,
+    };
+    for (p, url) in [
+        ("openai", format!("http://{mock}/v1")),
+        ("anthropic", format!("http://{mock}")),
+    ] {
+        let change = ProviderChange {
+            base_url: url,
+            default_model: String::new(),
+            byok_enabled: true,
+        };
+        keys::update_provider(&t.db, &gw, &by, p, change)
+            .await
+            .unwrap();
+    }
+    Chat {
+        t,
+        gw,
+        cache: KeyCache::new(),
+        mock,
+        by,
+        ws: ws.id,
+    }
+}
+
+async fn store(c: &Chat, scope: Scope, provider: &str, key: &str) -> Uuid {
+    let new = NewKey {
+        provider: provider.into(),
+        key: SecretString::from(key),
+        default_model: String::new(),
+        base_url: String::new(),
+    };
+    let v = keys::add(&c.t.db, &c.t.vault, &c.gw, &c.by, scope, new)
+        .await
+        .unwrap();
+    Uuid::parse_str(&v.id).unwrap()
+}
+
+fn call(c: &Chat, provider: &str, chatbot: Option<Uuid>, stream: bool) -> ChatCall {
+    ChatCall {
+        workspace: c.ws,
+        chatbot,
+        provider: provider.into(),
+        model: None,
+        request: chat_request(),
+        stream,
+    }
+}
+
+async fn last_tail(mock: SocketAddr) -> String {
+    let v: Value = reqwest::get(format!("http://{mock}/__mock/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["last_key_tail"].as_str().unwrap().to_string()
+}
+
+async fn run(c: &Chat, call: ChatCall) -> Result<chat::ChatOutcome, ChatError> {
+    chat::chat(&c.t.db, &c.t.vault, &c.gw, &c.cache, call).await
+}
+
+async fn chain_cache_and_policies(backend: Backend) {
+    let c = chat_world(backend, MockConfig::default()).await;
+    let bot = Uuid::new_v4();
+    // Nothing configured: a clear error.
+    let err = run(&c, call(&c, "openai", None, false))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.to_string(), "no key is configured for openai");
+
+    let platform = store(
+        &c,
+        Scope::Platform,
+        "openai",
+        "sk-platform-key-0000000000pppp",
+    )
+    .await;
+    let workspace = store(
+        &c,
+        Scope::Workspace(c.ws),
+        "openai",
+        "sk-workspace-key-00000000wwww",
+    )
+    .await;
+    let chatbot = store(
+        &c,
+        Scope::Chatbot {
+            workspace: c.ws,
+            chatbot: bot,
+        },
+        "openai",
+        "sk-chatbot-key-0000000000cccc",
+    )
+    .await;
+
+    // chatbot > workspace > platform; the model defaults to the provider's.
+    let out = run(&c, call(&c, "openai", Some(bot), false)).await.unwrap();
+    assert_eq!(
+        (out.source, out.key.id, out.model.as_str()),
+        (KeySource::Chatbot, chatbot, "gpt-4o-mini")
+    );
+    assert_eq!(last_tail(c.mock).await, "cccc");
+    let out = run(&c, call(&c, "openai", None, false)).await.unwrap();
+    assert_eq!((out.source, out.key.id), (KeySource::Workspace, workspace));
+    assert_eq!(last_tail(c.mock).await, "wwww");
+
+    // Warm: repeated requests load nothing (no database read, no decryption).
+    let loads = c.cache.loads();
+    for _ in 0..5 {
+        run(&c, call(&c, "openai", None, false)).await.unwrap();
+    }
+    assert_eq!(c.cache.loads(), loads, "the warm path does not reload");
+
+    // Any key change invalidates: the disabled workspace key gives way to the platform key.
+    keys::set_enabled(&c.t.db, &c.by, Scope::Workspace(c.ws), workspace, false)
+        .await
+        .unwrap();
+    let out = run(&c, call(&c, "openai", None, false)).await.unwrap();
+    assert_eq!((out.source, out.key.id), (KeySource::Platform, platform));
+    assert_eq!(c.cache.loads(), loads + 1);
+    keys::set_enabled(&c.t.db, &c.by, Scope::Workspace(c.ws), workspace, true)
+        .await
+        .unwrap();
+
+    // BYOK off for the provider, or a plan without BYOK: the platform key serves everyone.
+    let off = ProviderChange {
+        base_url: format!("http://{}/v1", c.mock),
+        default_model: String::new(),
+        byok_enabled: false,
+    };
+    keys::update_provider(&c.t.db, &c.gw, &c.by, "openai", off)
+        .await
+        .unwrap();
+    let out = run(&c, call(&c, "openai", Some(bot), false)).await.unwrap();
+    assert_eq!(out.source, KeySource::Platform);
+    let on = ProviderChange {
+        base_url: format!("http://{}/v1", c.mock),
+        default_model: String::new(),
+        byok_enabled: true,
+    };
+    keys::update_provider(&c.t.db, &c.gw, &c.by, "openai", on)
+        .await
+        .unwrap();
+    workspaces::set_plan(&c.t.db, c.ws, Plan::Free)
+        .await
+        .unwrap();
+    assert_eq!(
+        run(&c, call(&c, "openai", None, false))
+            .await
+            .unwrap()
+            .source,
+        KeySource::Platform
+    );
+    workspaces::set_plan(&c.t.db, c.ws, Plan::Business)
+        .await
+        .unwrap();
+    assert_eq!(
+        run(&c, call(&c, "openai", None, false))
+            .await
+            .unwrap()
+            .source,
+        KeySource::Workspace
+    );
+
+    // A rejected BYOK key: fail closed by default, and the key's last error is recorded.
+    let bad_id = store(
+        &c,
+        Scope::Workspace(c.ws),
+        "anthropic",
+        "sk-ant-invalid-000000000000xx",
+    )
+    .await;
+    let _platform_ant = store(
+        &c,
+        Scope::Platform,
+        "anthropic",
+        "sk-ant-platform-00000000000pp",
+    )
+    .await;
+    let err = run(&c, call(&c, "anthropic", None, true))
+        .await
+        .err()
+        .unwrap();
+    match err {
+        ChatError::Upstream(e) => assert_eq!(e.class, ErrorClass::InvalidKey),
+        other => panic!("{other}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = keys::page(&c.t.db, Scope::Workspace(c.ws), true)
+            .await
+            .unwrap();
+        let k = page
+            .rows
+            .iter()
+            .find(|r| r.provider.id == "anthropic")
+            .unwrap()
+            .key
+            .clone()
+            .unwrap();
+        if let Some(e) = k.last_error {
+            assert_eq!(e.class, ErrorClass::InvalidKey);
+            assert_eq!(k.id, bad_id.to_string());
+            break;
+        }
+        assert!(Instant::now() < deadline, "last error not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Fallback to the platform: the platform key answers, and the outcome says why.
+    keys::set_failure_policy(&c.t.db, &c.by, c.ws, FailurePolicy::FallbackToPlatform)
+        .await
+        .unwrap();
+    let out = run(&c, call(&c, "anthropic", None, true)).await.unwrap();
+    assert_eq!(
+        (out.source, out.fell_back),
+        (KeySource::Platform, Some(ErrorClass::InvalidKey))
+    );
+    let (text, usage, done, err, _) = drain(out.reply).await;
+    assert!(done && err.is_none() && usage.is_some());
+    assert!(text.ends_with("Hello there friend"));
+    assert_eq!(last_tail(c.mock).await, "00pp");
+}
+both_backends!(chain_cache_and_policies, super::chain_cache_and_policies);
+
+/// A request holds the key it resolved: replacing the key while a slow stream is running lets
+/// that stream finish on the old key; the next request uses the new one.
+async fn in_flight_requests_finish_on_the_old_key(backend: Backend) {
+    let c = chat_world(
+        backend,
+        MockConfig {
+            tokens_per_sec: 40,
+            ..Default::default()
+        },
+    )
+    .await;
+    let id = store(
+        &c,
+        Scope::Workspace(c.ws),
+        "openai",
+        "sk-first-key-000000000000aaaa",
+    )
+    .await;
+    let mut long = call(&c, "openai", None, true);
+    long.request.insert(
+        "messages".into(),
+        json!([{"role": "user", "content": "tick ".repeat(40)}]),
+    );
+    let out = run(&c, long).await.unwrap();
+    assert_eq!(out.key.id, id);
+    let ChatReply::Stream(mut s) = out.reply else {
+        panic!()
+    };
+    let first = s.next().await.unwrap().unwrap();
+    assert!(matches!(first, StreamEvent::Chunk(_)));
+    // Replace mid-stream (the new key is live-tested first, against the same mock).
+    let new = NewKey {
+        provider: "openai".into(),
+        key: SecretString::from("sk-second-key-00000000000bbbb"),
+        default_model: String::new(),
+        base_url: String::new(),
+    };
+    keys::replace(
+        &c.t.db,
+        &c.t.vault,
+        &c.gw,
+        &c.by,
+        Scope::Workspace(c.ws),
+        id,
+        new,
+    )
+    .await
+    .unwrap();
+    let mut text = String::new();
+    let mut done = false;
+    while let Some(item) = s.next().await {
+        match item.unwrap() {
+            StreamEvent::Chunk(ch) => {
+                let v: Value = serde_json::from_str(&ch).unwrap();
+                if let Some(t) = v
+                    .pointer("/choices/0/delta/content")
+                    .and_then(Value::as_str)
+                {
+                    text.push_str(t);
+                }
+            }
+            StreamEvent::Done => done = true,
+            StreamEvent::Usage(_) => {}
+        }
+    }
+    assert!(done, "the old stream finished");
+    assert_eq!(
+        text.matches("tick").count(),
+        40,
+        "the whole answer arrived: {text}"
+    );
+    assert_eq!(
+        out.key.hint, "sk-…aaaa",
+        "the request still holds the old key"
+    );
+    let next = run(&c, call(&c, "openai", None, false)).await.unwrap();
+    assert_eq!(next.key.hint, "sk-…bbbb");
+    assert_eq!(last_tail(c.mock).await, "bbbb");
+}
+both_backends!(
+    in_flight_requests_finish_on_the_old_key,
+    super::in_flight_requests_finish_on_the_old_key
+);

@@ -1,0 +1,232 @@
+//! The key cache: per workspace, the decrypted keys (workspace, its chatbots', the platform's)
+//! and the policy inputs of the resolution chain, so a warm request does no database read and no
+//! decryption.
+//!
+//! Invalidation is by epoch: every key, BYOK, plan or policy change calls [`changed`] after its
+//! transaction commits; a snapshot taken under an older epoch is reloaded on its next use. A
+//! request keeps the `Arc<LiveKey>` it resolved until it finishes, so a replacement only affects
+//! later requests. (Several instances on one PostgreSQL reach the same state within the vault
+//! refresh interval at most; see the README's known limits.)
+
+use crate::entities::{credential, workspace};
+use crate::error::ServiceError;
+use crate::services::keys as key_service;
+use crate::vault::Vault;
+use keyward::catalogue::{self, WireFormat};
+use keyward::credential::CredentialScope;
+use keyward::dto::ProviderInfo;
+use keyward::keys::{FailurePolicy, KeyStatus};
+use keyward::policy::Plan;
+use keyward::resolve::{Candidate, Inputs, ResolveError, Resolved, resolve};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter};
+use secrecy::SecretString;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use uuid::Uuid;
+
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// Marks every cached snapshot stale. Called after any change to keys, BYOK switches, plans or
+/// failure policies has committed.
+pub fn changed() {
+    EPOCH.fetch_add(1, Ordering::AcqRel);
+}
+
+fn epoch() -> u64 {
+    EPOCH.load(Ordering::Acquire)
+}
+
+/// A stored key, decrypted, with what the gateway needs to use it. Its `Debug` never shows the
+/// secret.
+pub struct LiveKey {
+    pub id: Uuid,
+    pub scope: CredentialScope,
+    pub provider: String,
+    pub wire: WireFormat,
+    pub base_url: String,
+    pub active: bool,
+    pub default_model: Option<String>,
+    pub hint: String,
+    pub secret: SecretString,
+}
+
+impl std::fmt::Debug for LiveKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveKey")
+            .field("id", &self.id)
+            .field("scope", &self.scope)
+            .field("provider", &self.provider)
+            .field("hint", &self.hint)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the resolution chain needs for one workspace.
+#[derive(Debug)]
+pub struct Snapshot {
+    epoch: u64,
+    pub plan_byok: bool,
+    pub policy: FailurePolicy,
+    pub providers: HashMap<String, ProviderInfo>,
+    pub workspace_keys: HashMap<String, Arc<LiveKey>>,
+    pub chatbot_keys: HashMap<(Uuid, String), Arc<LiveKey>>,
+    pub platform_keys: HashMap<String, Arc<LiveKey>>,
+}
+
+fn candidate(k: Option<&Arc<LiveKey>>) -> Option<Candidate<Arc<LiveKey>>> {
+    k.map(|k| Candidate {
+        id: k.clone(),
+        active: k.active,
+        default_model: k.default_model.clone(),
+    })
+}
+
+impl Snapshot {
+    /// Runs the resolution chain for a provider (and optionally a chatbot). Pure and in memory.
+    pub fn resolve(
+        &self,
+        provider: &str,
+        chatbot: Option<Uuid>,
+        model: Option<&str>,
+    ) -> Result<Resolved<Arc<LiveKey>>, ResolveError> {
+        let info = self.providers.get(provider);
+        let inputs = Inputs {
+            provider,
+            provider_byok: info.is_some_and(|p| p.byok_enabled),
+            plan_byok: self.plan_byok,
+            policy: self.policy,
+            chatbot: chatbot
+                .and_then(|c| candidate(self.chatbot_keys.get(&(c, provider.to_string())))),
+            workspace: candidate(self.workspace_keys.get(provider)),
+            platform: candidate(self.platform_keys.get(provider)),
+            requested_model: model,
+            provider_default_model: info.and_then(|p| p.default_model.as_deref()),
+        };
+        resolve(&inputs)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct KeyCache {
+    snapshots: Arc<RwLock<HashMap<Uuid, Arc<Snapshot>>>>,
+    loads: Arc<AtomicU64>,
+}
+
+impl KeyCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many snapshots were loaded from the database (each load reads and decrypts).
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+
+    /// The current snapshot if it is warm (no IO at all).
+    pub fn warm(&self, workspace_id: Uuid) -> Option<Arc<Snapshot>> {
+        let e = epoch();
+        let map = self.snapshots.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&workspace_id).filter(|s| s.epoch == e).cloned()
+    }
+
+    /// The workspace's snapshot, loading it on a miss or after a change.
+    pub async fn snapshot(
+        &self,
+        db: &DatabaseConnection,
+        vault: &Vault,
+        workspace_id: Uuid,
+    ) -> Result<Arc<Snapshot>, ServiceError> {
+        if let Some(s) = self.warm(workspace_id) {
+            return Ok(s);
+        }
+        let e = epoch();
+        let snap = Arc::new(load(db, vault, workspace_id, e).await?);
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.snapshots.write().unwrap_or_else(|p| p.into_inner());
+        // Forget snapshots from older epochs while we hold the lock.
+        map.retain(|_, s| s.epoch == e);
+        map.insert(workspace_id, snap.clone());
+        Ok(snap)
+    }
+}
+
+async fn load(
+    db: &DatabaseConnection,
+    vault: &Vault,
+    workspace_id: Uuid,
+    epoch: u64,
+) -> Result<Snapshot, ServiceError> {
+    let ws = workspace::Entity::find_by_id(workspace_id)
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    let plan: Plan = ws.plan.parse().unwrap_or(Plan::Free);
+    let plans = key_service::byok_plans(db).await?;
+    let providers: HashMap<String, ProviderInfo> = key_service::providers(db)
+        .await?
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect();
+    let rows = credential::Entity::find()
+        .filter(
+            Condition::any()
+                .add(credential::Column::WorkspaceId.eq(workspace_id))
+                .add(credential::Column::Scope.eq(CredentialScope::Platform.as_str())),
+        )
+        .all(db)
+        .await?;
+    let mut snap = Snapshot {
+        epoch,
+        plan_byok: plans.contains(&plan),
+        policy: ws.failure_policy.parse().unwrap_or_default(),
+        providers,
+        workspace_keys: HashMap::new(),
+        chatbot_keys: HashMap::new(),
+        platform_keys: HashMap::new(),
+    };
+    for row in rows {
+        let Some(p) = catalogue::provider(&row.provider) else {
+            continue;
+        };
+        let ctx = match crate::vault::context_of(&row) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::error!(credential = %row.id, error = %e, "unusable credential row");
+                continue;
+            }
+        };
+        let secret = match vault.decrypt(&ctx, &row.ciphertext).await {
+            Ok(s) => s,
+            Err(e) => {
+                // A tampered or undecryptable row is no key; the owner sees it fail its test.
+                tracing::error!(credential = %row.id, error = %e, "cannot decrypt a stored key");
+                continue;
+            }
+        };
+        let key = Arc::new(LiveKey {
+            id: row.id,
+            scope: ctx.scope,
+            provider: row.provider.clone(),
+            wire: p.wire,
+            base_url: row.base_url.clone(),
+            active: row.status == KeyStatus::Active.as_str(),
+            default_model: row.default_model.clone(),
+            hint: row.hint.clone(),
+            secret,
+        });
+        match ctx.scope {
+            CredentialScope::Platform => {
+                snap.platform_keys.insert(row.provider, key);
+            }
+            CredentialScope::Workspace => {
+                snap.workspace_keys.insert(row.provider, key);
+            }
+            CredentialScope::Chatbot => {
+                snap.chatbot_keys.insert((row.owner_id, row.provider), key);
+            }
+        }
+    }
+    Ok(snap)
+}
