@@ -56,7 +56,7 @@ const env = {
   KEYWARD_DATABASE_URL: process.env.KEYWARD_E2E_DATABASE_URL ?? `sqlite://${work}/keyward.db`,
   KEYWARD_SITE_ROOT: join(root, 'target/site'),
   KEYWARD_MASTER_KEY_FILE: masterKey,
-  KEYWARD_UPSTREAM_ALLOWLIST: `127.0.0.1:${mockPort}`,
+  KEYWARD_ALLOWED_PRIVATE_UPSTREAMS: `127.0.0.1:${mockPort}`,
   // Everything at TRACE, into a file the canary sweep searches for leaked keys.
   KEYWARD_LOG_FILTER: process.env.KEYWARD_E2E_LOG ?? 'trace',
 };

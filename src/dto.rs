@@ -201,3 +201,14 @@ pub struct AuditPage {
     /// More entries match than were returned.
     pub truncated: bool,
 }
+
+/// A model a workspace (or one of its chatbots) can use now, labelled by the key source that
+/// would serve it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelOption {
+    pub provider: String,
+    pub model: String,
+    pub source: crate::resolve::KeySource,
+    /// The key's or provider's default model.
+    pub default: bool,
+}

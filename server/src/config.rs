@@ -30,7 +30,8 @@ const KEYS: &[&str] = &[
     "public_url",
     "sign_in_attempts_per_minute",
     "open_sign_up",
-    "upstream_allowlist",
+    "allowed_private_upstreams",
+    "allow_http_upstreams",
 ];
 
 /// Settings that may also come from `KEYWARD_<NAME>_FILE`.
@@ -70,7 +71,10 @@ pub struct Settings {
     /// Comma-separated exact `host:port` pairs that provider base URLs may use even though they
     /// are plain http or private addresses (a local model server, the mock provider). Empty: only
     /// https to public addresses.
-    pub upstream_allowlist: String,
+    pub allowed_private_upstreams: String,
+    /// Allow plain-http provider base URLs (to public addresses). Keys would cross the network
+    /// unencrypted: only for upstreams on a trusted network.
+    pub allow_http_upstreams: bool,
 }
 
 impl Default for Settings {
@@ -90,7 +94,8 @@ impl Default for Settings {
             public_url: None,
             sign_in_attempts_per_minute: 10,
             open_sign_up: false,
-            upstream_allowlist: String::new(),
+            allowed_private_upstreams: String::new(),
+            allow_http_upstreams: false,
         }
     }
 }
@@ -174,7 +179,8 @@ impl fmt::Debug for Settings {
                 &self.sign_in_attempts_per_minute,
             )
             .field("open_sign_up", &self.open_sign_up)
-            .field("upstream_allowlist", &self.upstream_allowlist)
+            .field("allowed_private_upstreams", &self.allowed_private_upstreams)
+            .field("allow_http_upstreams", &self.allow_http_upstreams)
             .finish()
     }
 }
@@ -288,9 +294,9 @@ impl Settings {
                 reason: "must start with https:// (or http:// for local use)".into(),
             });
         }
-        if let Err(reason) = parse_allowlist(&self.upstream_allowlist) {
+        if let Err(reason) = parse_allowlist(&self.allowed_private_upstreams) {
             return Err(ConfigError::Invalid {
-                key: "upstream_allowlist",
+                key: "allowed_private_upstreams",
                 reason,
             });
         }
@@ -353,8 +359,8 @@ fn parse_allowlist(text: &str) -> Result<Vec<(String, u16)>, String> {
 
 impl Settings {
     /// The operator's exact `host:port` exceptions to the upstream SSRF rules.
-    pub fn upstream_allowlist(&self) -> Vec<(String, u16)> {
-        parse_allowlist(&self.upstream_allowlist).unwrap_or_default()
+    pub fn allowed_private_upstreams(&self) -> Vec<(String, u16)> {
+        parse_allowlist(&self.allowed_private_upstreams).unwrap_or_default()
     }
 
     /// Whether people reach this instance over https (cookies are then `Secure`).

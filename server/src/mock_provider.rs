@@ -2,7 +2,7 @@
 //! tests, the end-to-end suite, the offline demo and the benchmark. Run it with
 //! `keyward mock-provider --bind 127.0.0.1:9100`; point a provider's base URL at
 //! `http://127.0.0.1:9100/v1` (OpenAI-compatible) or `http://127.0.0.1:9100` (Anthropic) and add
-//! that `host:port` to `KEYWARD_UPSTREAM_ALLOWLIST`.
+//! that `host:port` to `KEYWARD_ALLOWED_PRIVATE_UPSTREAMS`.
 //!
 //! It speaks both wire formats (an `x-api-key` header selects Anthropic's shapes) and injects
 //! failures chosen by the key itself, so a test picks the behaviour by the key it stores:

@@ -63,11 +63,14 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
     let vault = Vault::open(db.clone(), master).await?;
     services::system::ensure_instance(&db).await?;
     let leptos_options = leptos_options(&settings);
-    let gateway = crate::gateway::Gateway::new(settings.upstream_allowlist())
+    let policy = crate::gateway::ssrf::Allowlist::new(settings.allowed_private_upstreams())
+        .with_http(settings.allow_http_upstreams);
+    let gateway = crate::gateway::Gateway::with(policy, crate::gateway::ssrf::system_lookup())
         .map_err(|e| StartupError::Serve(format!("cannot build the outbound HTTP client: {e}")))?;
     Ok(AppState {
         gateway,
         keys: crate::gateway::cache::KeyCache::new(),
+        models: Default::default(),
         leptos_options,
         db,
         sign_in_throttle: SignInThrottle::new(

@@ -16,5 +16,6 @@ pub struct AppState {
     pub vault: Vault,
     pub gateway: crate::gateway::Gateway,
     pub keys: crate::gateway::cache::KeyCache,
+    pub models: crate::services::models::ModelsCache,
     pub sign_in_throttle: SignInThrottle,
 }

@@ -438,6 +438,57 @@ fn transport(e: &reqwest::Error) -> UpstreamError {
 }
 
 impl Gateway {
+    /// The model ids the provider offers to this key (its `/models` list).
+    pub async fn list_models(&self, up: &Upstream<'_>) -> Result<Vec<String>, UpstreamError> {
+        let base = ssrf::check_base_url(up.base_url, &self.allow).map_err(|e| {
+            UpstreamError::new(
+                ErrorClass::Rejected,
+                None,
+                format!("the provider address is not allowed: {e}"),
+            )
+        })?;
+        let headers = auth_headers(up.wire, up.key).ok_or_else(|| {
+            UpstreamError::new(
+                ErrorClass::InvalidKey,
+                None,
+                "the key contains characters that cannot be sent",
+            )
+        })?;
+        let url = match up.wire {
+            WireFormat::OpenAi => format!("{base}/models"),
+            WireFormat::Anthropic => format!("{base}/v1/models?limit=1000"),
+        };
+        let send = self
+            .client
+            .get(url)
+            .headers(headers)
+            .timeout(super::TEST_TIMEOUT)
+            .send();
+        let res = send.await.map_err(|e| transport(&e))?;
+        if !res.status().is_success() {
+            return Err(refused(res).await);
+        }
+        let v: Value = res.json().await.map_err(|_| {
+            UpstreamError::new(
+                ErrorClass::ProviderUnavailable,
+                None,
+                "the provider sent an unreadable model list",
+            )
+        })?;
+        let mut ids: Vec<String> = v
+            .get("data")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// Sends one chat request (OpenAI-shaped) to the upstream with the given key and model.
     /// Nothing has reached the caller when this returns an error, so the caller may retry (with
     /// the fallback key, say); errors inside a returned stream come after output started.

@@ -54,8 +54,13 @@ pub fn auth_headers(wire: WireFormat, key: &SecretString) -> Option<HeaderMap> {
 }
 
 impl Gateway {
+    /// A gateway that may reach public https upstreams plus the allowlisted `host:port` pairs.
     pub fn new(allowlist: Vec<(String, u16)>) -> Result<Self, reqwest::Error> {
-        let allow = Allowlist::new(allowlist);
+        Self::with(Allowlist::new(allowlist), ssrf::system_lookup())
+    }
+
+    /// A gateway with an explicit upstream policy and name lookup (tests use a rebinding one).
+    pub fn with(allow: Allowlist, lookup: ssrf::Lookup) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -65,6 +70,7 @@ impl Gateway {
             .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(Arc::new(GuardedResolver {
                 allow: allow.clone(),
+                lookup,
             }))
             .build()?;
         Ok(Gateway { client, allow })

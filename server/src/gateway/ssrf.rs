@@ -24,23 +24,36 @@ pub enum UrlError {
     NonPublic,
 }
 
-/// The operator's exceptions: exact host and port.
+/// The operator's exceptions: exact host and port pairs that may be private or plain http, and
+/// whether plain http is allowed at all for public hosts.
 #[derive(Clone, Debug, Default)]
-pub struct Allowlist(Arc<Vec<(String, u16)>>);
+pub struct Allowlist {
+    entries: Arc<Vec<(String, u16)>>,
+    allow_http: bool,
+}
 
 impl Allowlist {
     pub fn new(entries: Vec<(String, u16)>) -> Self {
-        Allowlist(Arc::new(entries))
+        Allowlist {
+            entries: Arc::new(entries),
+            allow_http: false,
+        }
+    }
+
+    /// Also allows plain http to public addresses (an operator setting).
+    pub fn with_http(mut self, allow_http: bool) -> Self {
+        self.allow_http = allow_http;
+        self
     }
 
     pub fn allows(&self, host: &str, port: u16) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.0.iter().any(|(h, p)| *h == host && *p == port)
+        self.entries.iter().any(|(h, p)| *h == host && *p == port)
     }
 
     pub fn allows_host(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.0.iter().any(|(h, _)| *h == host)
+        self.entries.iter().any(|(h, _)| *h == host)
     }
 }
 
@@ -65,7 +78,7 @@ pub fn check_base_url(raw: &str, allow: &Allowlist) -> Result<String, UrlError> 
     let allowlisted = allow.allows(&host_text, port);
     match url.scheme() {
         "https" => {}
-        "http" if allowlisted => {}
+        "http" if allowlisted || allow.allow_http => {}
         _ => return Err(UrlError::NotHttps),
     }
     if !allowlisted {
@@ -133,20 +146,45 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// How names become addresses: the system resolver, or a stand-in in tests (a rebinding DNS).
+pub type Lookup = Arc<
+    dyn Fn(String) -> futures_util::future::BoxFuture<'static, std::io::Result<Vec<IpAddr>>>
+        + Send
+        + Sync,
+>;
+
+/// The system resolver (every A and AAAA record).
+pub fn system_lookup() -> Lookup {
+    Arc::new(|host: String| {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .map(|a| a.ip())
+                .collect())
+        })
+    })
+}
+
 /// The outbound client's resolver: resolves every address of a name and refuses the name if any
-/// of them is not public, unless the operator allowlisted the host.
-#[derive(Clone, Debug)]
+/// of them is not public, unless the operator allowlisted the host. The addresses it returns are
+/// the ones the connection uses, so what was checked is what is connected to.
+#[derive(Clone)]
 pub struct GuardedResolver {
     pub allow: Allowlist,
+    pub lookup: Lookup,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let allow = self.allow.clone();
+        let lookup = self.lookup.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = lookup(host.clone())
+                .await?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
             if addrs.is_empty() {
                 return Err("the host has no addresses".into());
             }

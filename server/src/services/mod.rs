@@ -5,5 +5,6 @@ pub mod accounts;
 pub mod audit;
 pub mod chat;
 pub mod keys;
+pub mod models;
 pub mod system;
 pub mod workspaces;

@@ -683,3 +683,283 @@ both_backends!(
     in_flight_requests_finish_on_the_old_key,
     super::in_flight_requests_finish_on_the_old_key
 );
+
+// ---- SSRF: the destination corpus, a rebinding resolver, a redirecting upstream. ----
+
+async fn authenticated_requests(mock: SocketAddr) -> u64 {
+    let v: Value = reqwest::get(format!("http://{mock}/__mock/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["authenticated_requests"].as_u64().unwrap()
+}
+
+/// Every bad destination is refused before a key is sent: the recording stub (the mock, on
+/// loopback but not allowlisted) receives nothing. Plain http is allowed here, so it is the
+/// address rules that refuse.
+#[tokio::test]
+async fn the_ssrf_corpus_never_reaches_the_stub() {
+    use keyward_server::gateway::ssrf::{self, Allowlist};
+    let stub = crate::keys::spawn_mock().await;
+    let p = stub.port();
+    let gw = Gateway::with(
+        Allowlist::new(vec![]).with_http(true),
+        ssrf::system_lookup(),
+    )
+    .unwrap();
+    let corpus: Vec<String> = [
+        "http://127.0.0.1:{p}/v1",
+        "http://127.1:{p}/v1",
+        "http://127.0.1:{p}/v1",
+        "http://2130706433:{p}/v1",
+        "http://0x7f000001:{p}/v1",
+        "http://0x7f.0x0.0x0.0x1:{p}/v1",
+        "http://0177.0.0.1:{p}/v1",
+        "http://0177.1:{p}/v1",
+        "http://127.000.000.001:{p}/v1",
+        "http://127.0.0.1.:{p}/v1",
+        "http://localhost:{p}/v1",
+        "http://LOCALHOST:{p}/v1",
+        "http://localhost.:{p}/v1",
+        "http://foo.localhost:{p}/v1",
+        "http://[::1]:{p}/v1",
+        "http://[0:0:0:0:0:0:0:1]:{p}/v1",
+        "http://[::ffff:127.0.0.1]:{p}/v1",
+        "http://[::ffff:7f00:1]:{p}/v1",
+        "http://[::127.0.0.1]:{p}/v1",
+        "http://[64:ff9b::127.0.0.1]:{p}/v1",
+        "http://0.0.0.0:{p}/v1",
+        "http://0:{p}/v1",
+        "http://[::]:{p}/v1",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://169.254.169.254:{p}/v1",
+        "http://2852039166/latest",
+        "http://0xa9fea9fe/latest",
+        "http://[::ffff:a9fe:a9fe]/latest",
+        "http://[::ffff:169.254.169.254]/latest",
+        "http://[64:ff9b::a9fe:a9fe]/latest",
+        "http://[fd00:ec2::254]/latest",
+        "http://metadata.google.internal/computeMetadata/v1",
+        "http://metadata/computeMetadata/v1",
+        "http://10.0.0.1:{p}/v1",
+        "http://10.255.255.255/v1",
+        "http://172.16.0.1/v1",
+        "http://172.31.255.254/v1",
+        "http://192.168.0.1/v1",
+        "http://100.64.0.1/v1",
+        "http://100.127.255.254/v1",
+        "http://198.18.0.1/v1",
+        "http://224.0.0.1/v1",
+        "http://239.255.255.250/v1",
+        "http://255.255.255.255/v1",
+        "http://240.0.0.1/v1",
+        "http://192.0.0.1/v1",
+        "http://192.0.2.1/v1",
+        "http://[fe80::1]/v1",
+        "http://[fc00::1]/v1",
+        "http://[ff02::1]/v1",
+        "http://[2001:db8::1]/v1",
+        "http://[fec0::1]/v1",
+        "http://intranet:{p}/v1",
+        "http://printer.local/v1",
+        "http://evil.example@127.0.0.1:{p}/v1",
+        "http://user:pass@api.openai.com/v1",
+        "http://127.0.0.1:{p}/v1?x=https://api.openai.com",
+        "http://127.0.0.1:{p}/v1#@api.openai.com",
+        "ftp://127.0.0.1:{p}/v1",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:{p}/",
+        "http://[fe80::1%25lo]/v1",
+        "not a url",
+        "",
+    ]
+    .iter()
+    .map(|u| u.replace("{p}", &p.to_string()))
+    .collect();
+    assert!(corpus.len() >= 60, "{}", corpus.len());
+    let key = SecretString::from("sk-recorded-0000000000000000");
+    for url in &corpus {
+        assert!(
+            ssrf::check_base_url(url, gw.allowlist()).is_err(),
+            "accepted: {url}"
+        );
+        for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
+            let up = Upstream {
+                wire,
+                base_url: url,
+                key: &key,
+            };
+            let err = gw.chat(&up, &chat_request(), "m", false).await.unwrap_err();
+            assert_eq!(err.class, ErrorClass::Rejected, "{url}");
+            let tested = gw.test_key(wire, url, &key).await;
+            assert!(!tested.ok, "{url}");
+        }
+    }
+    assert_eq!(
+        authenticated_requests(stub).await,
+        0,
+        "the stub received a key"
+    );
+}
+
+/// Names are checked when the connection is made: a name that resolves (or re-resolves) to a
+/// private address, or to a mix of public and private ones, is refused, and nothing is sent.
+#[tokio::test]
+async fn a_rebinding_resolver_cannot_redirect_a_key() {
+    use keyward_server::gateway::ssrf::{Allowlist, Lookup};
+    use std::net::IpAddr;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let stub = crate::keys::spawn_mock().await;
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let lookup: Lookup = std::sync::Arc::new(move |host: String| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            let ips: Vec<IpAddr> = match host.as_str() {
+                // First answer public (what a pre-check would have seen), then loopback.
+                "rebind.example" if n == 0 => vec!["93.184.216.34".parse().unwrap()],
+                "rebind.example" => vec!["127.0.0.1".parse().unwrap()],
+                "mixed.example" => vec![
+                    "93.184.216.34".parse().unwrap(),
+                    "127.0.0.1".parse().unwrap(),
+                ],
+                "internal.example" => vec!["10.0.0.5".parse().unwrap()],
+                "mapped.example" => vec!["::ffff:127.0.0.1".parse().unwrap()],
+                _ => vec!["127.0.0.1".parse().unwrap()],
+            };
+            Ok(ips)
+        })
+    });
+    let gw = Gateway::with(Allowlist::new(vec![]).with_http(true), lookup).unwrap();
+    let key = SecretString::from("sk-recorded-0000000000000000");
+    for host in [
+        "rebind.example",
+        "mixed.example",
+        "internal.example",
+        "mapped.example",
+        "anything.example",
+    ] {
+        let url = format!("http://{host}:{}/v1", stub.port());
+        let up = Upstream {
+            wire: WireFormat::OpenAi,
+            base_url: &url,
+            key: &key,
+        };
+        for _ in 0..2 {
+            match gw.chat(&up, &chat_request(), "m", false).await {
+                Err(e) => assert!(
+                    e.class == ErrorClass::Rejected || e.class == ErrorClass::ProviderUnavailable,
+                    "{host}: {e:?}"
+                ),
+                Ok(_) => panic!("{host}: a private address was reached"),
+            }
+        }
+    }
+    assert!(
+        calls.load(Ordering::SeqCst) >= 5,
+        "names were resolved at connection time"
+    );
+    assert_eq!(
+        authenticated_requests(stub).await,
+        0,
+        "the stub received a key"
+    );
+}
+
+/// Redirects are never followed, even to an allowlisted address.
+#[tokio::test]
+async fn a_redirecting_upstream_does_not_move_the_key() {
+    use axum::response::Redirect;
+    use keyward_server::gateway::ssrf::{self, Allowlist};
+    let stub = crate::keys::spawn_mock().await;
+    let target = format!("http://127.0.0.1:{}/v1/chat/completions", stub.port());
+    let app = axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move { Redirect::temporary(&target) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirector = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let allow = Allowlist::new(vec![
+        ("127.0.0.1".into(), redirector.port()),
+        ("127.0.0.1".into(), stub.port()),
+    ]);
+    let gw = Gateway::with(allow, ssrf::system_lookup()).unwrap();
+    let key = SecretString::from("sk-recorded-0000000000000000");
+    let url = format!("http://{redirector}/v1");
+    for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
+        let up = Upstream {
+            wire,
+            base_url: &url,
+            key: &key,
+        };
+        let err = gw.chat(&up, &chat_request(), "m", true).await.unwrap_err();
+        assert_eq!((err.class, err.status), (ErrorClass::Rejected, Some(307)));
+        assert!(!gw.test_key(wire, &url, &key).await.ok);
+    }
+    assert_eq!(
+        authenticated_requests(stub).await,
+        0,
+        "the redirect was followed"
+    );
+}
+
+/// Models: each provider with a usable key lists what it offers (fetched with the resolved key,
+/// then reused), the default first, labelled by the source that would serve it.
+async fn models_are_listed_by_source(backend: Backend) {
+    use keyward_server::services::models::{ModelsCache, available};
+    let c = chat_world(backend, MockConfig::default()).await;
+    store(
+        &c,
+        Scope::Workspace(c.ws),
+        "openai",
+        "sk-workspace-key-00000000wwww",
+    )
+    .await;
+    store(
+        &c,
+        Scope::Platform,
+        "anthropic",
+        "sk-ant-platform-00000000000pp",
+    )
+    .await;
+    let cache = ModelsCache::default();
+    let list = available(&c.t.db, &c.t.vault, &c.gw, &c.cache, &cache, c.ws, None)
+        .await
+        .unwrap();
+    let shown: Vec<(String, String, KeySource, bool)> = list
+        .iter()
+        .map(|m| (m.provider.clone(), m.model.clone(), m.source, m.default))
+        .collect();
+    let w = KeySource::Workspace;
+    let p = KeySource::Platform;
+    assert_eq!(
+        shown,
+        [
+            ("openai".into(), "gpt-4o-mini".into(), w, true),
+            ("openai".into(), "claude-haiku-4-5".into(), w, false),
+            ("openai".into(), "mock-large".into(), w, false),
+            ("openai".into(), "mock-small".into(), w, false),
+            ("anthropic".into(), "claude-haiku-4-5".into(), p, true),
+            ("anthropic".into(), "gpt-4o-mini".into(), p, false),
+            ("anthropic".into(), "mock-large".into(), p, false),
+            ("anthropic".into(), "mock-small".into(), p, false),
+        ]
+    );
+    let before = authenticated_requests(c.mock).await;
+    let again = available(&c.t.db, &c.t.vault, &c.gw, &c.cache, &cache, c.ws, None)
+        .await
+        .unwrap();
+    assert_eq!(again, list);
+    assert_eq!(
+        authenticated_requests(c.mock).await,
+        before,
+        "lists are reused within their TTL"
+    );
+}
+both_backends!(
+    models_are_listed_by_source,
+    super::models_are_listed_by_source
+);

@@ -683,7 +683,7 @@ async fn canary_sweep_over_http(backend: Backend) {
 
     let mock = spawn_mock().await;
     let app = spawn_app_with(backend, |s| {
-        s.upstream_allowlist = format!("127.0.0.1:{}", mock.port());
+        s.allowed_private_upstreams = format!("127.0.0.1:{}", mock.port());
     })
     .await;
     let cookie = crate::helpers::owner_cookie(&app).await;
