@@ -9,10 +9,11 @@ KEYWARD_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export KEYWARD_TEST_DATABASE_URL
 LOGS := target/test-logs
 
-.PHONY: run test tools test-tools build fmt-check lint unit e2e bench clean help
+.PHONY: run demo test tools test-tools build fmt-check lint unit e2e bench clean help
 
 help:
 	@echo "make run    build the release site and serve it on http://127.0.0.1:3000 (SQLite in ./data)"
+	@echo "make demo   like make run, offline: every provider is the in-repo mock provider"
 	@echo "make test   formatting, lints, unit + integration tests (SQLite and PostgreSQL), wasm build, end-to-end"
 	@echo "make bench  benchmarks (not part of make test)"
 
@@ -42,6 +43,24 @@ run: build
 	KEYWARD_MASTER_KEY_FILE=$${KEYWARD_MASTER_KEY_FILE:-data/master.key} \
 	KEYWARD_SITE_ROOT=$${KEYWARD_SITE_ROOT:-target/site} \
 	  target/release/keyward serve
+
+## The offline demo: `make run`, with the mock provider standing in for every LLM provider
+## (started on 127.0.0.1:9100, allowlisted, and set as every provider's base URL — audited), on
+## its own database (data/demo.db) so that the real one never points at the mock.
+DEMO_MOCK := 127.0.0.1:9100
+demo: build
+	@mkdir -p data
+	@test -f data/master.key || target/release/keyward gen-master-key --out data/master.key
+	@target/release/keyward mock-provider --bind $(DEMO_MOCK) --tokens-per-sec 25 & echo $$! > data/mock.pid; \
+	trap 'kill $$(cat data/mock.pid) 2>/dev/null; rm -f data/mock.pid' EXIT; \
+	export KEYWARD_DATABASE_URL=sqlite://data/demo.db KEYWARD_ALLOWED_PRIVATE_UPSTREAMS=$(DEMO_MOCK) KEYWARD_MASTER_KEY_FILE=$${KEYWARD_MASTER_KEY_FILE:-data/master.key} \
+	  KEYWARD_SITE_ROOT=$${KEYWARD_SITE_ROOT:-target/site}; \
+	for p in openai groq deepseek gemini mistral together openrouter nvidia; do \
+	  target/release/keyward provider set $$p --base-url http://$(DEMO_MOCK)/v1 --default-model mock-small; done; \
+	target/release/keyward provider set anthropic --base-url http://$(DEMO_MOCK) --default-model mock-small; \
+	echo "demo: every provider is the mock at http://$(DEMO_MOCK); any key works except ones containing"; \
+	echo "      invalid, noquota, ratelimit, unavailable (they fail on purpose)"; \
+	target/release/keyward serve
 
 fmt-check:
 	cargo fmt --all --check

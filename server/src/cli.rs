@@ -40,6 +40,9 @@ pub enum Command {
     /// Manage accounts from the command line.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Change a provider's settings (as the platform admin does under Providers); audited.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
     /// Serve the in-repo mock LLM provider (both wire formats, failures chosen by the key) for
     /// tests, demos and benchmarks. No database, no master key.
     MockProvider {
@@ -54,6 +57,24 @@ pub enum Command {
         /// Pace of streamed tokens (0: as fast as possible).
         #[arg(long, default_value_t = 0)]
         tokens_per_sec: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Override a provider's base URL and/or default model, or switch BYOK.
+    Set {
+        /// Provider id: openai, anthropic, groq, deepseek, gemini, mistral, together, openrouter, nvidia.
+        provider: String,
+        /// New base URL ("" for the catalogue default).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// New default model ("" for the catalogue default).
+        #[arg(long)]
+        default_model: Option<String>,
+        /// Allow workspaces to bring their own keys for this provider.
+        #[arg(long)]
+        byok: Option<bool>,
     },
 }
 
@@ -115,7 +136,7 @@ pub enum CliError {
     MasterKey(#[from] master_key::MasterKeyError),
     #[error(transparent)]
     Vault(#[from] vault::VaultError),
-    #[error("admin create: {0}")]
+    #[error("{0}")]
     Account(#[from] crate::error::ServiceError),
     #[error("admin create: {0}")]
     Password(String),
@@ -231,6 +252,49 @@ pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<
             close(conn).await;
             served?;
             tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Provider(ProviderCommand::Set {
+            provider,
+            base_url,
+            default_model,
+            byok,
+        }) => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            telemetry::init(settings.log_format, &settings.log_filter);
+            let conn = db::connect(&settings).await?;
+            db::migrate(&conn).await?;
+            let current = crate::services::keys::providers(&conn)
+                .await?
+                .into_iter()
+                .find(|p| p.id == provider)
+                .ok_or_else(|| {
+                    CliError::Account(crate::error::ServiceError::Invalid(format!(
+                        "unknown provider {provider:?}"
+                    )))
+                })?;
+            let keep = |new: Option<String>, old: Option<String>| match new {
+                Some(v) => v,
+                None if current.overridden => old.unwrap_or_default(),
+                None => String::new(),
+            };
+            let change = crate::services::keys::ProviderChange {
+                base_url: keep(base_url, current.base_url.clone()),
+                default_model: keep(default_model, current.default_model.clone()),
+                byok_enabled: byok.unwrap_or(current.byok_enabled),
+            };
+            let policy = crate::gateway::ssrf::Allowlist::new(settings.allowed_private_upstreams())
+                .with_http(settings.allow_http_upstreams);
+            let gateway =
+                crate::gateway::Gateway::with(policy, crate::gateway::ssrf::system_lookup())
+                    .map_err(|e| CliError::Mock(e.to_string()))?;
+            let by = crate::services::audit::By::cli();
+            let result =
+                crate::services::keys::update_provider(&conn, &gateway, &by, &provider, change)
+                    .await;
+            close(conn).await;
+            result?;
+            println!("updated {provider}");
             Ok(())
         }
         Command::Admin(AdminCommand::Create {

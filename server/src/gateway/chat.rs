@@ -291,6 +291,9 @@ pub struct AnthropicStreamTranslator {
     model: String,
     created: u64,
     usage: Usage,
+    /// `{"id":…,"object":"chat.completion.chunk",…,"choices":[{"index":0,"delta":` — the part of
+    /// every chunk that does not change, serialised once (the hot path is one token per event).
+    prefix: String,
     /// Emit a final usage chunk (the caller asked for `stream_options.include_usage`).
     pub include_usage: bool,
 }
@@ -304,17 +307,55 @@ impl AnthropicStreamTranslator {
         }
     }
 
-    fn chunk(&self, delta: Value, finish: Value) -> String {
-        json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        })
-        .to_string()
+    fn set_prefix(&mut self) {
+        self.prefix = format!(
+            "{{\"id\":{},\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},\"choices\":[{{\"index\":0,\"delta\":",
+            Value::String(self.id.clone()),
+            self.created,
+            Value::String(self.model.clone()),
+        );
+    }
+
+    fn chunk(&mut self, delta: Value, finish: Value) -> String {
+        if self.prefix.is_empty() {
+            self.set_prefix();
+        }
+        format!("{}{delta},\"finish_reason\":{finish}}}]}}", self.prefix)
+    }
+
+    /// The hot path: a text delta, parsed without building a JSON tree.
+    fn text_delta(&mut self, data: &str) -> Option<StreamEvent> {
+        #[derive(serde::Deserialize)]
+        struct Ev<'a> {
+            #[serde(borrow)]
+            delta: Option<Delta<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Delta<'a> {
+            #[serde(borrow)]
+            text: Option<std::borrow::Cow<'a, str>>,
+        }
+        let ev: Ev<'_> = serde_json::from_str(data).ok()?;
+        let text = ev.delta?.text?;
+        if self.prefix.is_empty() {
+            self.set_prefix();
+        }
+        let escaped = serde_json::to_string(&text).ok()?;
+        let mut out = String::with_capacity(self.prefix.len() + escaped.len() + 40);
+        out.push_str(&self.prefix);
+        out.push_str("{\"content\":");
+        out.push_str(&escaped);
+        out.push_str("},\"finish_reason\":null}]}");
+        Some(StreamEvent::Chunk(out))
     }
 
     /// Handles one event (`event:` name and `data:` JSON); returns what to forward.
     pub fn event(&mut self, name: &str, data: &str) -> Result<Vec<StreamEvent>, UpstreamError> {
+        if name == "content_block_delta"
+            && let Some(chunk) = self.text_delta(data)
+        {
+            return Ok(vec![chunk]);
+        }
         let v: Value = serde_json::from_str(data)
             .map_err(|_| UpstreamError::cut("the provider sent an unreadable stream event"))?;
         let kind = v.get("type").and_then(Value::as_str).unwrap_or(name);
@@ -334,6 +375,7 @@ impl AnthropicStreamTranslator {
                     .pointer("/message/usage/input_tokens")
                     .and_then(Value::as_u64)
                     .unwrap_or(0);
+                self.set_prefix();
                 vec![StreamEvent::Chunk(self.chunk(
                     json!({"role": "assistant", "content": ""}),
                     Value::Null,

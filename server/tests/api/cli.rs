@@ -183,3 +183,88 @@ fn admin_create_reads_the_password_from_a_file_never_an_argument() {
     assert_clean_failure(&weak, "at least 10 characters");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn provider_set_changes_the_catalogue_and_is_audited() {
+    let dir = std::env::temp_dir().join(format!("kw-prov-{}", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}/keyward.db", dir.display());
+    let env = [
+        ("KEYWARD_DATABASE_URL", url.as_str()),
+        ("KEYWARD_LOG_FILTER", "off"),
+        ("KEYWARD_ALLOWED_PRIVATE_UPSTREAMS", "127.0.0.1:9100"),
+    ];
+    let out = keyward(
+        &[
+            "provider",
+            "set",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9100/v1",
+            "--default-model",
+            "mock-small",
+        ],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = keyward(&["provider", "set", "groq", "--byok", "false"], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Not allowlisted: refused with the reason, nothing changes.
+    let out = keyward(
+        &[
+            "provider",
+            "set",
+            "mistral",
+            "--base-url",
+            "https://10.0.0.1/v1",
+        ],
+        &env,
+    );
+    assert_clean_failure(&out, "private, local or reserved");
+    let out = keyward(&["provider", "set", "nope"], &env);
+    assert_clean_failure(&out, "unknown provider");
+
+    let db =
+        keyward_server::db::connect_url(&keyward_server::config::DatabaseUrl::new(url.as_str()), 2)
+            .await
+            .unwrap();
+    let providers = keyward_server::services::keys::providers(&db)
+        .await
+        .unwrap();
+    let get = |id: &str| providers.iter().find(|p| p.id == id).unwrap().clone();
+    assert_eq!(
+        get("openai").base_url.as_deref(),
+        Some("http://127.0.0.1:9100/v1")
+    );
+    assert_eq!(get("openai").default_model.as_deref(), Some("mock-small"));
+    assert!(get("openai").byok_enabled);
+    assert!(!get("groq").byok_enabled);
+    assert_eq!(
+        get("groq").base_url.as_deref(),
+        Some("https://api.groq.com/openai/v1"),
+        "untouched"
+    );
+    assert_eq!(
+        get("mistral").base_url.as_deref(),
+        Some("https://api.mistral.ai/v1")
+    );
+    let log = keyward_server::services::audit::list(&db, None, &Default::default())
+        .await
+        .unwrap();
+    let actions: Vec<&str> = log
+        .entries
+        .iter()
+        .rev()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(actions, ["provider.updated", "byok.disabled"]);
+    db.close().await.ok();
+    std::fs::remove_dir_all(dir).ok();
+}

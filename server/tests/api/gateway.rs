@@ -963,3 +963,36 @@ both_backends!(
     models_are_listed_by_source,
     super::models_are_listed_by_source
 );
+
+#[test]
+fn streamed_text_is_escaped_correctly_on_the_fast_path() {
+    use keyward_server::gateway::chat::AnthropicStreamTranslator;
+    let mut t = AnthropicStreamTranslator::new(5, false);
+    t.event(
+        "message_start",
+        r#"{"type":"message_start","message":{"id":"msg_\"1","model":"m","usage":{"input_tokens":2}}}"#,
+    )
+    .unwrap();
+    let out = t
+        .event(
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a \"quote\"\n\u00e9 </script>"}}"#,
+        )
+        .unwrap();
+    let [StreamEvent::Chunk(c)] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    let v: Value = serde_json::from_str(c).unwrap();
+    assert_eq!(
+        v["choices"][0]["delta"]["content"],
+        "a \"quote\"\né </script>"
+    );
+    assert_eq!(v["id"], "msg_\"1");
+    assert_eq!(v["created"], 5);
+    assert_eq!(v["choices"][0]["finish_reason"], Value::Null);
+    // A non-text delta (a tool's JSON) produces nothing rather than a wrong chunk.
+    let none = t
+        .event("content_block_delta", r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{"}}"#)
+        .unwrap();
+    assert!(none.is_empty());
+}
