@@ -15,6 +15,7 @@
 //! | `unavailable` | 503 |
 //! | `retryafter` | 429 with `Retry-After: 7` |
 //! | `servererror` | 500 |
+//! | `badrequest` / `forbidden` / `notfound` / `timeout408` | 400 / 403 / 404 / 408 |
 //! | `hang` | never answers |
 //! | `cut` | streams a few tokens, then drops the connection |
 //! | `slow` | answers after 20 s |
@@ -186,6 +187,20 @@ async fn injected(state: &MockState, caller: &Caller) -> Option<Response> {
         r.headers_mut()
             .insert("retry-after", HeaderValue::from_static("7"));
         return Some(r);
+    }
+    for (marker, status, kind) in [
+        (
+            "badrequest",
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+        ),
+        ("forbidden", StatusCode::FORBIDDEN, "permission_error"),
+        ("notfound", StatusCode::NOT_FOUND, "not_found_error"),
+        ("timeout408", StatusCode::REQUEST_TIMEOUT, "timeout_error"),
+    ] {
+        if key.contains(marker) {
+            return Some(error(anthropic, status, kind, "Refused by the mock."));
+        }
     }
     if key.contains("servererror") {
         return Some(error(

@@ -573,7 +573,7 @@ impl Gateway {
             ),
         };
         let send = self.client.post(url).headers(headers).json(&body).send();
-        let res = match tokio::time::timeout(FIRST_BYTE_TIMEOUT, send).await {
+        let res = match tokio::time::timeout(self.first_byte, send).await {
             Err(_) => {
                 return Err(UpstreamError::new(
                     ErrorClass::ProviderUnavailable,
@@ -615,6 +615,7 @@ impl Gateway {
         }
         let events = res.bytes_stream().eventsource();
         let wire = up.wire;
+        let idle = self.first_byte.min(IDLE_TIMEOUT);
         let mut translator = AnthropicStreamTranslator::new(now_secs(), include_usage);
         let stream = futures_util::stream::unfold(
             (Box::pin(events), false),
@@ -622,7 +623,7 @@ impl Gateway {
                 if done {
                     return None;
                 }
-                match tokio::time::timeout(IDLE_TIMEOUT, events.next()).await {
+                match tokio::time::timeout(idle, events.next()).await {
                     Err(_) => Some((
                         Err(UpstreamError::cut(
                             "the provider stopped sending mid-answer",

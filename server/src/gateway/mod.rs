@@ -26,6 +26,8 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub struct Gateway {
     client: reqwest::Client,
     allow: Allowlist,
+    /// Time allowed until the first byte of an answer (and between streamed events).
+    first_byte: std::time::Duration,
 }
 
 /// Builds the auth headers for a key. The value is marked sensitive so that no debug output or
@@ -73,7 +75,17 @@ impl Gateway {
                 lookup,
             }))
             .build()?;
-        Ok(Gateway { client, allow })
+        Ok(Gateway {
+            client,
+            allow,
+            first_byte: chat::FIRST_BYTE_TIMEOUT,
+        })
+    }
+
+    /// Shortens the first-byte and idle timeouts (tests of a hanging provider).
+    pub fn with_first_byte_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.first_byte = timeout;
+        self
     }
 
     pub fn allowlist(&self) -> &Allowlist {

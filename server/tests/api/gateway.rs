@@ -226,6 +226,10 @@ async fn every_fault_is_classified_without_the_providers_body() {
             ("ratelimit", ErrorClass::RateLimited, Some(429)),
             ("retryafter", ErrorClass::RateLimited, Some(429)),
             ("servererror", ErrorClass::ProviderUnavailable, Some(500)),
+            ("badrequest", ErrorClass::Rejected, Some(400)),
+            ("forbidden", ErrorClass::InvalidKey, Some(403)),
+            ("notfound", ErrorClass::Rejected, Some(404)),
+            ("timeout408", ErrorClass::ProviderUnavailable, Some(408)),
             ("unavailable", ErrorClass::ProviderUnavailable, Some(503)),
         ] {
             let key = SecretString::from(format!("sk-{marker}-0000000000000000"));
@@ -269,6 +273,25 @@ async fn every_fault_is_classified_without_the_providers_body() {
         assert_eq!(err.class, ErrorClass::ProviderUnavailable);
         assert!(chunks >= 1, "{wire:?}: output had started");
     }
+    // A provider that never answers: a timeout, classified, without waiting forever.
+    let quick = Gateway::new(vec![("127.0.0.1".into(), mock.port())])
+        .unwrap()
+        .with_first_byte_timeout(Duration::from_millis(300));
+    let b = base(mock, WireFormat::OpenAi);
+    let key = SecretString::from("sk-hang-0000000000000000");
+    let up = Upstream {
+        wire: WireFormat::OpenAi,
+        base_url: &b,
+        key: &key,
+    };
+    let started = Instant::now();
+    let err = quick
+        .chat(&up, &chat_request(), "m", true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::ProviderUnavailable);
+    assert!(err.message.contains("in time"), "{}", err.message);
+    assert!(started.elapsed() < Duration::from_secs(5));
     // Nothing listening: a connection failure.
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -540,6 +563,33 @@ async fn chain_cache_and_policies(backend: Backend) {
         KeySource::Workspace
     );
 
+    // A transient failure (503) before any output is retried once, then reported.
+    let groq = ProviderChange {
+        base_url: format!("http://{}/v1", c.mock),
+        default_model: "mock-small".into(),
+        byok_enabled: true,
+    };
+    keys::update_provider(&c.t.db, &c.gw, &c.by, "groq", groq)
+        .await
+        .unwrap();
+    store(
+        &c,
+        Scope::Workspace(c.ws),
+        "groq",
+        "gsk_unavailable0000000000000",
+    )
+    .await;
+    let before = authenticated_requests(c.mock).await;
+    let err = run(&c, call(&c, "groq", None, false)).await.err().unwrap();
+    assert!(
+        matches!(err, ChatError::Upstream(ref e) if e.status == Some(503)),
+        "{err}"
+    );
+    assert_eq!(
+        authenticated_requests(c.mock).await - before,
+        2,
+        "one retry"
+    );
     // A rejected BYOK key: fail closed by default, and the key's last error is recorded.
     let bad_id = store(
         &c,
