@@ -5,8 +5,8 @@
 //! Invalidation is by epoch: every key, BYOK, plan or policy change calls [`changed`] after its
 //! transaction commits; a snapshot taken under an older epoch is reloaded on its next use. A
 //! request keeps the `Arc<LiveKey>` it resolved until it finishes, so a replacement only affects
-//! later requests. (Several instances on one PostgreSQL reach the same state within the vault
-//! refresh interval at most; see the README's known limits.)
+//! later requests. A snapshot is also reloaded once it is [`SNAPSHOT_MAX_AGE`] old, which bounds
+//! how long another instance on the same PostgreSQL keeps using a key changed elsewhere.
 
 use crate::entities::{credential, workspace};
 use crate::error::ServiceError;
@@ -26,6 +26,10 @@ use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
 static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// Longest a snapshot is used without re-reading the database (changes made by *other*
+/// instances reach this one within this time; this instance's own changes apply at once).
+pub const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Marks every cached snapshot stale. Called after any change to keys, BYOK switches, plans or
 /// failure policies has committed.
@@ -67,6 +71,7 @@ impl std::fmt::Debug for LiveKey {
 #[derive(Debug)]
 pub struct Snapshot {
     epoch: u64,
+    loaded: std::time::Instant,
     pub plan_byok: bool,
     pub policy: FailurePolicy,
     pub providers: HashMap<String, ProviderInfo>,
@@ -128,7 +133,9 @@ impl KeyCache {
     pub fn warm(&self, workspace_id: Uuid) -> Option<Arc<Snapshot>> {
         let e = epoch();
         let map = self.snapshots.read().unwrap_or_else(|p| p.into_inner());
-        map.get(&workspace_id).filter(|s| s.epoch == e).cloned()
+        map.get(&workspace_id)
+            .filter(|s| s.epoch == e && s.loaded.elapsed() < SNAPSHOT_MAX_AGE)
+            .cloned()
     }
 
     /// The workspace's snapshot, loading it on a miss or after a change.
@@ -179,6 +186,7 @@ async fn load(
         .await?;
     let mut snap = Snapshot {
         epoch,
+        loaded: std::time::Instant::now(),
         plan_byok: plans.contains(&plan),
         policy: ws.failure_policy.parse().unwrap_or_default(),
         providers,
