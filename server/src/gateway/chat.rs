@@ -480,8 +480,11 @@ fn transport(e: &reqwest::Error) -> UpstreamError {
 }
 
 impl Gateway {
-    /// The model ids the provider offers to this key (its `/models` list).
-    pub async fn list_models(&self, up: &Upstream<'_>) -> Result<Vec<String>, UpstreamError> {
+    /// The checked base URL and the auth headers for a call: the only way a request gets them.
+    fn destination(
+        &self,
+        up: &Upstream<'_>,
+    ) -> Result<(String, reqwest::header::HeaderMap), UpstreamError> {
         let base = ssrf::check_base_url(up.base_url, &self.allow).map_err(|e| {
             UpstreamError::new(
                 ErrorClass::Rejected,
@@ -496,6 +499,12 @@ impl Gateway {
                 "the key contains characters that cannot be sent",
             )
         })?;
+        Ok((base, headers))
+    }
+
+    /// The model ids the provider offers to this key (its `/models` list).
+    pub async fn list_models(&self, up: &Upstream<'_>) -> Result<Vec<String>, UpstreamError> {
+        let (base, headers) = self.destination(up)?;
         let url = match up.wire {
             WireFormat::OpenAi => format!("{base}/models"),
             WireFormat::Anthropic => format!("{base}/v1/models?limit=1000"),
@@ -542,20 +551,7 @@ impl Gateway {
         model: &str,
         stream: bool,
     ) -> Result<ChatReply, UpstreamError> {
-        let base = ssrf::check_base_url(up.base_url, &self.allow).map_err(|e| {
-            UpstreamError::new(
-                ErrorClass::Rejected,
-                None,
-                format!("the provider address is not allowed: {e}"),
-            )
-        })?;
-        let headers = auth_headers(up.wire, up.key).ok_or_else(|| {
-            UpstreamError::new(
-                ErrorClass::InvalidKey,
-                None,
-                "the key contains characters that cannot be sent",
-            )
-        })?;
+        let (base, headers) = self.destination(up)?;
         let include_usage = request
             .get("stream_options")
             .and_then(|o| o.get("include_usage"))
