@@ -212,3 +212,30 @@ pub struct ModelOption {
     /// The key's or provider's default model.
     pub default: bool,
 }
+
+/// A chatbot as its workspace's dashboard shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatbotView {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub provider: String,
+    pub model: Option<String>,
+    pub public: bool,
+    pub system_prompt: String,
+    pub greeting: String,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    /// `provider/model` ids visitors may switch to.
+    pub allowed_models: Vec<String>,
+    /// Messages per day across all visitors (0: no cap).
+    pub daily_cap: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatbotsPage {
+    pub workspace: WorkspaceSummary,
+    pub chatbots: Vec<ChatbotView>,
+    /// Owners and admins manage chatbots.
+    pub can_manage: bool,
+}

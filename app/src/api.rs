@@ -5,8 +5,8 @@
 use crate::error::AppError;
 use keyward::credential::KeyInput;
 use keyward::dto::{
-    AdminWorkspaceRow, AuditPage, InvitationPreview, KeyTestResult, KeyView, KeysPage, MembersPage,
-    PlatformProviders, SessionState, SessionView,
+    AdminWorkspaceRow, AuditPage, ChatbotView, ChatbotsPage, InvitationPreview, KeyTestResult,
+    KeyView, KeysPage, MembersPage, PlatformProviders, SessionState, SessionView,
 };
 use keyward::keys::FailurePolicy;
 use keyward::policy::{Plan, Role};
@@ -176,50 +176,67 @@ pub async fn set_workspace_plan(workspace_id: String, plan: Plan) -> Result<(), 
 
 // Keys. An empty `workspace_id` means the platform's keys (platform admins only).
 
-/// The keys page of a workspace (or the platform): every provider and this scope's masked key.
+/// The keys page of a workspace (or the platform, or — with `chatbot_id` — one chatbot):
+/// every provider and this scope's masked key.
 #[server(client = CsrfClient)]
-pub async fn get_keys(workspace_id: String) -> Result<KeysPage, AppError> {
-    backend()?.keys_page(workspace_id).await
+pub async fn get_keys(
+    workspace_id: String,
+    #[server(default)] chatbot_id: String,
+) -> Result<KeysPage, AppError> {
+    backend()?.keys_page(workspace_id, chatbot_id).await
 }
 
 /// Tests a key before it is saved: format check, then a live call to the provider.
 #[server(client = CsrfClient)]
 pub async fn test_new_key(
     workspace_id: String,
+    #[server(default)] chatbot_id: String,
     provider: String,
     key: KeyInput,
     base_url: String,
 ) -> Result<KeyTestResult, AppError> {
     backend()?
-        .test_new_key(workspace_id, provider, key, base_url)
+        .test_new_key(workspace_id, chatbot_id, provider, key, base_url)
         .await
 }
 
 #[server(client = CsrfClient)]
 pub async fn add_key(
     workspace_id: String,
+    #[server(default)] chatbot_id: String,
     provider: String,
     key: KeyInput,
     default_model: String,
     base_url: String,
 ) -> Result<KeyView, AppError> {
     backend()?
-        .add_key(workspace_id, provider, key, default_model, base_url)
+        .add_key(
+            workspace_id,
+            chatbot_id,
+            provider,
+            key,
+            default_model,
+            base_url,
+        )
         .await
 }
 
 #[server(client = CsrfClient)]
 pub async fn test_saved_key(
     workspace_id: String,
+    #[server(default)] chatbot_id: String,
     key_id: String,
 ) -> Result<KeyTestResult, AppError> {
-    backend()?.test_saved_key(workspace_id, key_id).await
+    backend()?
+        .test_saved_key(workspace_id, chatbot_id, key_id)
+        .await
 }
 
 /// Replaces a key after the new one passed a live test; otherwise nothing changes.
 #[server(client = CsrfClient)]
 pub async fn replace_key(
     workspace_id: String,
+    #[server(default)] chatbot_id: String,
     key_id: String,
     provider: String,
     key: KeyInput,
@@ -227,33 +244,51 @@ pub async fn replace_key(
     base_url: String,
 ) -> Result<KeyTestResult, AppError> {
     backend()?
-        .replace_key(workspace_id, key_id, provider, key, default_model, base_url)
+        .replace_key(
+            workspace_id,
+            chatbot_id,
+            key_id,
+            provider,
+            key,
+            default_model,
+            base_url,
+        )
         .await
 }
 
 #[server(client = CsrfClient)]
 pub async fn set_key_enabled(
     workspace_id: String,
+    #[server(default)] chatbot_id: String,
     key_id: String,
     enabled: bool,
 ) -> Result<(), AppError> {
     backend()?
-        .set_key_enabled(workspace_id, key_id, enabled)
+        .set_key_enabled(workspace_id, chatbot_id, key_id, enabled)
         .await
 }
 
 #[server(client = CsrfClient)]
 pub async fn set_key_model(
     workspace_id: String,
+    #[server(default)] chatbot_id: String,
     key_id: String,
     model: String,
 ) -> Result<(), AppError> {
-    backend()?.set_key_model(workspace_id, key_id, model).await
+    backend()?
+        .set_key_model(workspace_id, chatbot_id, key_id, model)
+        .await
 }
 
 #[server(client = CsrfClient)]
-pub async fn delete_key(workspace_id: String, key_id: String) -> Result<(), AppError> {
-    backend()?.delete_key(workspace_id, key_id).await
+pub async fn delete_key(
+    workspace_id: String,
+    #[server(default)] chatbot_id: String,
+    key_id: String,
+) -> Result<(), AppError> {
+    backend()?
+        .delete_key(workspace_id, chatbot_id, key_id)
+        .await
 }
 
 #[server(client = CsrfClient)]
@@ -315,6 +350,40 @@ pub async fn get_audit_log(
         to: some(to),
     };
     backend()?.audit_log(workspace_id, filter).await
+}
+
+/// The chatbots of a workspace (owners and admins manage them; everyone else reads).
+#[server(client = CsrfClient)]
+pub async fn get_chatbots(workspace_id: String) -> Result<ChatbotsPage, AppError> {
+    backend()?.chatbots(workspace_id).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn create_chatbot(
+    workspace_id: String,
+    name: String,
+    provider: String,
+    #[server(default)] model: String,
+    #[server(default)] system_prompt: String,
+    #[server(default)] greeting: String,
+    #[server(default)] public: bool,
+) -> Result<ChatbotView, AppError> {
+    backend()?
+        .create_chatbot(
+            workspace_id,
+            name,
+            provider,
+            model,
+            system_prompt,
+            greeting,
+            public,
+        )
+        .await
+}
+
+#[server(client = CsrfClient)]
+pub async fn delete_chatbot(workspace_id: String, chatbot_id: String) -> Result<(), AppError> {
+    backend()?.delete_chatbot(workspace_id, chatbot_id).await
 }
 
 /// The client every server function uses: the browser's `fetch` plus the CSRF proof header.

@@ -7,8 +7,8 @@
 use crate::error::AppError;
 use keyward::credential::KeyInput;
 use keyward::dto::{
-    AdminWorkspaceRow, AuditFilter, AuditPage, InvitationPreview, KeyTestResult, KeyView, KeysPage,
-    MembersPage, PlatformProviders, SessionState, SessionView,
+    AdminWorkspaceRow, AuditFilter, AuditPage, ChatbotView, ChatbotsPage, InvitationPreview,
+    KeyTestResult, KeyView, KeysPage, MembersPage, PlatformProviders, SessionState, SessionView,
 };
 use keyward::keys::FailurePolicy;
 use keyward::policy::{Plan, Role};
@@ -82,10 +82,15 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), AppError>;
 
     // Keys. `workspace_id` empty means the platform's keys (platform admins only).
-    async fn keys_page(&self, workspace_id: String) -> Result<KeysPage, AppError>;
+    async fn keys_page(
+        &self,
+        workspace_id: String,
+        chatbot_id: String,
+    ) -> Result<KeysPage, AppError>;
     async fn test_new_key(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         provider: String,
         key: KeyInput,
         base_url: String,
@@ -93,6 +98,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn add_key(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         provider: String,
         key: KeyInput,
         default_model: String,
@@ -101,11 +107,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn test_saved_key(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         key_id: String,
     ) -> Result<KeyTestResult, AppError>;
+    #[allow(clippy::too_many_arguments)]
     async fn replace_key(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         key_id: String,
         provider: String,
         key: KeyInput,
@@ -115,16 +124,23 @@ pub trait Backend: Send + Sync + 'static {
     async fn set_key_enabled(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         key_id: String,
         enabled: bool,
     ) -> Result<(), AppError>;
     async fn set_key_model(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         key_id: String,
         model: String,
     ) -> Result<(), AppError>;
-    async fn delete_key(&self, workspace_id: String, key_id: String) -> Result<(), AppError>;
+    async fn delete_key(
+        &self,
+        workspace_id: String,
+        chatbot_id: String,
+        key_id: String,
+    ) -> Result<(), AppError>;
     async fn set_failure_policy(
         &self,
         workspace_id: String,
@@ -139,6 +155,23 @@ pub trait Backend: Send + Sync + 'static {
         byok_enabled: bool,
     ) -> Result<(), AppError>;
     async fn set_byok_plans(&self, plans: Vec<Plan>) -> Result<(), AppError>;
+    async fn chatbots(&self, workspace_id: String) -> Result<ChatbotsPage, AppError>;
+    #[allow(clippy::too_many_arguments)]
+    async fn create_chatbot(
+        &self,
+        workspace_id: String,
+        name: String,
+        provider: String,
+        model: String,
+        system_prompt: String,
+        greeting: String,
+        public: bool,
+    ) -> Result<ChatbotView, AppError>;
+    async fn delete_chatbot(
+        &self,
+        workspace_id: String,
+        chatbot_id: String,
+    ) -> Result<(), AppError>;
     /// The audit log of a workspace, or (empty id) the instance-wide log.
     async fn audit_log(
         &self,

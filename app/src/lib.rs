@@ -59,6 +59,11 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=pages::Dashboard ssr=SsrMode::Async/>
                     <Route path=path!("/keys") view=pages::Keys ssr=SsrMode::Async/>
                     <Route path=path!("/chatbots") view=pages::Chatbots ssr=SsrMode::Async/>
+                    <Route
+                        path=path!("/chatbots/:id/keys")
+                        view=pages::ChatbotKeys
+                        ssr=SsrMode::Async
+                    />
                     <Route path=path!("/usage") view=pages::Usage ssr=SsrMode::Async/>
                     <Route path=path!("/audit") view=pages::Audit ssr=SsrMode::Async/>
                     <Route path=path!("/playground") view=pages::Playground ssr=SsrMode::Async/>

@@ -15,6 +15,7 @@ const MOCK = process.env.KEYWARD_E2E_MOCK_URL;
 const rand = () => Math.random().toString(36).slice(2, 14).padEnd(12, 'q');
 const CANARY = `sk-canary${rand()}${rand()}abcd`;
 const REJECTED = `sk-invalid${rand()}${rand()}zzzz`;
+const BOT_KEY = `sk-botkey${rand()}${rand()}beef`;
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -158,6 +159,25 @@ test('keys: add, test, replace refused, disable, enable, delete, read-only membe
   const actions = await page.getByRole('cell').allTextContents();
   assert.ok(!actions.includes('key.created'), 'the filter applies');
 
+  // A chatbot with a key of its own, managed from the chatbot's keys page.
+  await hydrated(page, '/chatbots');
+  await page.getByLabel('Chatbot name').fill('Support Bot');
+  await page.getByLabel('Public: visitors can chat without an account').check();
+  await page.getByRole('button', { name: 'Create chatbot' }).click();
+  await page.getByText('Created Support Bot at /support-bot.').waitFor();
+  await page.getByRole('link', { name: 'Keys of Support Bot' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Chatbot keys' }).waitFor();
+  const botRow = row(page, 'OpenAI');
+  await botRow.getByLabel('OpenAI API key').fill(BOT_KEY);
+  await botRow.getByRole('button', { name: 'Save OpenAI key' }).click();
+  await botRow.getByTestId('hint-openai').waitFor();
+  assert.equal(await botRow.getByTestId('hint-openai').textContent(), 'sk-…beef');
+  await hydrated(page, '/keys');
+  await row(page, 'OpenAI').getByText('No key.').waitFor();
+  await hydrated(member, '/chatbots');
+  await member.getByRole('cell', { name: 'Support Bot', exact: true }).waitFor();
+  assert.equal(await member.getByRole('button', { name: 'Create chatbot' }).count(), 0);
+
   assert.deepEqual(errors, []);
   await memberCtx.close();
   await ownerCtx.close();
@@ -180,7 +200,7 @@ test('keys: add, test, replace refused, disable, enable, delete, read-only membe
   assert.ok(places.responses.includes('sk-…abcd'), 'responses were recorded');
   const dbText = Buffer.from((places['keyward.db'] ?? '') + (places['keyward.db-wal'] ?? ''), 'latin1').toString('utf8');
   assert.ok(dbText.includes('sk-…abcd'), 'the database holds the hint (in the audit log)');
-  for (const secret of [CANARY, REJECTED]) {
+  for (const secret of [CANARY, REJECTED, BOT_KEY]) {
     for (const [place, text] of Object.entries(places)) {
       for (const w of windows(secret)) {
         assert.ok(!text.includes(w), `${place} contains part of a key (${w.slice(0, 4)}…)`);

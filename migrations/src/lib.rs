@@ -10,6 +10,7 @@ mod m20261122_000001_create_settings;
 mod m20261122_000002_create_vault;
 mod m20261122_000003_create_accounts;
 mod m20261122_000004_create_key_management;
+mod m20261122_000005_create_chatbots;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_vault::Migration),
             Box::new(m20261122_000003_create_accounts::Migration),
             Box::new(m20261122_000004_create_key_management::Migration),
+            Box::new(m20261122_000005_create_chatbots::Migration),
         ]
     }
 }

@@ -4,15 +4,16 @@
 use crate::auth::{authorize, authorize_platform};
 use crate::services::accounts::{self, SessionUser};
 use crate::services::audit::{self, By, Event};
+use crate::services::chatbots;
 use crate::services::keys::{self, NewKey, Scope};
 use crate::services::{self as svc, workspaces};
 use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, header};
 use keyward::credential::KeyInput;
 use keyward::dto::{
-    AdminWorkspaceRow, AuditFilter, AuditPage, InvitationPreview, InvitationView, KeyTestResult,
-    KeyView, KeysPage, Me, MemberView, MembersPage, PlatformProviders, SessionState, SessionView,
-    WorkspaceSummary,
+    AdminWorkspaceRow, AuditFilter, AuditPage, ChatbotView, ChatbotsPage, InvitationPreview,
+    InvitationView, KeyTestResult, KeyView, KeysPage, Me, MemberView, MembersPage,
+    PlatformProviders, SessionState, SessionView, WorkspaceSummary,
 };
 use keyward::http::{SESSION_COOKIE, SESSION_COOKIE_SECURE};
 use keyward::keys::FailurePolicy;
@@ -147,23 +148,33 @@ impl ServerBackend {
     }
 
     /// Resolves a key scope and authorizes `action` on it: an empty workspace id is the
-    /// platform's scope (platform admins only); otherwise the one guard decides.
+    /// platform's scope (platform admins only); otherwise the one guard decides, and a chatbot id
+    /// narrows the scope to that chatbot of the workspace (404 if it is not one of its chatbots).
     async fn key_scope(
         &self,
         workspace_id: &str,
+        chatbot_id: &str,
         action: Action,
     ) -> Result<(By, Scope, Option<crate::auth::Authorized>), AppError> {
         if workspace_id.is_empty() {
+            if !chatbot_id.is_empty() {
+                return Err(AppError::NotFound);
+            }
             let who = self.require().await?;
             let admin = authorize_platform(&self.state.db, Some(&who)).await?;
             return Ok((By::user(&admin), Scope::Platform, None));
         }
         let (_, ok) = self.guard(workspace_id, action).await?;
-        Ok((
-            By::user(&ok.user),
-            Scope::Workspace(ok.workspace.id),
-            Some(ok),
-        ))
+        let scope = if chatbot_id.is_empty() {
+            Scope::Workspace(ok.workspace.id)
+        } else {
+            let bot = chatbots::get(&self.state.db, ok.workspace.id, id(chatbot_id)?).await?;
+            Scope::Chatbot {
+                workspace: ok.workspace.id,
+                chatbot: bot.id,
+            }
+        };
+        Ok((By::user(&ok.user), scope, Some(ok)))
     }
 
     /// Records a member or plan change that has already committed. A failure to record is
@@ -511,8 +522,14 @@ impl Backend for ServerBackend {
         self.sign_in_as(&email, &password).await
     }
 
-    async fn keys_page(&self, workspace_id: String) -> Result<KeysPage, AppError> {
-        let (_, scope, ok) = self.key_scope(&workspace_id, Action::ViewKeys).await?;
+    async fn keys_page(
+        &self,
+        workspace_id: String,
+        chatbot_id: String,
+    ) -> Result<KeysPage, AppError> {
+        let (_, scope, ok) = self
+            .key_scope(&workspace_id, &chatbot_id, Action::ViewKeys)
+            .await?;
         let can_manage = match &ok {
             Some(ok) => keyward::policy::can(ok.actor, Action::ManageKeys),
             None => true,
@@ -525,12 +542,14 @@ impl Backend for ServerBackend {
     async fn test_new_key(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         provider: String,
         key: KeyInput,
         base_url: String,
     ) -> Result<KeyTestResult, AppError> {
         let key = SecretString::from(key.into_inner());
-        self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        self.key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+            .await?;
         let s = &self.state;
         Ok(keys::test_unsaved(&s.db, &s.gateway, &provider, &key, &base_url).await?)
     }
@@ -538,13 +557,16 @@ impl Backend for ServerBackend {
     async fn add_key(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         provider: String,
         key: KeyInput,
         default_model: String,
         base_url: String,
     ) -> Result<KeyView, AppError> {
         let key = SecretString::from(key.into_inner());
-        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        let (by, scope, _) = self
+            .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+            .await?;
         let s = &self.state;
         let new = NewKey {
             provider,
@@ -558,9 +580,12 @@ impl Backend for ServerBackend {
     async fn test_saved_key(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         key_id: String,
     ) -> Result<KeyTestResult, AppError> {
-        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        let (by, scope, _) = self
+            .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+            .await?;
         let s = &self.state;
         Ok(keys::test_saved(&s.db, &s.vault, &s.gateway, &by, scope, id(&key_id)?).await?)
     }
@@ -568,6 +593,7 @@ impl Backend for ServerBackend {
     async fn replace_key(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         key_id: String,
         provider: String,
         key: KeyInput,
@@ -575,7 +601,9 @@ impl Backend for ServerBackend {
         base_url: String,
     ) -> Result<KeyTestResult, AppError> {
         let key = SecretString::from(key.into_inner());
-        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        let (by, scope, _) = self
+            .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+            .await?;
         let s = &self.state;
         let new = NewKey {
             provider,
@@ -590,25 +618,38 @@ impl Backend for ServerBackend {
     async fn set_key_enabled(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         key_id: String,
         enabled: bool,
     ) -> Result<(), AppError> {
-        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        let (by, scope, _) = self
+            .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+            .await?;
         Ok(keys::set_enabled(&self.state.db, &by, scope, id(&key_id)?, enabled).await?)
     }
 
     async fn set_key_model(
         &self,
         workspace_id: String,
+        chatbot_id: String,
         key_id: String,
         model: String,
     ) -> Result<(), AppError> {
-        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        let (by, scope, _) = self
+            .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+            .await?;
         Ok(keys::set_default_model(&self.state.db, &by, scope, id(&key_id)?, &model).await?)
     }
 
-    async fn delete_key(&self, workspace_id: String, key_id: String) -> Result<(), AppError> {
-        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+    async fn delete_key(
+        &self,
+        workspace_id: String,
+        chatbot_id: String,
+        key_id: String,
+    ) -> Result<(), AppError> {
+        let (by, scope, _) = self
+            .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+            .await?;
         Ok(keys::delete(&self.state.db, &by, scope, id(&key_id)?).await?)
     }
 
@@ -620,13 +661,15 @@ impl Backend for ServerBackend {
         if workspace_id.is_empty() {
             return Err(AppError::NotFound);
         }
-        let (by, scope, _) = self.key_scope(&workspace_id, Action::ManageKeys).await?;
+        let (by, scope, _) = self
+            .key_scope(&workspace_id, "", Action::ManageKeys)
+            .await?;
         let ws = scope.workspace_id().ok_or(AppError::NotFound)?;
         Ok(keys::set_failure_policy(&self.state.db, &by, ws, policy).await?)
     }
 
     async fn platform_providers(&self) -> Result<PlatformProviders, AppError> {
-        self.key_scope("", Action::ManagePlatform).await?;
+        self.key_scope("", "", Action::ManagePlatform).await?;
         Ok(keys::platform_providers(&self.state.db).await?)
     }
 
@@ -637,7 +680,7 @@ impl Backend for ServerBackend {
         default_model: String,
         byok_enabled: bool,
     ) -> Result<(), AppError> {
-        let (by, _, _) = self.key_scope("", Action::ManagePlatform).await?;
+        let (by, _, _) = self.key_scope("", "", Action::ManagePlatform).await?;
         let change = keys::ProviderChange {
             base_url,
             default_model,
@@ -648,7 +691,7 @@ impl Backend for ServerBackend {
     }
 
     async fn set_byok_plans(&self, plans: Vec<Plan>) -> Result<(), AppError> {
-        let (by, _, _) = self.key_scope("", Action::ManagePlatform).await?;
+        let (by, _, _) = self.key_scope("", "", Action::ManagePlatform).await?;
         Ok(keys::set_byok_plans(&self.state.db, &by, &plans).await?)
     }
 
@@ -657,7 +700,51 @@ impl Backend for ServerBackend {
         workspace_id: String,
         filter: AuditFilter,
     ) -> Result<AuditPage, AppError> {
-        let (_, scope, _) = self.key_scope(&workspace_id, Action::ViewAudit).await?;
+        let (_, scope, _) = self.key_scope(&workspace_id, "", Action::ViewAudit).await?;
         Ok(audit::list(&self.state.db, scope.workspace_id(), &filter).await?)
+    }
+
+    async fn chatbots(&self, workspace_id: String) -> Result<ChatbotsPage, AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ViewKeys).await?;
+        let rows = chatbots::list(&self.state.db, ok.workspace.id).await?;
+        Ok(ChatbotsPage {
+            workspace: summary(&ok.workspace, ok.actor.role),
+            chatbots: rows.iter().map(chatbots::view).collect(),
+            can_manage: keyward::policy::can(ok.actor, Action::ManageChatbots),
+        })
+    }
+
+    async fn create_chatbot(
+        &self,
+        workspace_id: String,
+        name: String,
+        provider: String,
+        model: String,
+        system_prompt: String,
+        greeting: String,
+        public: bool,
+    ) -> Result<ChatbotView, AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ManageChatbots).await?;
+        let new = chatbots::NewChatbot {
+            name,
+            provider,
+            model,
+            system_prompt,
+            greeting,
+            public,
+        };
+        let by = By::user(&ok.user);
+        let bot = chatbots::create(&self.state.db, &by, ok.workspace.id, new).await?;
+        Ok(chatbots::view(&bot))
+    }
+
+    async fn delete_chatbot(
+        &self,
+        workspace_id: String,
+        chatbot_id: String,
+    ) -> Result<(), AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ManageChatbots).await?;
+        let by = By::user(&ok.user);
+        Ok(chatbots::delete(&self.state.db, &by, ok.workspace.id, id(&chatbot_id)?).await?)
     }
 }

@@ -110,12 +110,18 @@ fn form_input<T: FromFormData>(form: NodeRef<html::Form>) -> Option<T> {
 }
 
 #[component]
-fn KeysView(workspace_id: String, title: &'static str) -> impl IntoView {
+pub fn KeysView(
+    workspace_id: String,
+    title: &'static str,
+    /// Set: this chatbot's own keys (they override the workspace's for it).
+    #[prop(optional)]
+    chatbot_id: String,
+) -> impl IntoView {
     let reload = RwSignal::new(0u32);
     let states: States = RwSignal::new(HashMap::new());
     let page = Resource::new(move || reload.get(), {
-        let ws = workspace_id.clone();
-        move |_| get_keys(ws.clone())
+        let (ws, bot) = (workspace_id.clone(), chatbot_id.clone());
+        move |_| get_keys(ws.clone(), bot.clone())
     });
     let platform = workspace_id.is_empty();
     view! {
@@ -123,6 +129,8 @@ fn KeysView(workspace_id: String, title: &'static str) -> impl IntoView {
         <h1>{title}</h1>
         {if platform {
             view! { <p class="muted">"Fallback keys every workspace can use when it has no key of its own (or BYOK is off). Requests on them use credits."</p> }.into_any()
+        } else if !chatbot_id.is_empty() {
+            view! { <p class="muted">"This chatbot's own keys. For this chatbot they take precedence over the workspace's keys; they are encrypted in the vault and shown only as a masked hint."</p> }.into_any()
         } else {
             view! { <p class="muted">"Your workspace's provider keys. They are encrypted in the vault and never shown again: only a masked hint."</p> }.into_any()
         }}
@@ -131,7 +139,8 @@ fn KeysView(workspace_id: String, title: &'static str) -> impl IntoView {
                 Err(e) => view! { <p role="alert" class="error">{e.to_string()}</p> }.into_any(),
                 Ok(p) => {
                     let ws = workspace_id.clone();
-                    view! { <KeysBody page=p ws reload states/> }.into_any()
+                    let bot = chatbot_id.clone();
+                    view! { <KeysBody page=p ws bot reload states/> }.into_any()
                 }
             })}
         </Transition>
@@ -139,7 +148,13 @@ fn KeysView(workspace_id: String, title: &'static str) -> impl IntoView {
 }
 
 #[component]
-fn KeysBody(page: KeysPage, ws: String, reload: RwSignal<u32>, states: States) -> impl IntoView {
+fn KeysBody(
+    page: KeysPage,
+    ws: String,
+    bot: String,
+    reload: RwSignal<u32>,
+    states: States,
+) -> impl IntoView {
     let manage = page.can_manage;
     let platform = page.workspace.is_none();
     let banner = (!platform && !page.plan_allows_byok).then(|| view! {
@@ -150,7 +165,7 @@ fn KeysBody(page: KeysPage, ws: String, reload: RwSignal<u32>, states: States) -
     let read_only = (!manage).then(|| view! {
         <p class="muted">"Only owners can change keys. You can see which keys exist, masked."</p>
     });
-    let policy = (!platform)
+    let policy = (!platform && bot.is_empty())
         .then(|| view! { <PolicyForm ws=ws.clone() current=page.failure_policy manage reload/> });
     view! {
         {banner}
@@ -158,7 +173,7 @@ fn KeysBody(page: KeysPage, ws: String, reload: RwSignal<u32>, states: States) -
         {policy}
         <ul class="key-list" aria-label="Providers">
             {page.rows.into_iter().map(|row| view! {
-                <ProviderRow row ws=ws.clone() manage platform reload states/>
+                <ProviderRow row ws=ws.clone() bot=bot.clone() manage platform reload states/>
             }).collect_view()}
         </ul>
     }
@@ -225,6 +240,7 @@ fn state_badge(state: KeyState) -> impl IntoView {
 fn ProviderRow(
     row: KeyRow,
     ws: String,
+    bot: String,
     manage: bool,
     platform: bool,
     reload: RwSignal<u32>,
@@ -271,7 +287,7 @@ fn ProviderRow(
             };
             let controls = manage.then(|| {
                 view! {
-                    <KeyControls ws=ws.clone() provider=pid.clone() key_id=key.id.clone()
+                    <KeyControls ws=ws.clone() bot=bot.clone() provider=pid.clone() key_id=key.id.clone()
                         disabled=key.state == KeyState::Disabled custom=p.base_url.is_none()
                         reload states/>
                 }
@@ -280,7 +296,7 @@ fn ProviderRow(
         }
         None => {
             let add = manage.then(|| view! {
-                <AddForm ws=ws.clone() provider=pid.clone() provider_name=p.name.clone()
+                <AddForm ws=ws.clone() bot=bot.clone() provider=pid.clone() provider_name=p.name.clone()
                     custom=p.base_url.is_none() default_model=p.default_model.clone() reload states/>
             });
             view! { <p class="muted">"No key."</p> {add} }.into_any()
@@ -311,6 +327,7 @@ fn ProviderRow(
 #[component]
 fn AddForm(
     ws: String,
+    bot: String,
     provider: String,
     provider_name: String,
     custom: bool,
@@ -342,6 +359,7 @@ fn AddForm(
             spawn_local(async move {
                 let r = test_new_key(
                     input.workspace_id,
+                    input.chatbot_id,
                     input.provider,
                     input.key,
                     input.base_url,
@@ -372,6 +390,7 @@ fn AddForm(
             spawn_local(async move {
                 let r = add_key(
                     input.workspace_id,
+                    input.chatbot_id,
                     input.provider,
                     input.key,
                     input.default_model,
@@ -395,6 +414,7 @@ fn AddForm(
     view! {
         <form node_ref=form method="post" action=AddKey::url() class="stack narrow" on:submit=on_submit>
             <input type="hidden" name="workspace_id" value=ws/>
+            <input type="hidden" name="chatbot_id" value=bot/>
             <input type="hidden" name="provider" value=provider.clone()/>
             <label for=key_id.clone()>{format!("{provider_name} API key")}</label>
             <input id=key_id type="password" name="key" required autocomplete="off" spellcheck="false"/>
@@ -424,6 +444,7 @@ fn AddForm(
 #[component]
 fn KeyControls(
     ws: String,
+    bot: String,
     provider: String,
     key_id: String,
     disabled: bool,
@@ -456,24 +477,24 @@ fn KeyControls(
             });
         }
     };
-    let (ws1, id1) = (ws.clone(), key_id.clone());
+    let (ws1, id1, bot1) = (ws.clone(), key_id.clone(), bot.clone());
     let run1 = run.clone();
     let on_test = move |_| {
-        let (ws, id) = (ws1.clone(), id1.clone());
+        let (ws, id, bot) = (ws1.clone(), id1.clone(), bot1.clone());
         run1(
             "Testing the key with the provider…",
             Box::pin(async move {
-                match test_saved_key(ws, id).await {
+                match test_saved_key(ws, bot, id).await {
                     Ok(t) => test_message(&t),
                     Err(e) => Err(e.to_string()),
                 }
             }),
         );
     };
-    let (ws2, id2) = (ws.clone(), key_id.clone());
+    let (ws2, id2, bot2) = (ws.clone(), key_id.clone(), bot.clone());
     let run2 = run.clone();
     let on_toggle = move |_| {
-        let (ws, id) = (ws2.clone(), id2.clone());
+        let (ws, id, bot) = (ws2.clone(), id2.clone(), bot2.clone());
         run2(
             if disabled {
                 "Enabling…"
@@ -481,7 +502,7 @@ fn KeyControls(
                 "Disabling…"
             },
             Box::pin(async move {
-                set_key_enabled(ws, id, disabled)
+                set_key_enabled(ws, bot, id, disabled)
                     .await
                     .map(|()| {
                         if disabled {
@@ -494,7 +515,7 @@ fn KeyControls(
             }),
         );
     };
-    let (ws3, id3) = (ws.clone(), key_id.clone());
+    let (ws3, id3, bot3) = (ws.clone(), key_id.clone(), bot.clone());
     let run3 = run.clone();
     let on_delete = move |_| {
         #[cfg(feature = "hydrate")]
@@ -504,11 +525,11 @@ fn KeyControls(
         {
             return;
         }
-        let (ws, id) = (ws3.clone(), id3.clone());
+        let (ws, id, bot) = (ws3.clone(), id3.clone(), bot3.clone());
         run3(
             "Deleting…",
             Box::pin(async move {
-                delete_key(ws, id)
+                delete_key(ws, bot, id)
                     .await
                     .map(|()| "Deleted.".to_string())
                     .map_err(|e| e.to_string())
@@ -539,6 +560,7 @@ fn KeyControls(
             Box::pin(async move {
                 replace_key(
                     input.workspace_id,
+                    input.chatbot_id,
                     input.key_id,
                     input.provider,
                     input.key,
@@ -571,6 +593,7 @@ fn KeyControls(
         <Show when=move || open.get().is_some()>
             <form node_ref=form method="post" action=ReplaceKey::url() class="stack narrow" on:submit=on_replace.clone()>
                 <input type="hidden" name="workspace_id" value=ws.clone()/>
+                <input type="hidden" name="chatbot_id" value=bot.clone()/>
                 <input type="hidden" name="key_id" value=key_id.clone()/>
                 <input type="hidden" name="provider" value=provider.clone()/>
                 <input type="hidden" name="default_model" value=""/>

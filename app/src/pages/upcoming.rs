@@ -19,16 +19,6 @@ fn Upcoming(title: &'static str, summary: &'static str) -> impl IntoView {
 }
 
 #[component]
-pub fn Chatbots() -> impl IntoView {
-    view! {
-        <Upcoming
-            title="Chatbots"
-            summary="Public chatbots visitors can talk to, each with its own model choices and optional keys."
-        />
-    }
-}
-
-#[component]
 pub fn Usage() -> impl IntoView {
     view! {
         <Upcoming

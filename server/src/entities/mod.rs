@@ -2,6 +2,7 @@
 //! in `services` and `vault`).
 
 pub mod audit_event;
+pub mod chatbot;
 pub mod credential;
 pub mod invitation;
 pub mod membership;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod chat;
+pub mod chatbots;
 pub mod keys;
 pub mod models;
 pub mod system;

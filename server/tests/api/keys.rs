@@ -940,3 +940,177 @@ async fn canary_sweep_over_http(backend: Backend) {
     app.stop().await;
 }
 both_backends!(canary_sweep_over_http, super::canary_sweep_over_http);
+
+/// Chatbots and their own keys through the server functions: owners create chatbots and manage
+/// their keys; a member may not; the chatbot's key is its own (not the workspace's); another
+/// workspace's chatbot id answers 404; deleting a chatbot purges its keys.
+async fn chatbot_keys_over_http(backend: Backend) {
+    use keyward_app::api::{AddKey, CreateChatbot, DeleteChatbot, GetChatbots, GetKeys};
+    use leptos::server_fn::ServerFn;
+
+    let mock = spawn_mock().await;
+    let app = spawn_app_with(backend, |s| {
+        s.allowed_private_upstreams = format!("127.0.0.1:{}", mock.port());
+    })
+    .await;
+    let cookie = crate::helpers::owner_cookie(&app).await;
+    let db = &app.db;
+    let ws = keyward_server::entities::workspace::Entity::find()
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    let owner_id = keyward_server::entities::user::Entity::find()
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let (_, token) = workspaces::invite(db, ws.id, owner_id, "mia@example.com", Role::Member)
+        .await
+        .unwrap();
+    workspaces::sign_up_with_invitation(db, &token, "Mia", "another good passphrase")
+        .await
+        .unwrap();
+    let mia = accounts::sign_in(
+        db,
+        &SignInThrottle::new(100, 100),
+        "mia@example.com",
+        "another good passphrase",
+        None,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let member = format!("{}={}", keyward::http::SESSION_COOKIE, mia.token.as_str());
+    let w = ws.id.to_string();
+    let post = |path: &'static str, form: Vec<(&'static str, String)>, who: &str| {
+        let req = app
+            .client
+            .post(app.url(path))
+            .header("cookie", who.to_string())
+            .header(keyward::http::CSRF_HEADER, "1")
+            .form(&form);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let create = |name: &str| {
+        vec![
+            ("workspace_id", w.clone()),
+            ("name", name.to_string()),
+            ("provider", "openai".to_string()),
+            ("public", "true".to_string()),
+        ]
+    };
+    let (s, out) = post(CreateChatbot::PATH, create("Support Bot"), &member).await;
+    assert_ne!(s, 200, "a member cannot create chatbots: {out}");
+    assert!(out.contains("Forbidden"), "{out}");
+    let (s, out) = post(CreateChatbot::PATH, create("Support Bot"), &cookie).await;
+    assert_eq!(s, 200, "{out}");
+    let bot: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(bot["slug"], "support-bot");
+    assert_eq!(bot["public"], true);
+    let (_, out) = post(CreateChatbot::PATH, create("Support Bot"), &cookie).await;
+    let second: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(second["slug"], "support-bot-2", "slugs stay unique");
+    let bot_id = bot["id"].as_str().unwrap().to_string();
+
+    // The chatbot's own key: stored in its scope, shown on its page only.
+    let base = format!("http://127.0.0.1:{}/v1", mock.port());
+    keys::update_provider(
+        db,
+        &Gateway::new(vec![("127.0.0.1".into(), mock.port())]).unwrap(),
+        &By::cli(),
+        "openai",
+        ProviderChange {
+            base_url: base,
+            default_model: String::new(),
+            byok_enabled: true,
+        },
+    )
+    .await
+    .unwrap();
+    let add = |bot: &str| {
+        vec![
+            ("workspace_id", w.clone()),
+            ("chatbot_id", bot.to_string()),
+            ("provider", "openai".to_string()),
+            ("key", "sk-chatbot-own-key-0000000000cafe".to_string()),
+            ("default_model", String::new()),
+            ("base_url", String::new()),
+        ]
+    };
+    let (s, out) = post(AddKey::PATH, add(&bot_id), &member).await;
+    assert_ne!(s, 200, "{out}");
+    let (s, out) = post(AddKey::PATH, add(&Uuid::new_v4().to_string()), &cookie).await;
+    assert_ne!(s, 200, "another chatbot id is not found: {out}");
+    assert!(out.contains("NotFound"), "{out}");
+    let (s, out) = post(AddKey::PATH, add(&bot_id), &cookie).await;
+    assert_eq!(s, 200, "{out}");
+    let row = credential::Entity::find().one(db).await.unwrap().unwrap();
+    assert_eq!(row.scope, "chatbot");
+    assert_eq!(row.owner_id.to_string(), bot_id);
+    let (_, bot_page) = post(
+        GetKeys::PATH,
+        vec![("workspace_id", w.clone()), ("chatbot_id", bot_id.clone())],
+        &member,
+    )
+    .await;
+    assert!(
+        bot_page.contains("sk-…cafe"),
+        "members see the chatbot's key, masked: {bot_page}"
+    );
+    let (_, ws_page) = post(GetKeys::PATH, vec![("workspace_id", w.clone())], &cookie).await;
+    assert!(
+        !ws_page.contains("sk-…cafe"),
+        "the workspace page does not show it"
+    );
+    let (_, list) = post(
+        GetChatbots::PATH,
+        vec![("workspace_id", w.clone())],
+        &member,
+    )
+    .await;
+    assert!(
+        list.contains("Support Bot") && list.contains("\"can_manage\":false"),
+        "{list}"
+    );
+
+    // Deleting the chatbot purges its key, and says so in the audit log.
+    let del = vec![("workspace_id", w.clone()), ("chatbot_id", bot_id.clone())];
+    let (s, _) = post(DeleteChatbot::PATH, del.clone(), &member).await;
+    assert_ne!(s, 200);
+    let (s, out) = post(DeleteChatbot::PATH, del, &cookie).await;
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(credential::Entity::find().count(db).await.unwrap(), 0);
+    let log = audit::list(db, Some(ws.id), &AuditFilter::default())
+        .await
+        .unwrap();
+    let actions: Vec<&str> = log
+        .entries
+        .iter()
+        .rev()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "chatbot.created",
+            "chatbot.created",
+            "key.created",
+            "chatbot.deleted"
+        ]
+    );
+    assert!(
+        log.entries[0]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("1 own keys purged")
+    );
+    app.stop().await;
+}
+both_backends!(chatbot_keys_over_http, super::chatbot_keys_over_http);
