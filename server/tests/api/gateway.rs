@@ -1046,3 +1046,35 @@ fn streamed_text_is_escaped_correctly_on_the_fast_path() {
         .unwrap();
     assert!(none.is_empty());
 }
+
+#[tokio::test]
+async fn the_mock_checks_keys_against_its_configured_list() {
+    let (gw, mock) = setup(MockConfig {
+        keys: Some(vec!["sk-allowed-000000000000000000".into()]),
+        ..Default::default()
+    })
+    .await;
+    for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
+        let b = base(mock, wire);
+        let good = SecretString::from("sk-allowed-000000000000000000");
+        let other = SecretString::from("sk-someone-else-0000000000000");
+        let up = Upstream {
+            wire,
+            base_url: &b,
+            key: &good,
+        };
+        assert!(
+            gw.chat(&up, &chat_request(), "m", false).await.is_ok(),
+            "{wire:?}"
+        );
+        let up = Upstream {
+            wire,
+            base_url: &b,
+            key: &other,
+        };
+        let err = gw.chat(&up, &chat_request(), "m", false).await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::InvalidKey, "{wire:?}");
+        assert!(gw.test_key(wire, &b, &good).await.ok);
+        assert!(!gw.test_key(wire, &b, &other).await.ok);
+    }
+}
