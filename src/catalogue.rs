@@ -133,6 +133,25 @@ pub const PROVIDERS: &[Provider] = &[
     },
 ];
 
+fn quoted(prefixes: &[&str]) -> String {
+    prefixes
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+impl Provider {
+    /// What the provider's keys look like, for people (`starts with "gsk_"`); `None` where the
+    /// provider publishes no shape.
+    pub fn key_shape(&self) -> Option<String> {
+        match self.key_rule {
+            KeyRule::Prefix(prefixes) => Some(format!("starts with {}", quoted(prefixes))),
+            KeyRule::Opaque => None,
+        }
+    }
+}
+
 pub fn provider(id: &str) -> Option<&'static Provider> {
     PROVIDERS.iter().find(|p| p.id == id)
 }
@@ -221,11 +240,7 @@ pub fn check_key_shape(provider_id: &str, key: &str) -> Result<(), KeyShapeError
     {
         return Err(KeyShapeError::WrongPrefix {
             provider: provider.name,
-            expected: prefixes
-                .iter()
-                .map(|p| format!("\"{p}\""))
-                .collect::<Vec<_>>()
-                .join(" or "),
+            expected: quoted(prefixes),
         });
     }
     Ok(())

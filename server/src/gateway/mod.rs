@@ -106,68 +106,26 @@ impl Gateway {
         key: &SecretString,
     ) -> KeyTestResult {
         let started = Instant::now();
-        let done = |ok: bool, class: Option<ErrorClass>, message: String| KeyTestResult {
-            ok,
-            class,
-            message,
-            latency_ms: started.elapsed().as_millis().min(u32::MAX as u128) as u32,
+        let up = chat::Upstream {
+            wire,
+            base_url,
+            key,
         };
-        let Ok(url) = ssrf::check_base_url(base_url, &self.allow) else {
-            return done(
-                false,
-                Some(ErrorClass::Rejected),
-                "the provider address is not allowed".into(),
-            );
-        };
-        let Some(headers) = auth_headers(wire, key) else {
-            return done(
-                false,
-                Some(ErrorClass::InvalidKey),
-                "the key contains characters that cannot be sent".into(),
-            );
-        };
-        let url = match wire {
-            WireFormat::OpenAi => format!("{url}/models"),
-            WireFormat::Anthropic => format!("{url}/v1/models"),
-        };
-        let sent = self
-            .client
-            .get(url)
-            .headers(headers)
-            .timeout(TEST_TIMEOUT)
-            .send()
-            .await;
-        match sent {
-            Ok(res) if res.status().is_success() => {
-                done(true, None, "the provider accepted the key".into())
-            }
-            Ok(res) => {
-                let status = res.status().as_u16();
-                let body = read_prefix(res, 4096).await.to_ascii_lowercase();
-                let quota = ["quota", "billing", "credit", "insufficient"]
-                    .iter()
-                    .any(|w| body.contains(w));
-                let class = ErrorClass::from_status(status, quota);
-                done(false, Some(class), describe(class, Some(status)))
-            }
-            Err(e) => {
-                let class = ErrorClass::ProviderUnavailable;
-                let why = if is_refused_address(&e) {
-                    return done(
-                        false,
-                        Some(ErrorClass::Rejected),
-                        "the provider address resolves to a private or local address, which is not allowed"
-                            .into(),
-                    );
-                } else if e.is_timeout() {
-                    "the provider did not answer in time"
-                } else if e.is_connect() {
-                    "could not connect to the provider"
-                } else {
-                    "the connection to the provider failed"
-                };
-                done(false, Some(class), why.into())
-            }
+        let outcome = self.list_models(&up).await;
+        let latency_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        match outcome {
+            Ok(_) => KeyTestResult {
+                ok: true,
+                class: None,
+                message: "the provider accepted the key".into(),
+                latency_ms,
+            },
+            Err(e) => KeyTestResult {
+                ok: false,
+                class: Some(e.class),
+                message: e.message,
+                latency_ms,
+            },
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::gateway::{Gateway, ssrf};
 use crate::services::audit::{self, By, Event};
 use crate::vault::{CredentialContext, Vault, VaultError};
 use chrono::{DateTime, Utc};
-use keyward::catalogue::{self, KeyRule, PROVIDERS, Provider};
+use keyward::catalogue::{self, PROVIDERS, Provider};
 use keyward::credential::{CredentialScope, mask};
 use keyward::dto::{
     KeyErrorView, KeyRow, KeyTestResult, KeyView, KeysPage, PlatformProviders, ProviderInfo,
@@ -104,20 +104,6 @@ fn known(provider_id: &str) -> Result<&'static Provider, ServiceError> {
     catalogue::provider(provider_id).ok_or_else(|| ServiceError::Invalid("unknown provider".into()))
 }
 
-fn key_shape_text(p: &Provider) -> Option<String> {
-    match p.key_rule {
-        KeyRule::Prefix(prefixes) => Some(format!(
-            "starts with {}",
-            prefixes
-                .iter()
-                .map(|p| format!("\"{p}\""))
-                .collect::<Vec<_>>()
-                .join(" or ")
-        )),
-        KeyRule::Opaque => None,
-    }
-}
-
 fn info(p: &Provider, row: Option<&provider_setting::Model>) -> ProviderInfo {
     let base_url = row
         .and_then(|r| r.base_url.clone())
@@ -135,7 +121,7 @@ fn info(p: &Provider, row: Option<&provider_setting::Model>) -> ProviderInfo {
         },
         default_model,
         key_url: p.key_url.map(str::to_string),
-        key_shape: key_shape_text(p),
+        key_shape: p.key_shape(),
         byok_enabled: row.is_none_or(|r| r.byok_enabled),
         overridden: row.is_some_and(|r| r.base_url.is_some() || r.default_model.is_some()),
     }
@@ -513,7 +499,7 @@ pub async fn add(
     new: NewKey,
 ) -> Result<KeyView, ServiceError> {
     let key = trimmed(&new.key);
-    let (p, _, base_url) = prepare(db, gateway, &new.provider, &key, &new.base_url).await?;
+    let (p, info, base_url) = prepare(db, gateway, &new.provider, &key, &new.base_url).await?;
     let default_model =
         domain::parse_model(&new.default_model).map_err(|m| ServiceError::Invalid(m.into()))?;
     let id = Uuid::new_v4();
@@ -585,7 +571,7 @@ pub async fn add(
     txn.commit().await?;
     crate::gateway::cache::changed();
     let names = by.id.map(|id| (id, by.email.clone())).into_iter().collect();
-    let allowed = byok_for(db, scope, &provider_info(db, p.id).await?.1).await?;
+    let allowed = byok_for(db, scope, &info).await?;
     Ok(view(&row, allowed, &names))
 }
 
@@ -654,7 +640,7 @@ pub async fn test_saved(
     )
     .await?;
     txn.commit().await?;
-    crate::gateway::cache::changed();
+    // Only the row's test columns changed: cached resolutions stay valid.
     Ok(result)
 }
 

@@ -646,6 +646,66 @@ async fn only_owners_manage_keys(backend: Backend) {
 }
 both_backends!(only_owners_manage_keys, super::only_owners_manage_keys);
 
+/// A running server (allowlisting a mock provider) whose owner set the instance up, with a
+/// business-plan workspace and a member (Mia), and a session cookie for each.
+struct HttpWorld {
+    mock: SocketAddr,
+    app: crate::helpers::TestApp,
+    owner: String,
+    member: String,
+    member_id: Uuid,
+    ws: keyward_server::entities::workspace::Model,
+}
+
+async fn http_world(backend: Backend) -> HttpWorld {
+    let mock = spawn_mock().await;
+    let app = spawn_app_with(backend, |s| {
+        s.allowed_private_upstreams = format!("127.0.0.1:{}", mock.port());
+    })
+    .await;
+    let owner = crate::helpers::owner_cookie(&app).await;
+    let db = &app.db;
+    let ws = keyward_server::entities::workspace::Entity::find()
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    workspaces::set_plan(db, ws.id, Plan::Business)
+        .await
+        .unwrap();
+    let owner_id = keyward_server::entities::user::Entity::find()
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let (_, token) = workspaces::invite(db, ws.id, owner_id, "mia@example.com", Role::Member)
+        .await
+        .unwrap();
+    workspaces::sign_up_with_invitation(db, &token, "Mia", "another good passphrase")
+        .await
+        .unwrap();
+    let mia = accounts::sign_in(
+        db,
+        &SignInThrottle::new(100, 100),
+        "mia@example.com",
+        "another good passphrase",
+        None,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    HttpWorld {
+        mock,
+        member: format!("{}={}", keyward::http::SESSION_COOKIE, mia.token.as_str()),
+        member_id: mia.user.user_id,
+        owner,
+        ws,
+        app,
+    }
+}
+
 fn canary_forms(canary: &str) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut forms = vec![
@@ -681,45 +741,15 @@ async fn canary_sweep_over_http(backend: Backend) {
     };
     use leptos::server_fn::ServerFn;
 
-    let mock = spawn_mock().await;
-    let app = spawn_app_with(backend, |s| {
-        s.allowed_private_upstreams = format!("127.0.0.1:{}", mock.port());
-    })
-    .await;
-    let cookie = crate::helpers::owner_cookie(&app).await;
+    let HttpWorld {
+        mock,
+        app,
+        owner: cookie,
+        member,
+        member_id,
+        ws,
+    } = http_world(backend).await;
     let db = &app.db;
-    let ws = keyward_server::entities::workspace::Entity::find()
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
-    workspaces::set_plan(db, ws.id, Plan::Business)
-        .await
-        .unwrap();
-    let owner_id = keyward_server::entities::user::Entity::find()
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    let (_, token) = workspaces::invite(db, ws.id, owner_id, "mia@example.com", Role::Member)
-        .await
-        .unwrap();
-    workspaces::sign_up_with_invitation(db, &token, "Mia", "another good passphrase")
-        .await
-        .unwrap();
-    let mia = accounts::sign_in(
-        db,
-        &SignInThrottle::new(100, 100),
-        "mia@example.com",
-        "another good passphrase",
-        None,
-        None,
-        None,
-    )
-    .await
-    .unwrap();
-    let member = format!("{}={}", keyward::http::SESSION_COOKIE, mia.token.as_str());
 
     let random = Uuid::new_v4().simple().to_string();
     let canary = format!("sk-proj-canary{}", &random[..24]);
@@ -869,7 +899,7 @@ async fn canary_sweep_over_http(backend: Backend) {
     )
     .await;
     assert_eq!(s, 200, "{out}");
-    let mia_id = mia.user.user_id.to_string();
+    let mia_id = member_id.to_string();
     let (s, out) = call(
         keyward_app::api::ChangeMemberRole::PATH,
         vec![
@@ -948,42 +978,15 @@ async fn chatbot_keys_over_http(backend: Backend) {
     use keyward_app::api::{AddKey, CreateChatbot, DeleteChatbot, GetChatbots, GetKeys};
     use leptos::server_fn::ServerFn;
 
-    let mock = spawn_mock().await;
-    let app = spawn_app_with(backend, |s| {
-        s.allowed_private_upstreams = format!("127.0.0.1:{}", mock.port());
-    })
-    .await;
-    let cookie = crate::helpers::owner_cookie(&app).await;
+    let HttpWorld {
+        mock,
+        app,
+        owner: cookie,
+        member,
+        member_id: _,
+        ws,
+    } = http_world(backend).await;
     let db = &app.db;
-    let ws = keyward_server::entities::workspace::Entity::find()
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
-    let owner_id = keyward_server::entities::user::Entity::find()
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    let (_, token) = workspaces::invite(db, ws.id, owner_id, "mia@example.com", Role::Member)
-        .await
-        .unwrap();
-    workspaces::sign_up_with_invitation(db, &token, "Mia", "another good passphrase")
-        .await
-        .unwrap();
-    let mia = accounts::sign_in(
-        db,
-        &SignInThrottle::new(100, 100),
-        "mia@example.com",
-        "another good passphrase",
-        None,
-        None,
-        None,
-    )
-    .await
-    .unwrap();
-    let member = format!("{}={}", keyward::http::SESSION_COOKIE, mia.token.as_str());
     let w = ws.id.to_string();
     let post = |path: &'static str, form: Vec<(&'static str, String)>, who: &str| {
         let req = app
