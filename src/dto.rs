@@ -239,3 +239,21 @@ pub struct ChatbotsPage {
     /// Owners and admins manage chatbots.
     pub can_manage: bool,
 }
+
+/// Everything an owner or admin can change on a chatbot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatbotUpdate {
+    pub name: String,
+    pub provider: String,
+    /// Empty: the key's or provider's default.
+    pub model: String,
+    pub system_prompt: String,
+    pub greeting: String,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    pub public: bool,
+    /// `provider/model` ids visitors may switch to for one message.
+    pub allowed_models: Vec<String>,
+    /// Visitor messages per day (UTC) across all visitors; 0: no cap.
+    pub daily_cap: u32,
+}

@@ -10,3 +10,18 @@ pub const CSRF_HEADER: &str = "x-keyward-csrf";
 /// name is used, which browsers only accept with `Secure`, `Path=/` and no `Domain`.
 pub const SESSION_COOKIE: &str = "keyward_session";
 pub const SESSION_COOKIE_SECURE: &str = "__Host-keyward_session";
+
+/// The anonymous visitor id of the public chat pages (random, `HttpOnly`; the server stores only
+/// its SHA-256). Over https the `__Host-` prefixed name is used.
+pub const VISITOR_COOKIE: &str = "keyward_visitor";
+pub const VISITOR_COOKIE_SECURE: &str = "__Host-keyward_visitor";
+
+/// The public chat page's stream endpoint for a chatbot.
+pub fn chat_endpoint(workspace_slug: &str, chatbot_slug: &str) -> String {
+    format!("/api/chat/{workspace_slug}/{chatbot_slug}")
+}
+
+/// The dashboard playground's stream endpoint for a workspace.
+pub fn playground_endpoint(workspace_id: &str) -> String {
+    format!("/api/workspaces/{workspace_id}/playground")
+}

@@ -9,10 +9,12 @@
 
 pub mod account;
 pub mod catalogue;
+pub mod chat;
 pub mod credential;
 pub mod dto;
 pub mod http;
 pub mod keys;
+pub mod markdown;
 pub mod policy;
 pub mod resolve;
 pub mod system;

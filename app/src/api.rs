@@ -3,6 +3,7 @@
 //! its typed result. Server-only code stays inside the bodies.
 
 use crate::error::AppError;
+use keyward::chat::{ChatPage, PlaygroundPage};
 use keyward::credential::KeyInput;
 use keyward::dto::{
     AdminWorkspaceRow, AuditPage, ChatbotView, ChatbotsPage, InvitationPreview, KeyTestResult,
@@ -384,6 +385,62 @@ pub async fn create_chatbot(
 #[server(client = CsrfClient)]
 pub async fn delete_chatbot(workspace_id: String, chatbot_id: String) -> Result<(), AppError> {
     backend()?.delete_chatbot(workspace_id, chatbot_id).await
+}
+
+/// Changes a chatbot. `allowed_models` is one `provider/model` per line (or comma-separated).
+#[server(client = CsrfClient)]
+#[allow(clippy::too_many_arguments)]
+pub async fn update_chatbot(
+    workspace_id: String,
+    chatbot_id: String,
+    name: String,
+    provider: String,
+    #[server(default)] model: String,
+    #[server(default)] system_prompt: String,
+    #[server(default)] greeting: String,
+    temperature: f64,
+    max_tokens: u32,
+    #[server(default)] public: bool,
+    #[server(default)] allowed_models: String,
+    #[server(default)] daily_cap: u32,
+) -> Result<ChatbotView, AppError> {
+    let update = keyward::dto::ChatbotUpdate {
+        name,
+        provider,
+        model,
+        system_prompt,
+        greeting,
+        temperature,
+        max_tokens,
+        public,
+        allowed_models: allowed_models
+            .split(['\n', ','])
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect(),
+        daily_cap,
+    };
+    backend()?
+        .update_chatbot(workspace_id, chatbot_id, update)
+        .await
+}
+
+/// The public chat page's data: the chatbot, its models, the visitor's conversation.
+#[server(client = CsrfClient)]
+pub async fn get_chat_page(
+    workspace_slug: String,
+    chatbot_slug: String,
+) -> Result<ChatPage, AppError> {
+    backend()?.chat_page(workspace_slug, chatbot_slug).await
+}
+
+/// The dashboard playground's data for a chatbot (empty: the workspace's own keys).
+#[server(client = CsrfClient)]
+pub async fn get_playground(
+    workspace_id: String,
+    #[server(default)] chatbot_id: String,
+) -> Result<PlaygroundPage, AppError> {
+    backend()?.playground(workspace_id, chatbot_id).await
 }
 
 /// The client every server function uses: the browser's `fetch` plus the CSRF proof header.

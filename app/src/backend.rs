@@ -5,10 +5,12 @@
 //! [`SharedBackend`] to Leptos as context for every request.
 
 use crate::error::AppError;
+use keyward::chat::{ChatPage, PlaygroundPage};
 use keyward::credential::KeyInput;
 use keyward::dto::{
-    AdminWorkspaceRow, AuditFilter, AuditPage, ChatbotView, ChatbotsPage, InvitationPreview,
-    KeyTestResult, KeyView, KeysPage, MembersPage, PlatformProviders, SessionState, SessionView,
+    AdminWorkspaceRow, AuditFilter, AuditPage, ChatbotUpdate, ChatbotView, ChatbotsPage,
+    InvitationPreview, KeyTestResult, KeyView, KeysPage, MembersPage, PlatformProviders,
+    SessionState, SessionView,
 };
 use keyward::keys::FailurePolicy;
 use keyward::policy::{Plan, Role};
@@ -172,6 +174,26 @@ pub trait Backend: Send + Sync + 'static {
         workspace_id: String,
         chatbot_id: String,
     ) -> Result<(), AppError>;
+    async fn update_chatbot(
+        &self,
+        workspace_id: String,
+        chatbot_id: String,
+        update: ChatbotUpdate,
+    ) -> Result<ChatbotView, AppError>;
+    /// The public chat page of a chatbot (public ones for anyone, private ones for members),
+    /// with the visitor's latest conversation.
+    async fn chat_page(
+        &self,
+        workspace_slug: String,
+        chatbot_slug: String,
+    ) -> Result<ChatPage, AppError>;
+    /// The dashboard playground: chatbots and the models available to `chatbot_id` (empty: the
+    /// workspace's own keys).
+    async fn playground(
+        &self,
+        workspace_id: String,
+        chatbot_id: String,
+    ) -> Result<PlaygroundPage, AppError>;
     /// The audit log of a workspace, or (empty id) the instance-wide log.
     async fn audit_log(
         &self,

@@ -11,6 +11,7 @@ mod m20261122_000002_create_vault;
 mod m20261122_000003_create_accounts;
 mod m20261122_000004_create_key_management;
 mod m20261122_000005_create_chatbots;
+mod m20261122_000006_create_conversations;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_accounts::Migration),
             Box::new(m20261122_000004_create_key_management::Migration),
             Box::new(m20261122_000005_create_chatbots::Migration),
+            Box::new(m20261122_000006_create_conversations::Migration),
         ]
     }
 }

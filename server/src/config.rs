@@ -32,6 +32,7 @@ const KEYS: &[&str] = &[
     "open_sign_up",
     "allowed_private_upstreams",
     "allow_http_upstreams",
+    "visitor_messages_per_minute",
 ];
 
 /// Settings that may also come from `KEYWARD_<NAME>_FILE`.
@@ -75,6 +76,9 @@ pub struct Settings {
     /// Allow plain-http provider base URLs (to public addresses). Keys would cross the network
     /// unencrypted: only for upstreams on a trusted network.
     pub allow_http_upstreams: bool,
+    /// Chat messages one visitor may send per minute on public chat pages (and 3× that for one
+    /// client address).
+    pub visitor_messages_per_minute: u32,
 }
 
 impl Default for Settings {
@@ -96,6 +100,7 @@ impl Default for Settings {
             open_sign_up: false,
             allowed_private_upstreams: String::new(),
             allow_http_upstreams: false,
+            visitor_messages_per_minute: 20,
         }
     }
 }
@@ -181,6 +186,10 @@ impl fmt::Debug for Settings {
             .field("open_sign_up", &self.open_sign_up)
             .field("allowed_private_upstreams", &self.allowed_private_upstreams)
             .field("allow_http_upstreams", &self.allow_http_upstreams)
+            .field(
+                "visitor_messages_per_minute",
+                &self.visitor_messages_per_minute,
+            )
             .finish()
     }
 }
@@ -303,6 +312,12 @@ impl Settings {
         if self.sign_in_attempts_per_minute == 0 {
             return Err(ConfigError::Invalid {
                 key: "sign_in_attempts_per_minute",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.visitor_messages_per_minute == 0 {
+            return Err(ConfigError::Invalid {
+                key: "visitor_messages_per_minute",
                 reason: "must be at least 1".into(),
             });
         }

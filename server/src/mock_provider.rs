@@ -27,7 +27,8 @@
 //! `--latency-ms` delays the first byte and `--tokens-per-sec` paces streams.
 //!
 //! `GET /__mock/stats` reports how many authenticated requests arrived (a test asserting that a
-//! refused destination received nothing reads it).
+//! refused destination received nothing reads it), how many streams are open and the last
+//! caller key's last four characters; `POST /__mock/revoke` `{"key": "…"}` revokes a key.
 
 use axum::Json;
 use axum::Router;
@@ -60,6 +61,8 @@ pub struct MockState {
     open_streams: Arc<AtomicU64>,
     /// The last four characters of the last key that called (tests check which key was used).
     last_key_tail: Arc<std::sync::Mutex<String>>,
+    /// Keys revoked at run time (`POST /__mock/revoke`), as a provider's console would.
+    revoked: Arc<std::sync::Mutex<Vec<String>>>,
     config: Arc<MockConfig>,
 }
 
@@ -92,10 +95,12 @@ pub fn router_with(config: MockConfig) -> Router {
         .route("/chat/completions", post(chat_completions))
         .route("/v1/messages", post(messages))
         .route("/__mock/stats", get(stats))
+        .route("/__mock/revoke", post(revoke))
         .with_state(MockState {
             authenticated_requests: Arc::default(),
             open_streams: Arc::default(),
             last_key_tail: Arc::default(),
+            revoked: Arc::default(),
             config: Arc::new(config),
         })
 }
@@ -144,11 +149,17 @@ async fn injected(state: &MockState, caller: &Caller) -> Option<Response> {
     if !state.config.latency.is_zero() {
         tokio::time::sleep(state.config.latency).await;
     }
-    let unknown = state
-        .config
-        .keys
-        .as_ref()
-        .is_some_and(|keys| !keys.iter().any(|k| k == key));
+    let revoked_here = state
+        .revoked
+        .lock()
+        .map(|r| r.iter().any(|k| k == key))
+        .unwrap_or(false);
+    let unknown = revoked_here
+        || state
+            .config
+            .keys
+            .as_ref()
+            .is_some_and(|keys| !keys.iter().any(|k| k == key));
     if key.contains("invalid") || key.contains("revoked") || unknown {
         return Some(error(
             anthropic,
@@ -266,6 +277,20 @@ async fn stats(State(state): State<MockState>) -> Json<serde_json::Value> {
         "open_streams": state.open_streams.load(Ordering::Relaxed),
         "last_key_tail": state.last_key_tail.lock().map(|t| t.clone()).unwrap_or_default(),
     }))
+}
+
+/// `POST /__mock/revoke` with `{"key": "…"}`: from now on that key is refused with 401, as
+/// when its owner revokes it in the provider's console. Streams already running go on.
+async fn revoke(State(state): State<MockState>, Json(body): Json<Value>) -> StatusCode {
+    match body.get("key").and_then(Value::as_str) {
+        Some(k) if !k.is_empty() => {
+            if let Ok(mut r) = state.revoked.lock() {
+                r.push(k.to_string());
+            }
+            StatusCode::NO_CONTENT
+        }
+        _ => StatusCode::BAD_REQUEST,
+    }
 }
 
 /// Serves the mock on `listener` until the process ends.

@@ -77,6 +77,9 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
             settings.sign_in_attempts_per_minute,
             settings.sign_in_attempts_per_minute.saturating_mul(4),
         ),
+        visitor_limits: crate::services::playground::VisitorLimits::new(
+            settings.visitor_messages_per_minute,
+        ),
         settings: Arc::new(settings),
         vault,
     })
@@ -106,6 +109,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route(
+            "/api/chat/{workspace}/{chatbot}",
+            axum::routing::post(crate::routes::chat::visitor_send),
+        )
+        .route(
+            "/api/workspaces/{workspace}/playground",
+            axum::routing::post(crate::routes::chat::playground_send),
+        )
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = options.clone();
             move || shell(options.clone())

@@ -18,4 +18,5 @@ pub struct AppState {
     pub keys: crate::gateway::cache::KeyCache,
     pub models: crate::services::models::ModelsCache,
     pub sign_in_throttle: SignInThrottle,
+    pub visitor_limits: crate::services::playground::VisitorLimits,
 }

@@ -7,13 +7,15 @@ use crate::services::audit::{self, By, Event};
 use crate::services::chatbots;
 use crate::services::keys::{self, NewKey, Scope};
 use crate::services::{self as svc, workspaces};
+use crate::services::{conversations, playground};
 use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, header};
+use keyward::chat::{ChatPage, PlaygroundPage};
 use keyward::credential::KeyInput;
 use keyward::dto::{
-    AdminWorkspaceRow, AuditFilter, AuditPage, ChatbotView, ChatbotsPage, InvitationPreview,
-    InvitationView, KeyTestResult, KeyView, KeysPage, Me, MemberView, MembersPage,
-    PlatformProviders, SessionState, SessionView, WorkspaceSummary,
+    AdminWorkspaceRow, AuditFilter, AuditPage, ChatbotUpdate, ChatbotView, ChatbotsPage,
+    InvitationPreview, InvitationView, KeyTestResult, KeyView, KeysPage, Me, MemberView,
+    MembersPage, PlatformProviders, SessionState, SessionView, WorkspaceSummary,
 };
 use keyward::http::{SESSION_COOKIE, SESSION_COOKIE_SECURE};
 use keyward::keys::FailurePolicy;
@@ -746,5 +748,123 @@ impl Backend for ServerBackend {
         let (_, ok) = self.guard(&workspace_id, Action::ManageChatbots).await?;
         let by = By::user(&ok.user);
         Ok(chatbots::delete(&self.state.db, &by, ok.workspace.id, id(&chatbot_id)?).await?)
+    }
+
+    async fn update_chatbot(
+        &self,
+        workspace_id: String,
+        chatbot_id: String,
+        update: ChatbotUpdate,
+    ) -> Result<ChatbotView, AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ManageChatbots).await?;
+        let by = By::user(&ok.user);
+        let settings = chatbots::ChatbotSettings {
+            name: update.name,
+            provider: update.provider,
+            model: update.model,
+            system_prompt: update.system_prompt,
+            greeting: update.greeting,
+            temperature: update.temperature,
+            max_tokens: update.max_tokens,
+            public: update.public,
+            allowed_models: update.allowed_models,
+            daily_cap: update.daily_cap,
+        };
+        let row = chatbots::update(
+            &self.state.db,
+            &by,
+            ok.workspace.id,
+            id(&chatbot_id)?,
+            settings,
+        )
+        .await?;
+        Ok(chatbots::view(&row))
+    }
+
+    async fn chat_page(
+        &self,
+        workspace_slug: String,
+        chatbot_slug: String,
+    ) -> Result<ChatPage, AppError> {
+        let db = &self.state.db;
+        let (ws, bot) = chatbots::by_slugs(db, &workspace_slug, &chatbot_slug).await?;
+        if !bot.public {
+            let who = self.current().await?;
+            // A private chatbot is indistinguishable from a missing one to outsiders.
+            crate::auth::authorize(db, who.as_ref(), bot.workspace_id, Action::Chat)
+                .await
+                .map_err(|_| AppError::NotFound)?;
+        }
+        let (models, default_model) = playground::chatbot_models(&self.state, &bot).await?;
+        let headers = Self::headers().await;
+        let mut conversation = None;
+        let mut messages = Vec::new();
+        if let Some(v) = crate::routes::chat::visitor_id(&self.state, &headers) {
+            let owner = conversations::Owner::Visitor(conversations::visitor_hash(&v));
+            if let Some(c) = conversations::latest(db, bot.id, &owner).await? {
+                messages = conversations::messages(db, c.id)
+                    .await?
+                    .iter()
+                    .map(|m| conversations::view(m, false))
+                    .collect();
+                conversation = Some(c.id.to_string());
+            }
+        }
+        Ok(ChatPage {
+            workspace_name: ws.name,
+            workspace_slug: ws.slug,
+            chatbot_name: bot.name,
+            chatbot_slug: bot.slug,
+            greeting: bot.greeting,
+            models,
+            default_model,
+            conversation,
+            messages,
+        })
+    }
+
+    async fn playground(
+        &self,
+        workspace_id: String,
+        chatbot_id: String,
+    ) -> Result<PlaygroundPage, AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::Chat).await?;
+        let st = &self.state;
+        let ws = ok.workspace.id;
+        let bots = chatbots::list(&st.db, ws).await?;
+        let bot = match chatbot_id.trim() {
+            "" => None,
+            cid => Some(chatbots::get(&st.db, ws, id(cid)?).await?),
+        };
+        let mut models = svc::models::available(
+            &st.db,
+            &st.vault,
+            &st.gateway,
+            &st.keys,
+            &st.models,
+            ws,
+            bot.as_ref().map(|b| b.id),
+        )
+        .await?;
+        let mut default_model = models
+            .iter()
+            .find(|m| m.default)
+            .map(|m| keyward::chat::model_id(&m.provider, &m.model));
+        if let Some(b) = &bot {
+            let (offered, default) = playground::chatbot_models(st, b).await?;
+            for o in offered.into_iter().rev() {
+                models.retain(|m| !(m.provider == o.provider && m.model == o.model));
+                models.insert(0, o);
+            }
+            default_model = default.or(default_model);
+        }
+        let role = ok.actor.role;
+        Ok(PlaygroundPage {
+            workspace: summary(&ok.workspace, role),
+            chatbots: bots.iter().map(chatbots::view).collect(),
+            chatbot: bot.map(|b| b.id.to_string()),
+            models,
+            default_model,
+        })
     }
 }

@@ -3,9 +3,11 @@
 
 pub mod audit_event;
 pub mod chatbot;
+pub mod conversation;
 pub mod credential;
 pub mod invitation;
 pub mod membership;
+pub mod message;
 pub mod provider_setting;
 pub mod session;
 pub mod setting;

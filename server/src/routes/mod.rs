@@ -1,4 +1,5 @@
 //! Plain axum routes (the pages and server functions are registered by Leptos).
 
+pub mod chat;
 pub mod csrf;
 pub mod health;

@@ -152,6 +152,180 @@ pub async fn create(
     Ok(row)
 }
 
+/// Everything an owner or admin can change on a chatbot (its slug, the public address, stays).
+#[derive(Clone, Debug)]
+pub struct ChatbotSettings {
+    pub name: String,
+    pub provider: String,
+    /// Empty: the key's or provider's default.
+    pub model: String,
+    pub system_prompt: String,
+    pub greeting: String,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    pub public: bool,
+    /// `provider/model` ids visitors may switch to for one message.
+    pub allowed_models: Vec<String>,
+    /// Visitor messages per day (UTC) across all visitors; 0: no cap.
+    pub daily_cap: u32,
+}
+
+pub const MAX_ALLOWED_MODELS: usize = 20;
+pub const MAX_TOKENS_LIMIT: u32 = 200_000;
+
+/// Checks and normalises the allowed-models list: known providers, `provider/model` form, no
+/// duplicates.
+fn parse_allowed_models(list: &[String]) -> Result<Vec<String>, ServiceError> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in list.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+        let Some((provider, model)) = keyward::chat::split_model_id(raw) else {
+            return Err(ServiceError::Invalid(format!(
+                "allowed models are written provider/model, e.g. openai/gpt-4o-mini (got \"{}\")",
+                raw.chars().take(60).collect::<String>()
+            )));
+        };
+        if catalogue::provider(provider).is_none() {
+            return Err(ServiceError::Invalid(format!(
+                "unknown provider \"{}\" in the allowed models",
+                provider.chars().take(40).collect::<String>()
+            )));
+        }
+        let model =
+            keyward::keys::parse_model(model).map_err(|m| ServiceError::Invalid(m.into()))?;
+        let id = keyward::chat::model_id(provider, model.as_deref().unwrap_or_default());
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    if out.len() > MAX_ALLOWED_MODELS {
+        return Err(ServiceError::Invalid(format!(
+            "at most {MAX_ALLOWED_MODELS} allowed models"
+        )));
+    }
+    Ok(out)
+}
+
+pub async fn update(
+    db: &DatabaseConnection,
+    by: &By,
+    workspace_id: Uuid,
+    id: Uuid,
+    new: ChatbotSettings,
+) -> Result<chatbot::Model, ServiceError> {
+    let name = parse_workspace_name(&new.name)
+        .map_err(|_| ServiceError::Invalid("a chatbot name has 1 to 80 characters".into()))?;
+    let provider = catalogue::provider(new.provider.trim())
+        .ok_or_else(|| ServiceError::Invalid("choose a provider".into()))?;
+    let model =
+        keyward::keys::parse_model(&new.model).map_err(|m| ServiceError::Invalid(m.into()))?;
+    if new.system_prompt.len() > MAX_PROMPT || new.greeting.len() > MAX_PROMPT {
+        return Err(ServiceError::Invalid(
+            "the system prompt and greeting may have at most 20 000 characters".into(),
+        ));
+    }
+    if !(0.0..=2.0).contains(&new.temperature) || !new.temperature.is_finite() {
+        return Err(ServiceError::Invalid(
+            "temperature is a number from 0 to 2".into(),
+        ));
+    }
+    if !(1..=MAX_TOKENS_LIMIT).contains(&new.max_tokens) {
+        return Err(ServiceError::Invalid(format!(
+            "max tokens is a whole number from 1 to {MAX_TOKENS_LIMIT}"
+        )));
+    }
+    if new.daily_cap > 10_000_000 {
+        return Err(ServiceError::Invalid(
+            "the daily cap is at most 10 000 000 messages (0: no cap)".into(),
+        ));
+    }
+    let allowed = parse_allowed_models(&new.allowed_models)?;
+    let txn = db.begin().await?;
+    let bot = get(&txn, workspace_id, id).await?;
+    let mut changed = Vec::new();
+    let mut row: chatbot::ActiveModel = bot.clone().into();
+    macro_rules! set {
+        ($field:ident, $label:literal, $value:expr) => {{
+            let value = $value;
+            if bot.$field != value {
+                changed.push($label);
+                row.$field = Set(value);
+            }
+        }};
+    }
+    set!(name, "name", name);
+    set!(provider, "provider", provider.id.to_string());
+    set!(model, "model", model);
+    set!(
+        system_prompt,
+        "system prompt",
+        new.system_prompt.trim().to_string()
+    );
+    set!(greeting, "greeting", new.greeting.trim().to_string());
+    set!(temperature, "temperature", new.temperature);
+    set!(
+        max_tokens,
+        "max tokens",
+        i32::try_from(new.max_tokens).unwrap_or(i32::MAX)
+    );
+    set!(public, "public", new.public);
+    set!(allowed_models, "allowed models", allowed.join(","));
+    set!(
+        daily_cap,
+        "daily cap",
+        i32::try_from(new.daily_cap).unwrap_or(i32::MAX)
+    );
+    if changed.is_empty() {
+        return Ok(bot);
+    }
+    row.updated_at = Set(Utc::now());
+    let saved = row.update(&txn).await?;
+    audit::record(
+        &txn,
+        by,
+        Event {
+            workspace_id: Some(workspace_id),
+            action: "chatbot.updated",
+            provider: Some(provider.id),
+            detail: Some(format!(
+                "{} (/{}): {}{}",
+                saved.name,
+                saved.slug,
+                changed.join(", "),
+                if saved.public {
+                    "; public"
+                } else {
+                    "; private"
+                }
+            )),
+            ..Default::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(saved)
+}
+
+/// Finds a chatbot by its workspace's slug and its own (the public chat address).
+pub async fn by_slugs(
+    db: &DatabaseConnection,
+    workspace_slug: &str,
+    chatbot_slug: &str,
+) -> Result<(crate::entities::workspace::Model, chatbot::Model), ServiceError> {
+    use crate::entities::workspace;
+    let ws = workspace::Entity::find()
+        .filter(workspace::Column::Slug.eq(workspace_slug))
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    let bot = chatbot::Entity::find()
+        .filter(chatbot::Column::WorkspaceId.eq(ws.id))
+        .filter(chatbot::Column::Slug.eq(chatbot_slug))
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    Ok((ws, bot))
+}
+
 /// Deletes a chatbot and purges its own keys.
 pub async fn delete(
     db: &DatabaseConnection,

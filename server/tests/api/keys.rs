@@ -648,19 +648,30 @@ both_backends!(only_owners_manage_keys, super::only_owners_manage_keys);
 
 /// A running server (allowlisting a mock provider) whose owner set the instance up, with a
 /// business-plan workspace and a member (Mia), and a session cookie for each.
-struct HttpWorld {
-    mock: SocketAddr,
-    app: crate::helpers::TestApp,
-    owner: String,
-    member: String,
-    member_id: Uuid,
-    ws: keyward_server::entities::workspace::Model,
+pub(crate) struct HttpWorld {
+    pub mock: SocketAddr,
+    pub app: crate::helpers::TestApp,
+    pub owner: String,
+    pub member: String,
+    pub member_id: Uuid,
+    pub ws: keyward_server::entities::workspace::Model,
 }
 
 async fn http_world(backend: Backend) -> HttpWorld {
-    let mock = spawn_mock().await;
+    http_world_with(backend, Default::default(), |_| {}).await
+}
+
+/// An instance on a fresh database whose first user owns a business workspace with a member
+/// (Mia), plus a mock provider (configured) on the private-upstream allowlist.
+pub(crate) async fn http_world_with(
+    backend: Backend,
+    mock_config: keyward_server::mock_provider::MockConfig,
+    adjust: impl FnOnce(&mut keyward_server::config::Settings),
+) -> HttpWorld {
+    let mock = spawn_mock_with(mock_config).await;
     let app = spawn_app_with(backend, |s| {
         s.allowed_private_upstreams = format!("127.0.0.1:{}", mock.port());
+        adjust(s);
     })
     .await;
     let owner = crate::helpers::owner_cookie(&app).await;

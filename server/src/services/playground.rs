@@ -1,0 +1,579 @@
+//! One chat turn, as the visitor chat page and the dashboard playground run it: check the
+//! message and the model, continue (or start) the conversation, send the history with the
+//! chatbot's prompt and settings through the gateway ([`crate::services::chat::chat`]), and
+//! stream the reply back as [`ChatEvent`]s while a task of its own stores it.
+//!
+//! The task owns the upstream stream. When the reader goes away (stop button, closed tab) the
+//! channel closes, the task drops the upstream response (closing that connection, so the
+//! provider stops generating) and stores what had arrived as `stopped`. A key replaced while a
+//! reply streams does not touch it: the request already holds its key and connection; the next
+//! turn resolves the new key.
+
+use crate::entities::chatbot;
+use crate::error::ServiceError;
+use crate::gateway::chat::{ChatReply, StreamEvent, Usage};
+use crate::services::chat::{self as chat_service, ChatCall, ChatError};
+use crate::services::conversations::{self as convs, Channel, Owner, ReplyRecord};
+use crate::state::AppState;
+use futures_util::StreamExt;
+use keyward::chat::{
+    ChatEvent, ChatRole, MAX_MESSAGE_CHARS, MessageStatus, model_id, split_model_id,
+};
+use keyward::dto::ModelOption;
+use keyward::keys::ErrorClass;
+use keyward::resolve::{KeySource, ResolveError};
+use serde_json::{Map, Value, json};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// What visitors read when a reply fails: no provider, key or class is named.
+pub const VISITOR_APOLOGY: &str =
+    "Sorry — the assistant can't answer right now. Please try again in a little while.";
+
+/// Events buffered between the reply task and a slow reader.
+const EVENT_BUFFER: usize = 64;
+
+pub struct Turn {
+    pub workspace: Uuid,
+    pub chatbot: Option<chatbot::Model>,
+    pub channel: Channel,
+    pub owner: Owner,
+    pub conversation: Option<Uuid>,
+    /// `provider/model` for this message; `None`: the chatbot's default.
+    pub model: Option<String>,
+    pub message: String,
+    /// Members see which key served a reply and why one failed.
+    pub members: bool,
+}
+
+/// The model options a chatbot offers its visitors: its default first, then the allowed
+/// models, each labelled with the kind of key that would serve it. Models no key serves now are
+/// left out. Returns the options and the default's id.
+pub async fn chatbot_models(
+    state: &AppState,
+    bot: &chatbot::Model,
+) -> Result<(Vec<ModelOption>, Option<String>), ServiceError> {
+    let snap = state
+        .keys
+        .snapshot(&state.db, &state.vault, bot.workspace_id)
+        .await?;
+    let mut out: Vec<ModelOption> = Vec::new();
+    let mut default = None;
+    if let Ok(r) = snap.resolve(&bot.provider, Some(bot.id), bot.model.as_deref()) {
+        default = Some(model_id(&bot.provider, &r.model));
+        out.push(ModelOption {
+            provider: bot.provider.clone(),
+            model: r.model,
+            source: r.source,
+            default: true,
+        });
+    }
+    for id in allowed_models(bot) {
+        let Some((provider, model)) = split_model_id(&id) else {
+            continue;
+        };
+        if out
+            .iter()
+            .any(|o| o.provider == provider && o.model == model)
+        {
+            continue;
+        }
+        if let Ok(r) = snap.resolve(provider, Some(bot.id), Some(model)) {
+            out.push(ModelOption {
+                provider: provider.into(),
+                model: r.model,
+                source: r.source,
+                default: false,
+            });
+        }
+    }
+    Ok((out, default))
+}
+
+fn allowed_models(bot: &chatbot::Model) -> Vec<String> {
+    bot.allowed_models
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The provider and model for this turn, or why the choice is refused.
+async fn choose_model(
+    state: &AppState,
+    turn: &Turn,
+) -> Result<(String, Option<String>), ServiceError> {
+    match (&turn.chatbot, turn.model.as_deref().map(str::trim)) {
+        (Some(bot), None | Some("")) => Ok((bot.provider.clone(), bot.model.clone())),
+        (bot, Some(id)) => {
+            let (provider, model) = split_model_id(id)
+                .ok_or_else(|| ServiceError::Invalid("choose a model (provider/model)".into()))?;
+            if keyward::catalogue::provider(provider).is_none() {
+                return Err(ServiceError::Invalid("unknown provider".into()));
+            }
+            // Visitors may only use what the chatbot offers them.
+            if turn.channel == Channel::Visitor
+                && let Some(bot) = bot
+            {
+                let (options, _) = chatbot_models(state, bot).await?;
+                if !options
+                    .iter()
+                    .any(|o| o.provider == provider && o.model == model)
+                {
+                    return Err(ServiceError::Invalid(
+                        "that model is not available for this chatbot".into(),
+                    ));
+                }
+            }
+            Ok((provider.to_string(), Some(model.to_string())))
+        }
+        (None, None) => Err(ServiceError::Invalid("choose a model".into())),
+    }
+}
+
+/// The OpenAI-shaped request: the chatbot's prompt, the history, the new message, its settings.
+fn request(
+    bot: Option<&chatbot::Model>,
+    history: &[(ChatRole, String)],
+    message: &str,
+) -> Map<String, Value> {
+    let mut messages = Vec::with_capacity(history.len() + 2);
+    if let Some(b) = bot
+        && !b.system_prompt.is_empty()
+    {
+        messages.push(json!({"role": "system", "content": b.system_prompt}));
+    }
+    for (role, content) in history {
+        let role = match role {
+            ChatRole::User => "user",
+            ChatRole::Assistant => "assistant",
+        };
+        messages.push(json!({"role": role, "content": content}));
+    }
+    messages.push(json!({"role": "user", "content": message}));
+    let mut req = Map::new();
+    req.insert("messages".into(), Value::Array(messages));
+    let (temperature, max_tokens) = bot.map_or((0.7, 1024), |b| (b.temperature, b.max_tokens));
+    req.insert("temperature".into(), json!(temperature));
+    req.insert("max_tokens".into(), json!(max_tokens));
+    req
+}
+
+/// The text of one `chat.completion.chunk`.
+fn delta_text(chunk: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Chunk {
+        #[serde(default)]
+        choices: Vec<Choice>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Choice {
+        #[serde(default)]
+        delta: Option<Delta>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Delta {
+        #[serde(default)]
+        content: Option<String>,
+    }
+    let c: Chunk = serde_json::from_str(chunk).ok()?;
+    c.choices
+        .into_iter()
+        .next()?
+        .delta?
+        .content
+        .filter(|s| !s.is_empty())
+}
+
+/// What a member reads when a reply fails.
+fn member_reason(provider: &str, e: &ChatError) -> (String, Option<String>) {
+    match e {
+        ChatError::Resolve(ResolveError::NoKey { .. }) => (
+            format!(
+                "No key serves {provider}: add one on the Keys page, or ask the platform admin for a platform key."
+            ),
+            Some("no_key".into()),
+        ),
+        ChatError::Resolve(ResolveError::NoModel { .. }) => (
+            format!("No model is set for {provider}: choose one."),
+            Some("no_model".into()),
+        ),
+        ChatError::Upstream(u) => (
+            format!(
+                "{} — the provider answered {}. {}",
+                u.class.label(),
+                u.status
+                    .map_or("without a status".to_string(), |s| format!("HTTP {s}")),
+                match u.class {
+                    ErrorClass::InvalidKey => "The key was refused: replace it on the Keys page.",
+                    ErrorClass::NoQuota => "The key has no quota left.",
+                    ErrorClass::RateLimited => "Slow down, then try again.",
+                    ErrorClass::ProviderUnavailable => "Try again shortly.",
+                    ErrorClass::Rejected => "The provider rejected the request.",
+                }
+            ),
+            Some(u.class.as_str().into()),
+        ),
+        ChatError::Service(_) => (
+            "Something went wrong on our side; it has been logged.".into(),
+            Some("internal".into()),
+        ),
+    }
+}
+
+fn error_event(
+    turn_members: bool,
+    provider: &str,
+    e: &ChatError,
+    stored: Option<keyward::chat::ChatMessageView>,
+) -> ChatEvent {
+    let (message, class) = member_reason(provider, e);
+    if turn_members {
+        ChatEvent::Error {
+            message,
+            class,
+            stored,
+        }
+    } else {
+        ChatEvent::Error {
+            message: VISITOR_APOLOGY.into(),
+            class: None,
+            stored: stored.map(|mut s| {
+                s.source = None;
+                s
+            }),
+        }
+    }
+}
+
+fn ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs one turn; the reply arrives on the returned channel. Fails before anything is stored
+/// when the message, the model or the conversation is refused.
+pub async fn send(state: &AppState, turn: Turn) -> Result<mpsc::Receiver<ChatEvent>, ServiceError> {
+    let message = turn.message.trim().to_string();
+    if message.is_empty() {
+        return Err(ServiceError::Invalid("write a message first".into()));
+    }
+    if message.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(ServiceError::Invalid(format!(
+            "a message may have at most {MAX_MESSAGE_CHARS} characters"
+        )));
+    }
+    let (provider, model) = choose_model(state, &turn).await?;
+    let bot_id = turn.chatbot.as_ref().map(|b| b.id);
+    let db = &state.db;
+    let conv = match turn.conversation {
+        Some(id) => convs::get(db, turn.workspace, bot_id, &turn.owner, id).await?,
+        None => {
+            convs::start(
+                db,
+                turn.workspace,
+                bot_id,
+                turn.channel,
+                &turn.owner,
+                &message,
+            )
+            .await?
+        }
+    };
+    let history = convs::history(db, conv.id).await?;
+    convs::append(
+        db,
+        &conv,
+        ChatRole::User,
+        ReplyRecord {
+            content: message.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let started = Instant::now();
+    let call = ChatCall {
+        workspace: turn.workspace,
+        chatbot: bot_id,
+        provider: provider.clone(),
+        model: model.clone(),
+        request: request(turn.chatbot.as_ref(), &history, &message),
+        stream: true,
+    };
+    let outcome = chat_service::chat(db, &state.vault, &state.gateway, &state.keys, call).await;
+    let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+    let members = turn.members;
+    let start = |model: String, source: Option<KeySource>| ChatEvent::Start {
+        conversation: conv.id.to_string(),
+        provider: provider.clone(),
+        model,
+        source: source.filter(|_| members),
+    };
+    match outcome {
+        Err(e) => {
+            let class = match &e {
+                ChatError::Upstream(u) => Some(u.class.as_str().to_string()),
+                ChatError::Resolve(ResolveError::NoKey { .. }) => Some("no_key".into()),
+                ChatError::Resolve(ResolveError::NoModel { .. }) => Some("no_model".into()),
+                ChatError::Service(err) => {
+                    tracing::error!(error = %err, "a chat turn failed on our side");
+                    Some("internal".into())
+                }
+            };
+            tracing::info!(
+                provider = %provider,
+                class = class.as_deref().unwrap_or(""),
+                "chat turn failed before the reply started"
+            );
+            let stored = convs::append(
+                db,
+                &conv,
+                ChatRole::Assistant,
+                ReplyRecord {
+                    status: Some(MessageStatus::Error),
+                    provider: Some(provider.clone()),
+                    model: model.clone(),
+                    error_class: class,
+                    latency_ms: Some(ms(started)),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let _ = tx
+                .send(start(model.clone().unwrap_or_default(), None))
+                .await;
+            let _ = tx
+                .send(error_event(
+                    members,
+                    &provider,
+                    &e,
+                    Some(convs::view(&stored, members)),
+                ))
+                .await;
+        }
+        Ok(outcome) => {
+            let _ = tx
+                .send(start(outcome.model.clone(), Some(outcome.source)))
+                .await;
+            let state = state.clone();
+            tokio::spawn(async move {
+                pump(state, conv, provider, outcome, started, members, tx).await;
+            });
+        }
+    }
+    Ok(rx)
+}
+
+/// Forwards the reply to the reader and stores it when it ends (finished, failed or stopped).
+async fn pump(
+    state: AppState,
+    conv: crate::entities::conversation::Model,
+    provider: String,
+    outcome: chat_service::ChatOutcome,
+    started: Instant,
+    members: bool,
+    tx: mpsc::Sender<ChatEvent>,
+) {
+    let mut text = String::new();
+    let mut usage: Option<Usage> = None;
+    let mut first_token = None;
+    let mut failure = None;
+    let mut status = MessageStatus::Ok;
+    match outcome.reply {
+        ChatReply::Complete { body, usage: u } => {
+            usage = Some(u);
+            if let Some(t) = body
+                .pointer("/choices/0/message/content")
+                .and_then(Value::as_str)
+            {
+                text.push_str(t);
+                first_token = Some(ms(started));
+                if tx.send(ChatEvent::Delta { text: t.into() }).await.is_err() {
+                    status = MessageStatus::Stopped;
+                }
+            }
+        }
+        ChatReply::Stream(mut stream) => loop {
+            tokio::select! {
+                biased;
+                () = tx.closed() => {
+                    status = MessageStatus::Stopped;
+                    break;
+                }
+                next = stream.next() => match next {
+                    Some(Ok(StreamEvent::Chunk(chunk))) => {
+                        if let Some(piece) = delta_text(&chunk) {
+                            first_token.get_or_insert_with(|| ms(started));
+                            text.push_str(&piece);
+                            if tx.send(ChatEvent::Delta { text: piece }).await.is_err() {
+                                status = MessageStatus::Stopped;
+                                break;
+                            }
+                        }
+                    }
+                    Some(Ok(StreamEvent::Usage(u))) => usage = Some(u),
+                    Some(Ok(StreamEvent::Done)) | None => break,
+                    Some(Err(e)) => {
+                        status = MessageStatus::Error;
+                        failure = Some(e);
+                        break;
+                    }
+                },
+            }
+        },
+    }
+    // Dropping the stream (here, by leaving the loop) closed the upstream connection.
+    let latency = ms(started);
+    tracing::info!(
+        provider = %provider,
+        model = %outcome.model,
+        source = outcome.source.as_str(),
+        status = status.as_str(),
+        latency_ms = latency,
+        "chat turn finished"
+    );
+    let record = ReplyRecord {
+        content: text,
+        status: Some(status),
+        provider: Some(provider.clone()),
+        model: Some(outcome.model.clone()),
+        source: Some(outcome.source),
+        error_class: failure.as_ref().map(|e| e.class.as_str().to_string()),
+        input_tokens: usage.map(|u| u.input_tokens),
+        output_tokens: usage.map(|u| u.output_tokens),
+        first_token_ms: first_token,
+        latency_ms: Some(latency),
+    };
+    let stored = match convs::append(&state.db, &conv, ChatRole::Assistant, record).await {
+        Ok(m) => Some(convs::view(&m, members)),
+        Err(e) => {
+            tracing::error!(error = %e, "could not store a chat reply");
+            None
+        }
+    };
+    let last = match (failure, stored) {
+        (Some(e), stored) => error_event(members, &provider, &ChatError::Upstream(e), stored),
+        (None, Some(message)) => ChatEvent::Done { message },
+        (None, None) => ChatEvent::Error {
+            message: "The reply could not be saved.".into(),
+            class: Some("internal".into()),
+            stored: None,
+        },
+    };
+    let _ = tx.send(last).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_are_read_from_chunks() {
+        assert_eq!(
+            delta_text(r#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#).as_deref(),
+            Some("Hel")
+        );
+        assert_eq!(
+            delta_text(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
+            None
+        );
+        assert_eq!(
+            delta_text(r#"{"choices":[],"usage":{"prompt_tokens":1}}"#),
+            None
+        );
+        assert_eq!(delta_text("not json"), None);
+    }
+
+    #[test]
+    fn requests_carry_prompt_history_and_settings() {
+        let now = chrono::Utc::now();
+        let bot = chatbot::Model {
+            id: Uuid::new_v4(),
+            workspace_id: Uuid::new_v4(),
+            name: "B".into(),
+            slug: "b".into(),
+            system_prompt: "Be brief.".into(),
+            greeting: String::new(),
+            provider: "openai".into(),
+            model: None,
+            temperature: 0.2,
+            max_tokens: 50,
+            public: true,
+            allowed_models: String::new(),
+            daily_cap: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let req = request(
+            Some(&bot),
+            &[
+                (ChatRole::User, "hi".into()),
+                (ChatRole::Assistant, "hello".into()),
+            ],
+            "again",
+        );
+        assert_eq!(
+            Value::Object(req),
+            json!({
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hello"},
+                    {"role": "user", "content": "again"},
+                ],
+                "temperature": 0.2,
+                "max_tokens": 50,
+            })
+        );
+    }
+}
+
+/// Per-visitor and per-address message limits of the public chat pages (in memory, per
+/// instance). Keys are forgotten once their quota has refilled.
+#[derive(Clone)]
+pub struct VisitorLimits {
+    per_visitor: std::sync::Arc<governor::DefaultKeyedRateLimiter<String>>,
+    per_address: std::sync::Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+}
+
+impl VisitorLimits {
+    /// `per_minute` messages for one visitor, 3× that for one client address.
+    pub fn new(per_minute: u32) -> Self {
+        use governor::{Quota, RateLimiter};
+        use std::num::NonZeroU32;
+        let quota =
+            |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        Self {
+            per_visitor: std::sync::Arc::new(RateLimiter::keyed(quota(per_minute))),
+            per_address: std::sync::Arc::new(RateLimiter::keyed(quota(
+                per_minute.saturating_mul(3),
+            ))),
+        }
+    }
+
+    /// `Err(seconds)` to wait when the visitor (or their address) is over the limit.
+    pub fn check(&self, visitor: &str, addr: Option<std::net::IpAddr>) -> Result<(), u32> {
+        use governor::clock::{Clock, DefaultClock};
+        const TIDY_ABOVE: usize = 50_000;
+        if self.per_visitor.len() > TIDY_ABOVE {
+            self.per_visitor.retain_recent();
+        }
+        if self.per_address.len() > TIDY_ABOVE {
+            self.per_address.retain_recent();
+        }
+        let wait = |nu: governor::NotUntil<_>| {
+            let secs = nu
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs_f64()
+                .ceil();
+            (secs as u32).max(1)
+        };
+        if let Some(ip) = addr {
+            self.per_address.check_key(&ip).map_err(wait)?;
+        }
+        self.per_visitor
+            .check_key(&visitor.to_string())
+            .map_err(wait)
+    }
+}
