@@ -44,7 +44,7 @@ const work = mkdtempSync(join(tmpdir(), 'keyward-e2e-'));
 // because the operator allowlist names its exact host:port.
 const mockPort = await freePort();
 const mockUrl = `http://127.0.0.1:${mockPort}`;
-const mock = spawn(binary, ['mock-provider', '--bind', `127.0.0.1:${mockPort}`], { stdio: 'ignore' });
+const mock = spawn(binary, ['mock-provider', '--bind', `127.0.0.1:${mockPort}`, '--tokens-per-sec', '20'], { stdio: 'ignore' });
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
 // A throwaway master key for this run, created the way an operator would.

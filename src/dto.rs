@@ -253,6 +253,7 @@ pub struct ChatbotUpdate {
     pub max_tokens: u32,
     pub public: bool,
     /// `provider/model` ids visitors may switch to for one message.
+    #[serde(default)]
     pub allowed_models: Vec<String>,
     /// Visitor messages per day (UTC) across all visitors; 0: no cap.
     pub daily_cap: u32,

@@ -387,39 +387,13 @@ pub async fn delete_chatbot(workspace_id: String, chatbot_id: String) -> Result<
     backend()?.delete_chatbot(workspace_id, chatbot_id).await
 }
 
-/// Changes a chatbot. `allowed_models` is one `provider/model` per line (or comma-separated).
+/// Changes a chatbot's settings (owners and admins).
 #[server(client = CsrfClient)]
-#[allow(clippy::too_many_arguments)]
 pub async fn update_chatbot(
     workspace_id: String,
     chatbot_id: String,
-    name: String,
-    provider: String,
-    #[server(default)] model: String,
-    #[server(default)] system_prompt: String,
-    #[server(default)] greeting: String,
-    temperature: f64,
-    max_tokens: u32,
-    #[server(default)] public: bool,
-    #[server(default)] allowed_models: String,
-    #[server(default)] daily_cap: u32,
+    update: keyward::dto::ChatbotUpdate,
 ) -> Result<ChatbotView, AppError> {
-    let update = keyward::dto::ChatbotUpdate {
-        name,
-        provider,
-        model,
-        system_prompt,
-        greeting,
-        temperature,
-        max_tokens,
-        public,
-        allowed_models: allowed_models
-            .split(['\n', ','])
-            .map(|m| m.trim().to_string())
-            .filter(|m| !m.is_empty())
-            .collect(),
-        daily_cap,
-    };
     backend()?
         .update_chatbot(workspace_id, chatbot_id, update)
         .await

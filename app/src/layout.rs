@@ -6,7 +6,7 @@ use crate::auth::use_auth;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::use_navigate;
+use leptos_router::hooks::{use_location, use_navigate};
 
 /// Navigation entries: (path, label).
 const NAV: &[(&str, &str)] = &[
@@ -30,6 +30,18 @@ pub fn Shell(children: Children) -> impl IntoView {
             let _ = root.set_attribute("data-hydrated", "true");
         }
     });
+
+    // The public chat pages are for visitors: no dashboard navigation around them.
+    let location = use_location();
+    if location.pathname.get_untracked().starts_with("/chat/") {
+        return view! {
+            <main id="main" class="bare" tabindex="-1">{children()}</main>
+            <footer class="footer">
+                <small>"Powered by Keyward"</small>
+            </footer>
+        }
+        .into_any();
+    }
 
     view! {
         <a class="skip-link" href="#main">"Skip to content"</a>
@@ -83,6 +95,7 @@ pub fn Shell(children: Children) -> impl IntoView {
             <small>"Keyward " {env!("CARGO_PKG_VERSION")} " · bring your own key"</small>
         </footer>
     }
+    .into_any()
 }
 
 /// Workspace switcher, profile link and sign-out, for signed-in users.

@@ -3,9 +3,12 @@
 //! bundle that makes the server-rendered page interactive.
 
 #![forbid(unsafe_code)]
+#![recursion_limit = "256"]
 
 pub mod api;
 mod auth;
+#[cfg(feature = "hydrate")]
+mod chat_client;
 #[cfg(feature = "ssr")]
 pub mod backend;
 pub mod error;
@@ -67,6 +70,11 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/usage") view=pages::Usage ssr=SsrMode::Async/>
                     <Route path=path!("/audit") view=pages::Audit ssr=SsrMode::Async/>
                     <Route path=path!("/playground") view=pages::Playground ssr=SsrMode::Async/>
+                    <Route
+                        path=path!("/chat/:workspace/:chatbot")
+                        view=pages::VisitorChat
+                        ssr=SsrMode::Async
+                    />
                     <Route path=path!("/members") view=pages::Members ssr=SsrMode::Async/>
                     <Route path=path!("/profile") view=pages::Profile ssr=SsrMode::Async/>
                     <Route path=path!("/setup") view=pages::Setup ssr=SsrMode::Async/>

@@ -1,12 +1,14 @@
 //! Chatbots of the current workspace: owners and admins create and delete them; everyone sees
-//! them. Each chatbot may hold its own keys (`/chatbots/{id}/keys`), which override the
-//! workspace's for that chatbot. The visitor playground arrives with the chat pages.
+//! them, change every setting (prompt, greeting, provider and model, temperature, max tokens,
+//! the models visitors may switch to, the daily cap, public or not). Each chatbot may hold its
+//! own keys (`/chatbots/{id}/keys`), which override the workspace's for that chatbot. Its
+//! public chat page is `/chat/{workspace-slug}/{chatbot-slug}`.
 
 use super::keys::KeysView;
-use crate::api::{CreateChatbot, create_chatbot, delete_chatbot, get_chatbots};
+use crate::api::{CreateChatbot, create_chatbot, delete_chatbot, get_chatbots, update_chatbot};
 use crate::auth::{RequireAuth, use_me_memo};
 use keyward::catalogue::PROVIDERS;
-use keyward::dto::ChatbotsPage;
+use keyward::dto::{ChatbotUpdate, ChatbotView, ChatbotsPage};
 use leptos::form::FromFormData;
 use leptos::html;
 use leptos::prelude::*;
@@ -67,7 +69,9 @@ fn Body(
     message: RwSignal<Option<Result<String, String>>>,
 ) -> impl IntoView {
     let ws = page.workspace.id.clone();
+    let ws_slug = page.workspace.slug.clone();
     let manage = page.can_manage;
+    let editing = RwSignal::new(None::<ChatbotView>);
     let list = if page.chatbots.is_empty() {
         view! { <p class="muted">"No chatbots yet."</p> }.into_any()
     } else {
@@ -83,6 +87,8 @@ fn Body(
                 <tbody>
                     {page.chatbots.into_iter().map(|c| {
                         let (ws, id, name) = (ws.clone(), c.id.clone(), c.name.clone());
+                        let chat_url = format!("/chat/{}/{}", ws_slug, c.slug);
+                        let edit_bot = c.clone();
                         let on_delete = move |_| {
                             #[cfg(feature = "hydrate")]
                             if !window().confirm_with_message("Delete this chatbot and its own keys?").unwrap_or(false) {
@@ -98,12 +104,16 @@ fn Body(
                         view! {
                             <tr>
                                 <td>{c.name.clone()}</td>
-                                <td><code>{format!("/{}", c.slug)}</code></td>
+                                <td><a href=chat_url.clone()><code>{chat_url.clone()}</code></a></td>
                                 <td>{format!("{} / {}", c.provider, c.model.clone().unwrap_or_else(|| "default model".into()))}</td>
                                 <td>{if c.public { "Public" } else { "Private" }}</td>
                                 <td class="actions">
                                     <a href=format!("/chatbots/{}/keys", c.id)>{format!("Keys of {}", c.name)}</a>
                                     {manage.then(|| view! {
+                                        " "
+                                        <button class="button secondary" type="button" on:click=move |_| editing.set(Some(edit_bot.clone()))>
+                                            {format!("Edit {}", c.name)}
+                                        </button>
                                         " "
                                         <button class="button danger" type="button" on:click=on_delete.clone()>
                                             {format!("Delete {}", c.name)}
@@ -122,7 +132,102 @@ fn Body(
             <h2 id="bots-heading">"Your chatbots"</h2>
             {list}
         </section>
+        {let ws = ws.clone(); move || editing.get().map(|bot| {
+            let ws = ws.clone();
+            view! { <EditForm ws bot editing reload message/> }
+        })}
         {manage.then(|| view! { <CreateForm ws=ws.clone() reload message/> })}
+    }
+}
+
+/// Every setting of one chatbot.
+#[component]
+fn EditForm(
+    ws: String,
+    bot: ChatbotView,
+    editing: RwSignal<Option<ChatbotView>>,
+    reload: RwSignal<u32>,
+    message: RwSignal<Option<Result<String, String>>>,
+) -> impl IntoView {
+    let form = NodeRef::<html::Form>::new();
+    let id = bot.id.clone();
+    let on_submit = move |ev: web_sys::SubmitEvent| {
+        ev.prevent_default();
+        let Some(f) = form.get_untracked() else {
+            return;
+        };
+        let Ok(data) = web_sys::FormData::new_with_form(&f) else {
+            return;
+        };
+        let text = |name: &str| data.get(name).as_string().unwrap_or_default();
+        let number = |name: &str| text(name).trim().parse::<f64>();
+        let (Ok(temperature), Ok(max_tokens), Ok(daily_cap)) =
+            (number("temperature"), number("max_tokens"), number("daily_cap"))
+        else {
+            message.set(Some(Err("temperature, max tokens and the daily cap are numbers".into())));
+            return;
+        };
+        if max_tokens.fract() != 0.0 || daily_cap.fract() != 0.0 || max_tokens < 0.0 || daily_cap < 0.0 {
+            message.set(Some(Err("max tokens and the daily cap are whole numbers".into())));
+            return;
+        }
+        let update = ChatbotUpdate {
+            name: text("name"),
+            provider: text("provider"),
+            model: text("model"),
+            system_prompt: text("system_prompt"),
+            greeting: text("greeting"),
+            temperature,
+            max_tokens: max_tokens.min(f64::from(u32::MAX)) as u32,
+            public: data.get("public").as_string().is_some(),
+            allowed_models: text("allowed_models")
+                .split(['\n', ','])
+                .map(|m| m.trim().to_string())
+                .filter(|m| !m.is_empty())
+                .collect(),
+            daily_cap: daily_cap.min(f64::from(u32::MAX)) as u32,
+        };
+        let (ws, id) = (ws.clone(), id.clone());
+        spawn_local(async move {
+            match update_chatbot(ws, id, update).await {
+                Ok(c) => {
+                    message.set(Some(Ok(format!("Saved {}.", c.name))));
+                    editing.set(None);
+                    reload.update(|n| *n += 1);
+                }
+                Err(e) => message.set(Some(Err(e.to_string()))),
+            }
+        });
+    };
+    let provider = bot.provider.clone();
+    view! {
+        <section class="card narrow" aria-labelledby="edit-bot-heading">
+            <h2 id="edit-bot-heading">{format!("Edit {}", bot.name)}</h2>
+            <form node_ref=form class="stack" on:submit=on_submit>
+                <label>"Chatbot name" <input type="text" name="name" required maxlength="80" value=bot.name.clone()/></label>
+                <label>"Provider"
+                    <select name="provider">
+                        {PROVIDERS.iter().map(|p| view! { <option value=p.id selected=p.id == provider>{p.name}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label>"Model (optional)" <input type="text" name="model" placeholder="the key's default" value=bot.model.clone().unwrap_or_default()/></label>
+                <label>"System prompt" <textarea name="system_prompt" rows="4" prop:value=bot.system_prompt.clone()></textarea></label>
+                <label>"Greeting" <input type="text" name="greeting" value=bot.greeting.clone()/></label>
+                <div class="row">
+                    <label>"Temperature (0–2)" <input type="number" name="temperature" min="0" max="2" step="0.1" required value=bot.temperature.to_string()/></label>
+                    <label>"Max tokens" <input type="number" name="max_tokens" min="1" step="1" required value=bot.max_tokens.to_string()/></label>
+                    <label>"Daily message cap (0: none)" <input type="number" name="daily_cap" min="0" step="1" required value=bot.daily_cap.to_string()/></label>
+                </div>
+                <label>"Models visitors may switch to, one per line (provider/model)"
+                    <textarea name="allowed_models" rows="3" placeholder="openai/gpt-4o-mini" prop:value=bot.allowed_models.join("\n")></textarea>
+                </label>
+                <label class="check"><input type="checkbox" name="public" checked=bot.public/> "Public: visitors can chat without an account"</label>
+                <div class="row">
+                    <button class="button" type="submit">"Save chatbot"</button>
+                    <button class="button secondary" type="button" on:click=move |_| editing.set(None)>"Cancel"</button>
+                </div>
+            </form>
+        </section>
     }
 }
 

@@ -27,13 +27,3 @@ pub fn Usage() -> impl IntoView {
         />
     }
 }
-
-#[component]
-pub fn Playground() -> impl IntoView {
-    view! {
-        <Upcoming
-            title="Playground"
-            summary="Chat with any model your workspace can use and see which key served each reply."
-        />
-    }
-}

@@ -57,19 +57,26 @@ impl Chat {
         let (s, out) = self
             .post_form(
                 UpdateChatbot::PATH,
-                vec![
-                    ("workspace_id", self.ws()),
-                    ("chatbot_id", self.bot_id.clone()),
-                    ("name", "Helper".into()),
-                    ("provider", "openai".into()),
-                    ("system_prompt", "Be kind.".into()),
-                    ("greeting", "Hi! Ask me anything.".into()),
-                    ("temperature", "0.5".into()),
-                    ("max_tokens", "200".into()),
-                    ("public", public.to_string()),
-                    ("allowed_models", allowed.into()),
-                    ("daily_cap", daily_cap.to_string()),
-                ],
+                {
+                    let mut form = vec![
+                        ("workspace_id", self.ws()),
+                        ("chatbot_id", self.bot_id.clone()),
+                        ("update[name]", "Helper".into()),
+                        ("update[provider]", "openai".into()),
+                        ("update[model]", String::new()),
+                        ("update[system_prompt]", "Be kind.".into()),
+                        ("update[greeting]", "Hi! Ask me anything.".into()),
+                        ("update[temperature]", "0.5".into()),
+                        ("update[max_tokens]", "200".into()),
+                        ("update[public]", public.to_string()),
+                        ("update[daily_cap]", daily_cap.to_string()),
+                    ];
+                    let names = ["update[allowed_models][0]", "update[allowed_models][1]"];
+                    for (name, m) in names.into_iter().zip(allowed.split_whitespace()) {
+                        form.push((name, m.to_string()));
+                    }
+                    form
+                },
                 &self.w.owner.clone(),
             )
             .await;
@@ -875,3 +882,55 @@ async fn provider_failures(backend: Backend) {
     assert_eq!(class, Some(keyward::keys::ErrorClass::InvalidKey));
 }
 both_backends!(failures, super::provider_failures);
+
+/// The chat page renders on the server for a visitor: the chatbot, its greeting and the model
+/// picker, without the dashboard around it; a private chatbot answers 404 to outsiders.
+async fn chat_page_renders_for_visitors(backend: Backend) {
+    let c = chat_world(backend, MockConfig::default(), |_| {}).await;
+    let path = format!("/chat/{}/helper", c.w.ws.slug);
+    let get = |cookie: Option<String>| {
+        let mut req = c.w.app.client.get(c.w.app.url(&path));
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", cookie);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    let (s, html) = get(None).await;
+    assert_eq!(s, 200);
+    assert!(html.contains("<h1>Helper</h1>"), "{html}");
+    assert!(html.contains("Hi! Ask me anything."));
+    assert!(html.contains("<optgroup label=\"Your keys\">"));
+    assert!(html.contains("/pkg/keyward.js"), "hydrates");
+    assert!(!html.contains("aria-label=\"Primary\""), "no dashboard navigation");
+
+    // A returning visitor sees their conversation, rendered as safe Markdown.
+    let res = c
+        .send(&c.visitor_url(), None, json!({"message": "**hi** <b>x</b>"}))
+        .await;
+    let cookie = visitor_cookie(&res);
+    done(&events(res).await);
+    let (_, html) = get(Some(cookie)).await;
+    assert!(html.contains("<strong>hi</strong> &lt;b&gt;x&lt;/b&gt;"), "{html}");
+
+    c.configure(false, "", 0).await;
+    let (s, html) = get(None).await;
+    assert_eq!(s, 404);
+    assert!(html.contains("This chat does not exist"));
+    assert!(!html.contains("Helper"));
+    let (s, _) = get(Some(c.w.member.clone())).await;
+    assert_eq!(s, 200, "members see their private chatbot");
+    let (s, _) = c
+        .w
+        .app
+        .client
+        .get(c.w.app.url(&format!("/chat/{}/nope", c.w.ws.slug)))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(s, 404);
+}
+both_backends!(chat_page, super::chat_page_renders_for_visitors);
