@@ -7,10 +7,10 @@
 
 pub mod api;
 mod auth;
-#[cfg(feature = "hydrate")]
-mod chat_client;
 #[cfg(feature = "ssr")]
 pub mod backend;
+#[cfg(feature = "hydrate")]
+mod chat_client;
 pub mod error;
 mod layout;
 mod pages;

@@ -290,7 +290,12 @@ pub fn ChatPanel(
                     let mut live_model = None;
                     let mut finished = false;
                     let result = stream_chat(&url, &body, &signal, |ev| match ev {
-                        ChatEvent::Start { conversation: c, model, provider, .. } => {
+                        ChatEvent::Start {
+                            conversation: c,
+                            model,
+                            provider,
+                            ..
+                        } => {
                             conversation.set(Some(c));
                             live_model = Some((provider, model));
                         }
@@ -299,7 +304,9 @@ pub fn ChatPanel(
                             finished = true;
                             history.update(|h| h.push(message));
                         }
-                        ChatEvent::Error { message, stored, .. } => {
+                        ChatEvent::Error {
+                            message, stored, ..
+                        } => {
                             finished = true;
                             if let Some(s) = stored.filter(|s| !s.content.is_empty()) {
                                 history.update(|h| h.push(s));

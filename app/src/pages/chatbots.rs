@@ -161,14 +161,24 @@ fn EditForm(
         };
         let text = |name: &str| data.get(name).as_string().unwrap_or_default();
         let number = |name: &str| text(name).trim().parse::<f64>();
-        let (Ok(temperature), Ok(max_tokens), Ok(daily_cap)) =
-            (number("temperature"), number("max_tokens"), number("daily_cap"))
-        else {
-            message.set(Some(Err("temperature, max tokens and the daily cap are numbers".into())));
+        let (Ok(temperature), Ok(max_tokens), Ok(daily_cap)) = (
+            number("temperature"),
+            number("max_tokens"),
+            number("daily_cap"),
+        ) else {
+            message.set(Some(Err(
+                "temperature, max tokens and the daily cap are numbers".into(),
+            )));
             return;
         };
-        if max_tokens.fract() != 0.0 || daily_cap.fract() != 0.0 || max_tokens < 0.0 || daily_cap < 0.0 {
-            message.set(Some(Err("max tokens and the daily cap are whole numbers".into())));
+        if max_tokens.fract() != 0.0
+            || daily_cap.fract() != 0.0
+            || max_tokens < 0.0
+            || daily_cap < 0.0
+        {
+            message.set(Some(Err(
+                "max tokens and the daily cap are whole numbers".into()
+            )));
             return;
         }
         let update = ChatbotUpdate {

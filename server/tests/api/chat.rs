@@ -904,16 +904,26 @@ async fn chat_page_renders_for_visitors(backend: Backend) {
     assert!(html.contains("Hi! Ask me anything."));
     assert!(html.contains("<optgroup label=\"Your keys\">"));
     assert!(html.contains("/pkg/keyward.js"), "hydrates");
-    assert!(!html.contains("aria-label=\"Primary\""), "no dashboard navigation");
+    assert!(
+        !html.contains("aria-label=\"Primary\""),
+        "no dashboard navigation"
+    );
 
     // A returning visitor sees their conversation, rendered as safe Markdown.
     let res = c
-        .send(&c.visitor_url(), None, json!({"message": "**hi** <b>x</b>"}))
+        .send(
+            &c.visitor_url(),
+            None,
+            json!({"message": "**hi** <b>x</b>"}),
+        )
         .await;
     let cookie = visitor_cookie(&res);
     done(&events(res).await);
     let (_, html) = get(Some(cookie)).await;
-    assert!(html.contains("<strong>hi</strong> &lt;b&gt;x&lt;/b&gt;"), "{html}");
+    assert!(
+        html.contains("<strong>hi</strong> &lt;b&gt;x&lt;/b&gt;"),
+        "{html}"
+    );
 
     c.configure(false, "", 0).await;
     let (s, html) = get(None).await;
@@ -922,15 +932,14 @@ async fn chat_page_renders_for_visitors(backend: Backend) {
     assert!(!html.contains("Helper"));
     let (s, _) = get(Some(c.w.member.clone())).await;
     assert_eq!(s, 200, "members see their private chatbot");
-    let (s, _) = c
-        .w
-        .app
-        .client
-        .get(c.w.app.url(&format!("/chat/{}/nope", c.w.ws.slug)))
-        .send()
-        .await
-        .map(|r| (r.status().as_u16(), ()))
-        .unwrap();
+    let (s, _) =
+        c.w.app
+            .client
+            .get(c.w.app.url(&format!("/chat/{}/nope", c.w.ws.slug)))
+            .send()
+            .await
+            .map(|r| (r.status().as_u16(), ()))
+            .unwrap();
     assert_eq!(s, 404);
 }
 both_backends!(chat_page, super::chat_page_renders_for_visitors);
