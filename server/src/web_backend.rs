@@ -66,15 +66,7 @@ impl ServerBackend {
 
     async fn session_token(&self) -> Option<Zeroizing<String>> {
         let headers = Self::headers().await;
-        let name = self.cookie_name();
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(cookie::Cookie::split_parse)
-            .filter_map(Result::ok)
-            .find(|c| c.name() == name)
-            .map(|c| Zeroizing::new(c.value().to_string()))
+        crate::routes::chat::cookie(&headers, self.cookie_name()).map(Zeroizing::new)
     }
 
     async fn current(&self) -> Result<Option<SessionUser>, AppError> {
@@ -758,24 +750,12 @@ impl Backend for ServerBackend {
     ) -> Result<ChatbotView, AppError> {
         let (_, ok) = self.guard(&workspace_id, Action::ManageChatbots).await?;
         let by = By::user(&ok.user);
-        let settings = chatbots::ChatbotSettings {
-            name: update.name,
-            provider: update.provider,
-            model: update.model,
-            system_prompt: update.system_prompt,
-            greeting: update.greeting,
-            temperature: update.temperature,
-            max_tokens: update.max_tokens,
-            public: update.public,
-            allowed_models: update.allowed_models,
-            daily_cap: update.daily_cap,
-        };
         let row = chatbots::update(
             &self.state.db,
             &by,
             ok.workspace.id,
             id(&chatbot_id)?,
-            settings,
+            update,
         )
         .await?;
         Ok(chatbots::view(&row))

@@ -192,6 +192,31 @@ fn Message(message: ChatMessageView, members: bool) -> impl IntoView {
     }
 }
 
+/// A message shown before (or instead of) its stored copy: what the user just sent, or a reply
+/// they stopped.
+fn local_message(
+    n: usize,
+    role: ChatRole,
+    content: String,
+    status: MessageStatus,
+    provider_model: Option<(String, String)>,
+) -> ChatMessageView {
+    let (provider, model) = provider_model.unzip();
+    ChatMessageView {
+        id: format!("local-{n}"),
+        role,
+        content,
+        status,
+        provider,
+        model,
+        source: None,
+        input_tokens: None,
+        output_tokens: None,
+        first_token_ms: None,
+        latency_ms: None,
+    }
+}
+
 /// The conversation, the reply being written, and the message box.
 #[component]
 pub fn ChatPanel(
@@ -259,19 +284,8 @@ pub fn ChatPanel(
             input.set(String::new());
             error.set(None);
             history.update(|h| {
-                h.push(ChatMessageView {
-                    id: format!("local-{}", h.len()),
-                    role: ChatRole::User,
-                    content: text,
-                    status: MessageStatus::Ok,
-                    provider: None,
-                    model: None,
-                    source: None,
-                    input_tokens: None,
-                    output_tokens: None,
-                    first_token_ms: None,
-                    latency_ms: None,
-                })
+                let m = local_message(h.len(), ChatRole::User, text, MessageStatus::Ok, None);
+                h.push(m)
             });
             live_text.set(String::new());
             busy.set(true);
@@ -318,21 +332,16 @@ pub fn ChatPanel(
                     match result {
                         Err(StreamError::Aborted) if !finished => {
                             let text = live_text.get_untracked();
-                            let (provider, model) = live_model.unzip();
+                            let provider_model = live_model.take();
                             history.update(|h| {
-                                h.push(ChatMessageView {
-                                    id: format!("local-{}", h.len()),
-                                    role: ChatRole::Assistant,
-                                    content: text,
-                                    status: MessageStatus::Stopped,
-                                    provider,
-                                    model,
-                                    source: None,
-                                    input_tokens: None,
-                                    output_tokens: None,
-                                    first_token_ms: None,
-                                    latency_ms: None,
-                                })
+                                let m = local_message(
+                                    h.len(),
+                                    ChatRole::Assistant,
+                                    text,
+                                    MessageStatus::Stopped,
+                                    provider_model,
+                                );
+                                h.push(m)
                             });
                         }
                         Err(StreamError::Failed(message)) => error.set(Some(message)),

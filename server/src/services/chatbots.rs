@@ -76,23 +76,40 @@ pub async fn get<C: ConnectionTrait>(
 
 const MAX_PROMPT: usize = 20_000;
 
+/// The fields `create` and `update` share, checked: name, provider, model.
+fn checked_basics(
+    name: &str,
+    provider: &str,
+    model: &str,
+    system_prompt: &str,
+    greeting: &str,
+) -> Result<(String, &'static catalogue::Provider, Option<String>), ServiceError> {
+    let name = parse_workspace_name(name)
+        .map_err(|_| ServiceError::Invalid("a chatbot name has 1 to 80 characters".into()))?;
+    let provider = catalogue::provider(provider.trim())
+        .ok_or_else(|| ServiceError::Invalid("choose a provider".into()))?;
+    let model = keyward::keys::parse_model(model).map_err(|m| ServiceError::Invalid(m.into()))?;
+    if system_prompt.len() > MAX_PROMPT || greeting.len() > MAX_PROMPT {
+        return Err(ServiceError::Invalid(
+            "the system prompt and greeting may have at most 20 000 characters".into(),
+        ));
+    }
+    Ok((name, provider, model))
+}
+
 pub async fn create(
     db: &DatabaseConnection,
     by: &By,
     workspace_id: Uuid,
     new: NewChatbot,
 ) -> Result<chatbot::Model, ServiceError> {
-    let name = parse_workspace_name(&new.name)
-        .map_err(|_| ServiceError::Invalid("a chatbot name has 1 to 80 characters".into()))?;
-    let provider = catalogue::provider(new.provider.trim())
-        .ok_or_else(|| ServiceError::Invalid("choose a provider".into()))?;
-    let model =
-        keyward::keys::parse_model(&new.model).map_err(|m| ServiceError::Invalid(m.into()))?;
-    if new.system_prompt.len() > MAX_PROMPT || new.greeting.len() > MAX_PROMPT {
-        return Err(ServiceError::Invalid(
-            "the system prompt and greeting may have at most 20 000 characters".into(),
-        ));
-    }
+    let (name, provider, model) = checked_basics(
+        &new.name,
+        &new.provider,
+        &new.model,
+        &new.system_prompt,
+        &new.greeting,
+    )?;
     let base = match slugify(&name) {
         s if s.is_empty() => "chatbot".to_string(),
         s => s,
@@ -152,23 +169,8 @@ pub async fn create(
     Ok(row)
 }
 
-/// Everything an owner or admin can change on a chatbot (its slug, the public address, stays).
-#[derive(Clone, Debug)]
-pub struct ChatbotSettings {
-    pub name: String,
-    pub provider: String,
-    /// Empty: the key's or provider's default.
-    pub model: String,
-    pub system_prompt: String,
-    pub greeting: String,
-    pub temperature: f64,
-    pub max_tokens: u32,
-    pub public: bool,
-    /// `provider/model` ids visitors may switch to for one message.
-    pub allowed_models: Vec<String>,
-    /// Visitor messages per day (UTC) across all visitors; 0: no cap.
-    pub daily_cap: u32,
-}
+/// Everything an owner or admin can change on a chatbot; its slug (the public address) stays.
+pub use keyward::dto::ChatbotUpdate as ChatbotSettings;
 
 pub const MAX_ALLOWED_MODELS: usize = 20;
 pub const MAX_TOKENS_LIMIT: u32 = 200_000;
@@ -212,17 +214,13 @@ pub async fn update(
     id: Uuid,
     new: ChatbotSettings,
 ) -> Result<chatbot::Model, ServiceError> {
-    let name = parse_workspace_name(&new.name)
-        .map_err(|_| ServiceError::Invalid("a chatbot name has 1 to 80 characters".into()))?;
-    let provider = catalogue::provider(new.provider.trim())
-        .ok_or_else(|| ServiceError::Invalid("choose a provider".into()))?;
-    let model =
-        keyward::keys::parse_model(&new.model).map_err(|m| ServiceError::Invalid(m.into()))?;
-    if new.system_prompt.len() > MAX_PROMPT || new.greeting.len() > MAX_PROMPT {
-        return Err(ServiceError::Invalid(
-            "the system prompt and greeting may have at most 20 000 characters".into(),
-        ));
-    }
+    let (name, provider, model) = checked_basics(
+        &new.name,
+        &new.provider,
+        &new.model,
+        &new.system_prompt,
+        &new.greeting,
+    )?;
     if !(0.0..=2.0).contains(&new.temperature) || !new.temperature.is_finite() {
         return Err(ServiceError::Invalid(
             "temperature is a number from 0 to 2".into(),
