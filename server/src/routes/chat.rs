@@ -290,10 +290,12 @@ pub async fn visitor_send(
 ) -> Result<Response, ChatRouteError> {
     let send = body(payload)?;
     let (_, bot) = chatbots::by_slugs(&state.db, &workspace_slug, &chatbot_slug).await?;
-    let who = session_user(&state, &headers).await?;
-    let member = is_member(&state, who.as_ref(), &bot).await;
-    if !bot.public && !member {
-        return Err(ChatRouteError::NotFound);
+    // Membership matters only for a private chatbot: public ones skip the session lookups.
+    if !bot.public {
+        let who = session_user(&state, &headers).await?;
+        if !is_member(&state, who.as_ref(), &bot).await {
+            return Err(ChatRouteError::NotFound);
+        }
     }
     let (visitor, set_cookie) = match visitor_id(&state, &headers) {
         Some(v) => (v, None),
