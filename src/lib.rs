@@ -9,6 +9,7 @@
 
 pub mod account;
 pub mod catalogue;
+pub mod chart;
 pub mod chat;
 pub mod credential;
 pub mod dto;
@@ -18,3 +19,4 @@ pub mod markdown;
 pub mod policy;
 pub mod resolve;
 pub mod system;
+pub mod usage;

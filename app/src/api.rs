@@ -463,3 +463,55 @@ mod csrf_client {
         }
     }
 }
+
+// Usage and credits.
+
+/// The usage report of a workspace (or, with an empty id, of every workspace) for a date range
+/// (`YYYY-MM-DD`, both ends included; empty: the last 30 days).
+#[server(client = CsrfClient)]
+pub async fn get_usage(
+    workspace_id: String,
+    #[server(default)] from: String,
+    #[server(default)] to: String,
+) -> Result<keyward::usage::UsageReport, AppError> {
+    backend()?.usage(workspace_id, from, to).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn get_credit_settings() -> Result<keyward::usage::CreditSettings, AppError> {
+    backend()?.credit_settings().await
+}
+
+#[server(client = CsrfClient)]
+pub async fn set_byok_credit_policy(
+    policy: keyward::usage::ByokCreditPolicy,
+) -> Result<(), AppError> {
+    backend()?.set_byok_credit_policy(policy).await
+}
+
+/// A plan's monthly credit allowance, as a decimal number of credits.
+#[server(client = CsrfClient)]
+pub async fn set_plan_allowance(plan: Plan, credits: String) -> Result<(), AppError> {
+    backend()?.set_plan_allowance(plan, credits).await
+}
+
+/// Adds or changes a row of the price table (US dollars per million tokens).
+#[server(client = CsrfClient)]
+pub async fn set_price(price: keyward::usage::PriceInput) -> Result<(), AppError> {
+    backend()?.set_price(price).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn delete_price(provider: String, model: String) -> Result<(), AppError> {
+    backend()?.delete_price(provider, model).await
+}
+
+/// Adds credits to a workspace (a negative amount removes them); returns the new balance.
+#[server(client = CsrfClient)]
+pub async fn top_up_credits(
+    workspace_id: String,
+    credits: String,
+    #[server(default)] note: String,
+) -> Result<i64, AppError> {
+    backend()?.top_up(workspace_id, credits, note).await
+}

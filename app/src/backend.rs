@@ -200,6 +200,31 @@ pub trait Backend: Send + Sync + 'static {
         workspace_id: String,
         filter: AuditFilter,
     ) -> Result<AuditPage, AppError>;
+    /// The usage report of a workspace, or (empty id) of every workspace (platform admins).
+    async fn usage(
+        &self,
+        workspace_id: String,
+        from: String,
+        to: String,
+    ) -> Result<keyward::usage::UsageReport, AppError>;
+    /// The platform admin's credits page.
+    async fn credit_settings(&self) -> Result<keyward::usage::CreditSettings, AppError>;
+    async fn set_byok_credit_policy(
+        &self,
+        policy: keyward::usage::ByokCreditPolicy,
+    ) -> Result<(), AppError>;
+    /// `credits`: a decimal amount per month.
+    async fn set_plan_allowance(&self, plan: Plan, credits: String) -> Result<(), AppError>;
+    /// Prices in US dollars per million tokens.
+    async fn set_price(&self, price: keyward::usage::PriceInput) -> Result<(), AppError>;
+    async fn delete_price(&self, provider: String, model: String) -> Result<(), AppError>;
+    /// Adds (negative: removes) credits; returns the new balance in micro-credits.
+    async fn top_up(
+        &self,
+        workspace_id: String,
+        credits: String,
+        note: String,
+    ) -> Result<i64, AppError>;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

@@ -92,6 +92,8 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=path!("/admin/audit") view=pages::PlatformAudit ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/usage") view=pages::AdminUsage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/credits") view=pages::AdminCredits ssr=SsrMode::Async/>
                     <Route path=path!("/invite/:token") view=pages::InvitePage ssr=SsrMode::Async/>
                 </Routes>
             </layout::Shell>

@@ -12,6 +12,7 @@ mod m20261122_000003_create_accounts;
 mod m20261122_000004_create_key_management;
 mod m20261122_000005_create_chatbots;
 mod m20261122_000006_create_conversations;
+mod m20261122_000007_create_usage;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_key_management::Migration),
             Box::new(m20261122_000005_create_chatbots::Migration),
             Box::new(m20261122_000006_create_conversations::Migration),
+            Box::new(m20261122_000007_create_usage::Migration),
         ]
     }
 }

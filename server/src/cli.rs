@@ -246,8 +246,7 @@ pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<
                 database = %state.settings.database_url,
                 "keyward is serving on http://{}", state.settings.bind
             );
-            let served =
-                startup::serve(listener, startup::router(state), startup::shutdown_signal()).await;
+            let served = startup::run(listener, state, startup::shutdown_signal()).await;
             refresher.abort();
             close(conn).await;
             served?;

@@ -19,6 +19,7 @@
 //! | `hang` | never answers |
 //! | `cut` | streams a few tokens, then drops the connection |
 //! | `slow` | answers after 20 s |
+//! | `nousage` | success, without token usage (OpenAI shape) |
 //! | anything else | success |
 //!
 //! Chat replies are deterministic: `You said: <last user message>` (prefixed with
@@ -483,18 +484,24 @@ async fn chat_completions(
         state.authenticated_requests.load(Ordering::Relaxed)
     );
     let created = 1_700_000_000u64;
+    // Some OpenAI-compatible providers report no usage: keys containing `nousage` mimic them.
+    let no_usage = matches!(&who, Caller::OpenAi(k) if k.contains("nousage"));
     if req.get("stream").and_then(Value::as_bool) != Some(true) {
-        return Json(json!({
+        let mut body = json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": r.tokens.concat()}, "finish_reason": finish}],
             "usage": usage,
-        }))
-        .into_response();
+        });
+        if no_usage && let Some(o) = body.as_object_mut() {
+            o.remove("usage");
+        }
+        return Json(body).into_response();
     }
-    let include_usage = req
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        == Some(true);
+    let include_usage = !no_usage
+        && req
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true);
     let chunk = |delta: Value, finish: Value| {
         Event::default().data(
             json!({

@@ -67,7 +67,12 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
         .with_http(settings.allow_http_upstreams);
     let gateway = crate::gateway::Gateway::with(policy, crate::gateway::ssrf::system_lookup())
         .map_err(|e| StartupError::Serve(format!("cannot build the outbound HTTP client: {e}")))?;
+    let credits = crate::services::credits::CreditBook::new();
+    let usage =
+        crate::services::usage::UsageWriter::spawn(db.clone(), credits.clone(), Default::default());
     Ok(AppState {
+        credits,
+        usage,
         gateway,
         keys: crate::gateway::cache::KeyCache::new(),
         models: Default::default(),
@@ -109,6 +114,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/usage.csv", get(crate::routes::usage::csv))
         .route(
             "/api/chat/{workspace}/{chatbot}",
             axum::routing::post(crate::routes::chat::visitor_send),
@@ -162,6 +169,18 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .map_err(|e| StartupError::Serve(e.to_string()))
+}
+
+/// Serves the application until `shutdown` resolves, drains in-flight requests, then writes
+/// every buffered usage record before returning.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    let served = serve(listener, router(state.clone()), shutdown).await;
+    state.usage.shutdown().await;
+    served
 }
 
 /// Binds the configured address with a clear error.

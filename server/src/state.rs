@@ -19,4 +19,6 @@ pub struct AppState {
     pub models: crate::services::models::ModelsCache,
     pub sign_in_throttle: SignInThrottle,
     pub visitor_limits: crate::services::playground::VisitorLimits,
+    pub credits: crate::services::credits::CreditBook,
+    pub usage: crate::services::usage::UsageWriter,
 }

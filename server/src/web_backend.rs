@@ -171,6 +171,13 @@ impl ServerBackend {
         Ok((By::user(&ok.user), scope, Some(ok)))
     }
 
+    /// The signed-in platform admin, through the one guard.
+    async fn platform_admin(&self) -> Result<By, AppError> {
+        let who = self.require().await?;
+        let admin = authorize_platform(&self.state.db, Some(&who)).await?;
+        Ok(By::user(&admin))
+    }
+
     /// Records a member or plan change that has already committed. A failure to record is
     /// logged; it cannot undo the change.
     async fn audit_after(&self, by: &By, workspace_id: Uuid, action: &str, detail: String) {
@@ -846,5 +853,69 @@ impl Backend for ServerBackend {
             models,
             default_model,
         })
+    }
+
+    async fn usage(
+        &self,
+        workspace_id: String,
+        from: String,
+        to: String,
+    ) -> Result<keyward::usage::UsageReport, AppError> {
+        let st = &self.state;
+        if workspace_id.is_empty() {
+            let who = self.require().await?;
+            authorize_platform(&st.db, Some(&who)).await?;
+            return Ok(svc::usage::report(&st.db, &st.credits, None, &from, &to).await?);
+        }
+        let (_, ok) = self.guard(&workspace_id, Action::ViewUsage).await?;
+        Ok(svc::usage::report(&st.db, &st.credits, Some(&ok.workspace), &from, &to).await?)
+    }
+
+    async fn credit_settings(&self) -> Result<keyward::usage::CreditSettings, AppError> {
+        self.platform_admin().await?;
+        Ok(svc::credits::settings(&self.state.db).await?)
+    }
+
+    async fn set_byok_credit_policy(
+        &self,
+        policy: keyward::usage::ByokCreditPolicy,
+    ) -> Result<(), AppError> {
+        let by = self.platform_admin().await?;
+        Ok(svc::credits::set_byok_credit_policy(&self.state.db, &by, policy).await?)
+    }
+
+    async fn set_plan_allowance(&self, plan: Plan, credits: String) -> Result<(), AppError> {
+        let by = self.platform_admin().await?;
+        let micro = keyward::usage::parse_credits(&credits)
+            .map_err(|e| AppError::Invalid(e.to_string()))?;
+        Ok(svc::credits::set_allowance(&self.state.db, &by, plan, micro).await?)
+    }
+
+    async fn set_price(&self, price: keyward::usage::PriceInput) -> Result<(), AppError> {
+        let by = self.platform_admin().await?;
+        let parsed = price
+            .parse()
+            .map_err(|e| AppError::Invalid(e.to_string()))?;
+        Ok(
+            svc::credits::set_price(&self.state.db, &by, &price.provider, &price.model, parsed)
+                .await?,
+        )
+    }
+
+    async fn delete_price(&self, provider: String, model: String) -> Result<(), AppError> {
+        let by = self.platform_admin().await?;
+        Ok(svc::credits::delete_price(&self.state.db, &by, &provider, &model).await?)
+    }
+
+    async fn top_up(
+        &self,
+        workspace_id: String,
+        credits: String,
+        note: String,
+    ) -> Result<i64, AppError> {
+        let by = self.platform_admin().await?;
+        let micro = keyward::usage::parse_credits(&credits)
+            .map_err(|e| AppError::Invalid(e.to_string()))?;
+        Ok(svc::credits::top_up(&self.state.db, &by, id(&workspace_id)?, micro, &note).await?)
     }
 }

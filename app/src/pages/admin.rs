@@ -87,6 +87,8 @@ pub fn AdminNav() -> impl IntoView {
             <A href="/admin/workspaces" exact=true>"Workspaces"</A>
             <A href="/admin/providers" exact=true>"Providers"</A>
             <A href="/admin/keys" exact=true>"Platform keys"</A>
+            <A href="/admin/usage" exact=true>"Usage"</A>
+            <A href="/admin/credits" exact=true>"Credits and prices"</A>
             <A href="/admin/audit" exact=true>"Platform audit log"</A>
         </nav>
     }

@@ -1,27 +1,29 @@
-//! One module per page. Pages whose feature has not landed yet say what they will hold.
+//! One module per page.
 
 mod admin;
 mod audit;
 mod auth_pages;
 mod chat;
 mod chatbots;
+mod credits;
 mod dashboard;
 mod keys;
 mod members;
 mod not_found;
 mod profile;
 mod providers;
-mod upcoming;
+mod usage;
 
 pub use admin::AdminWorkspaces;
 pub use audit::{Audit, PlatformAudit};
 pub use auth_pages::{InvitePage, Setup, SignInPage, SignUpPage};
 pub use chat::{Playground, VisitorChat};
 pub use chatbots::{ChatbotKeys, Chatbots};
+pub use credits::AdminCredits;
 pub use dashboard::Dashboard;
 pub use keys::{Keys, PlatformKeys};
 pub use members::Members;
 pub use not_found::NotFound;
 pub use profile::Profile;
 pub use providers::AdminProviders;
-pub use upcoming::Usage;
+pub use usage::{AdminUsage, Usage};

@@ -3,3 +3,4 @@
 pub mod chat;
 pub mod csrf;
 pub mod health;
+pub mod usage;

@@ -11,7 +11,7 @@ use keyward::policy::{Plan, Role};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, Set, TransactionTrait,
+    PaginatorTrait, QueryFilter, Set,
 };
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -223,7 +223,7 @@ pub async fn setup_first_user(
     check_new_password(password).map_err(invalid)?;
     let hash = hash_password(password).await?;
 
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     if user::Entity::find().count(&txn).await? > 0 {
         return Err(ServiceError::Conflict(
             "this instance is already set up".into(),
@@ -251,7 +251,7 @@ pub async fn create_platform_admin(
     let name = parse_display_name(display_name).map_err(invalid)?;
     check_new_password(password).map_err(invalid)?;
     let hash = hash_password(password).await?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let user = insert_user(&txn, &email, &name, hash, true).await?;
     close_setup_latch(&txn).await?;
     txn.commit().await?;
@@ -417,7 +417,7 @@ pub async fn change_password(
         ));
     }
     let hash = hash_password(new).await?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let mut am: user::ActiveModel = user.into();
     am.password_hash = Set(hash);
     am.updated_at = Set(Utc::now());
@@ -485,7 +485,7 @@ pub async fn sign_up_open(
     workspace_name: &str,
 ) -> Result<(user::Model, workspace::Model), ServiceError> {
     let ws_name = parse_workspace_name(workspace_name).map_err(invalid)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let user = create_user(&txn, email, display_name, password).await?;
     let ws = insert_workspace(&txn, &ws_name, user.id).await?;
     txn.commit().await?;

@@ -12,7 +12,7 @@ use keyward::credential::CredentialScope;
 use keyward::dto::ChatbotView;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -114,7 +114,7 @@ pub async fn create(
         s if s.is_empty() => "chatbot".to_string(),
         s => s,
     };
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let taken: Vec<String> = chatbot::Entity::find()
         .filter(chatbot::Column::WorkspaceId.eq(workspace_id))
         .filter(chatbot::Column::Slug.starts_with(base.as_str()))
@@ -237,7 +237,7 @@ pub async fn update(
         ));
     }
     let allowed = parse_allowed_models(&new.allowed_models)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let bot = get(&txn, workspace_id, id).await?;
     let mut changed = Vec::new();
     let mut row: chatbot::ActiveModel = bot.clone().into();
@@ -331,7 +331,7 @@ pub async fn delete(
     workspace_id: Uuid,
     id: Uuid,
 ) -> Result<(), ServiceError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let bot = get(&txn, workspace_id, id).await?;
     let keys = credential::Entity::delete_many()
         .filter(credential::Column::Scope.eq(CredentialScope::Chatbot.as_str()))

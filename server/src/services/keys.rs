@@ -25,7 +25,7 @@ use keyward::keys::{
 use keyward::policy::Plan;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, TransactionTrait,
+    Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -201,7 +201,7 @@ pub async fn update_provider(
     let default_model = domain::parse_model(&change.default_model)
         .map_err(|m| ServiceError::Invalid(m.into()))?
         .filter(|m| Some(m.as_str()) != p.default_model);
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let before = provider_setting::Entity::find_by_id(p.id).one(&txn).await?;
     let was_enabled = before.as_ref().is_none_or(|r| r.byok_enabled);
     let old_url = before.as_ref().and_then(|r| r.base_url.clone());
@@ -267,7 +267,7 @@ pub async fn set_byok_plans(
     plans: &[Plan],
 ) -> Result<(), ServiceError> {
     let value = domain::plans_to_text(plans);
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let existing = setting::Entity::find_by_id(BYOK_PLANS_SETTING.to_string())
         .one(&txn)
         .await?;
@@ -307,7 +307,7 @@ pub async fn set_failure_policy(
     workspace_id: Uuid,
     policy: FailurePolicy,
 ) -> Result<(), ServiceError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let ws = workspace::Entity::find_by_id(workspace_id)
         .one(&txn)
         .await?
@@ -515,7 +515,7 @@ pub async fn add(
     let hint = mask(key.expose_secret());
     drop(key);
     let at = now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let exists = credential::Entity::find()
         .filter(scope.condition())
         .filter(credential::Column::Provider.eq(p.id))
@@ -613,7 +613,7 @@ pub async fn test_saved(
     let result = gateway.test_key(p.wire, &row.base_url, &key).await;
     drop(key);
     let at = now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let mut am: credential::ActiveModel = load(&txn, scope, credential_id).await?.into();
     am.last_tested_at = Set(Some(at));
     if let Some(class) = result.class {
@@ -736,7 +736,7 @@ pub async fn replace(
     let hint = mask(key.expose_secret());
     drop(key);
     let at = now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = load(&txn, scope, credential_id).await?;
     let mut am: credential::ActiveModel = current.into();
     am.base_url = Set(base_url);
@@ -775,7 +775,7 @@ pub async fn set_enabled(
     credential_id: Uuid,
     enabled: bool,
 ) -> Result<(), ServiceError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let row = load(&txn, scope, credential_id).await?;
     let status = if enabled {
         KeyStatus::Active
@@ -820,7 +820,7 @@ pub async fn set_default_model(
     model: &str,
 ) -> Result<(), ServiceError> {
     let model = domain::parse_model(model).map_err(|m| ServiceError::Invalid(m.into()))?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let row = load(&txn, scope, credential_id).await?;
     let (provider, hint) = (row.provider.clone(), row.hint.clone());
     let mut am: credential::ActiveModel = row.into();
@@ -852,7 +852,7 @@ pub async fn delete(
     scope: Scope,
     credential_id: Uuid,
 ) -> Result<(), ServiceError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let row = load(&txn, scope, credential_id).await?;
     credential::Entity::delete_by_id(row.id).exec(&txn).await?;
     audit::record(

@@ -12,8 +12,9 @@
 use crate::entities::chatbot;
 use crate::error::ServiceError;
 use crate::gateway::chat::{ChatReply, StreamEvent, Usage};
-use crate::services::chat::{self as chat_service, ChatCall, ChatError};
+use crate::services::chat::{self as chat_service, ChatCall, ChatError, Deps, Served};
 use crate::services::conversations::{self as convs, Channel, Owner, ReplyRecord};
+use crate::services::usage::{Ending, UsageMeter};
 use crate::state::AppState;
 use futures_util::StreamExt;
 use keyward::chat::{
@@ -189,38 +190,30 @@ fn delta_text(chunk: &str) -> Option<String> {
 
 /// What a member reads when a reply fails.
 fn member_reason(provider: &str, e: &ChatError) -> (String, Option<String>) {
-    match e {
-        ChatError::Resolve(ResolveError::NoKey { .. }) => (
-            format!(
-                "No key serves {provider}: add one on the Keys page, or ask the platform admin for a platform key."
-            ),
-            Some("no_key".into()),
+    let message = match e {
+        ChatError::Resolve(ResolveError::NoKey { .. }) => format!(
+            "No key serves {provider}: add one on the Keys page, or ask the platform admin for a platform key."
         ),
-        ChatError::Resolve(ResolveError::NoModel { .. }) => (
-            format!("No model is set for {provider}: choose one."),
-            Some("no_model".into()),
+        ChatError::Resolve(ResolveError::NoModel { .. }) => {
+            format!("No model is set for {provider}: choose one.")
+        }
+        ChatError::Upstream(u) => format!(
+            "{} — the provider answered {}. {}",
+            u.class.label(),
+            u.status
+                .map_or("without a status".to_string(), |s| format!("HTTP {s}")),
+            match u.class {
+                ErrorClass::InvalidKey => "The key was refused: replace it on the Keys page.",
+                ErrorClass::NoQuota => "The key has no quota left.",
+                ErrorClass::RateLimited => "Slow down, then try again.",
+                ErrorClass::ProviderUnavailable => "Try again shortly.",
+                ErrorClass::Rejected => "The provider rejected the request.",
+            }
         ),
-        ChatError::Upstream(u) => (
-            format!(
-                "{} — the provider answered {}. {}",
-                u.class.label(),
-                u.status
-                    .map_or("without a status".to_string(), |s| format!("HTTP {s}")),
-                match u.class {
-                    ErrorClass::InvalidKey => "The key was refused: replace it on the Keys page.",
-                    ErrorClass::NoQuota => "The key has no quota left.",
-                    ErrorClass::RateLimited => "Slow down, then try again.",
-                    ErrorClass::ProviderUnavailable => "Try again shortly.",
-                    ErrorClass::Rejected => "The provider rejected the request.",
-                }
-            ),
-            Some(u.class.as_str().into()),
-        ),
-        ChatError::Service(_) => (
-            "Something went wrong on our side; it has been logged.".into(),
-            Some("internal".into()),
-        ),
-    }
+        ChatError::NoCredits => "This workspace has no credits left for platform keys: add your own key on the Keys page, or ask the platform admin for credits.".into(),
+        ChatError::Service(_) => "Something went wrong on our side; it has been logged.".into(),
+    };
+    (message, Some(e.class().to_string()))
 }
 
 fn error_event(
@@ -293,15 +286,30 @@ pub async fn send(state: &AppState, turn: Turn) -> Result<mpsc::Receiver<ChatEve
     )
     .await?;
     let started = Instant::now();
+    let req = request(turn.chatbot.as_ref(), &history, &message);
+    let meter = UsageMeter {
+        workspace: turn.workspace,
+        chatbot: bot_id,
+        conversation: Some(conv.id),
+        api_token: None,
+        channel: match turn.channel {
+            Channel::Visitor => keyward::usage::UsageChannel::Visitor,
+            Channel::Dashboard => keyward::usage::UsageChannel::Dashboard,
+        },
+        provider: provider.clone(),
+        model: model.clone(),
+        input_estimate: UsageMeter::estimate_input(&req),
+        started,
+    };
     let call = ChatCall {
         workspace: turn.workspace,
         chatbot: bot_id,
         provider: provider.clone(),
         model: model.clone(),
-        request: request(turn.chatbot.as_ref(), &history, &message),
+        request: req,
         stream: true,
     };
-    let outcome = chat_service::chat(db, &state.vault, &state.gateway, &state.keys, call).await;
+    let (outcome, served) = chat_service::chat_traced(&Deps::of(state), call).await;
     let (tx, rx) = mpsc::channel(EVENT_BUFFER);
     let members = turn.members;
     let start = |model: String, source: Option<KeySource>| ChatEvent::Start {
@@ -312,20 +320,30 @@ pub async fn send(state: &AppState, turn: Turn) -> Result<mpsc::Receiver<ChatEve
     };
     match outcome {
         Err(e) => {
-            let class = match &e {
-                ChatError::Upstream(u) => Some(u.class.as_str().to_string()),
-                ChatError::Resolve(ResolveError::NoKey { .. }) => Some("no_key".into()),
-                ChatError::Resolve(ResolveError::NoModel { .. }) => Some("no_model".into()),
-                ChatError::Service(err) => {
-                    tracing::error!(error = %err, "a chat turn failed on our side");
-                    Some("internal".into())
-                }
-            };
+            if let ChatError::Service(err) = &e {
+                tracing::error!(error = %err, "a chat turn failed on our side");
+            }
+            let class = Some(e.class().to_string());
             tracing::info!(
                 provider = %provider,
                 class = class.as_deref().unwrap_or(""),
                 "chat turn failed before the reply started"
             );
+            let pricing = state.credits.pricing(db).await.ok();
+            state
+                .usage
+                .record(meter.finish(
+                    pricing.as_deref(),
+                    Ending {
+                        served: served.as_ref(),
+                        usage: None,
+                        output: "",
+                        first_token_ms: None,
+                        outcome: keyward::usage::Outcome::Error,
+                        error_class: class.clone(),
+                    },
+                ))
+                .await;
             let stored = convs::append(
                 db,
                 &conv,
@@ -358,7 +376,8 @@ pub async fn send(state: &AppState, turn: Turn) -> Result<mpsc::Receiver<ChatEve
                 .await;
             let state = state.clone();
             tokio::spawn(async move {
-                pump(state, conv, provider, outcome, started, members, tx).await;
+                let metered = (meter, served);
+                pump(state, conv, provider, outcome, metered, members, tx).await;
             });
         }
     }
@@ -371,10 +390,11 @@ async fn pump(
     conv: crate::entities::conversation::Model,
     provider: String,
     outcome: chat_service::ChatOutcome,
-    started: Instant,
+    (meter, served): (UsageMeter, Option<Served>),
     members: bool,
     tx: mpsc::Sender<ChatEvent>,
 ) {
+    let started = meter.started;
     let mut text = String::new();
     let mut usage: Option<Usage> = None;
     let mut first_token = None;
@@ -433,6 +453,25 @@ async fn pump(
         latency_ms = latency,
         "chat turn finished"
     );
+    let pricing = state.credits.pricing(&state.db).await.ok();
+    state
+        .usage
+        .record(meter.finish(
+            pricing.as_deref(),
+            Ending {
+                served: served.as_ref(),
+                usage,
+                output: &text,
+                first_token_ms: first_token,
+                outcome: match status {
+                    MessageStatus::Ok => keyward::usage::Outcome::Ok,
+                    MessageStatus::Stopped => keyward::usage::Outcome::Stopped,
+                    MessageStatus::Error => keyward::usage::Outcome::Error,
+                },
+                error_class: failure.as_ref().map(|e| e.class.as_str().to_string()),
+            },
+        ))
+        .await;
     let record = ReplyRecord {
         content: text,
         status: Some(status),

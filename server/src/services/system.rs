@@ -6,7 +6,7 @@ use keyward::system::{DatabaseBackend, SystemStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Set,
-    Statement, TransactionTrait,
+    Statement,
 };
 use std::time::Instant;
 
@@ -35,7 +35,7 @@ pub async fn ensure_instance(db: &DatabaseConnection) -> Result<String, ServiceE
 /// Counts one status check and reads the facts back, in one transaction.
 pub async fn status(db: &DatabaseConnection) -> Result<SystemStatus, ServiceError> {
     let started = Instant::now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
 
     let now = chrono::Utc::now();
     setting::Entity::insert(setting::ActiveModel {

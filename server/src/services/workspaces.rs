@@ -12,7 +12,7 @@ use keyward::policy::{Plan, Role};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -67,7 +67,7 @@ pub async fn create(
     name: &str,
 ) -> Result<workspace::Model, ServiceError> {
     let name = parse_workspace_name(name).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let ws = accounts::insert_workspace(&txn, &name, owner.user_id).await?;
     txn.commit().await?;
     Ok(ws)
@@ -143,7 +143,7 @@ pub async fn change_role(
     user_id: Uuid,
     role: Role,
 ) -> Result<(), ServiceError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let m = membership::Entity::find_by_id((workspace_id, user_id))
         .one(&txn)
         .await?
@@ -169,7 +169,7 @@ pub async fn remove_member(
     workspace_id: Uuid,
     user_id: Uuid,
 ) -> Result<(), ServiceError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let m = membership::Entity::find_by_id((workspace_id, user_id))
         .one(&txn)
         .await?
@@ -196,7 +196,7 @@ pub async fn transfer_ownership(
     if from == to {
         return Err(ServiceError::Invalid("choose another member".into()));
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let target = membership::Entity::find_by_id((workspace_id, to))
         .one(&txn)
         .await?
@@ -365,7 +365,7 @@ pub async fn accept_invitation(
     token: &str,
     who: &SessionUser,
 ) -> Result<Uuid, ServiceError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let ws = accept_for(&txn, token, who.user_id, &who.email).await?;
     txn.commit().await?;
     Ok(ws)
@@ -379,7 +379,7 @@ pub async fn sign_up_with_invitation(
     password: &str,
 ) -> Result<user::Model, ServiceError> {
     let (inv, _) = invitation_info(db, token).await?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let user = accounts::create_user(&txn, &inv.email, display_name, password).await?;
     accept_for(&txn, token, user.id, &user.email).await?;
     txn.commit().await?;

@@ -31,7 +31,7 @@ use master_key::{MasterKey, MasterKeyError};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -346,7 +346,7 @@ impl Vault {
     }
 
     async fn initialise(db: &DatabaseConnection, master: &MasterKey) -> Result<(), VaultError> {
-        let txn = db.begin().await?;
+        let txn = crate::db::begin_write(db).await?;
         refuse_if_orphaned(&txn).await?;
         let salt = crypto::random_bytes::<SALT_LEN>()?;
         let derived = crypto::derive_from_master(master.bytes(), salt.as_ref());
@@ -595,7 +595,7 @@ impl Vault {
     /// `decrypt_only`). An interrupted rotation is finished by the next call. Returns its id.
     pub async fn rotate(&self) -> Result<u32, VaultError> {
         let db = &self.inner.db;
-        let txn = db.begin().await?;
+        let txn = crate::db::begin_write(db).await?;
         Self::bump_generation(&txn).await?;
         let pending = vault_key::Entity::find()
             .filter(vault_key::Column::Status.eq(KeyStatus::Pending.as_str()))
@@ -631,7 +631,7 @@ impl Vault {
         };
         txn.commit().await?;
 
-        let txn = db.begin().await?;
+        let txn = crate::db::begin_write(db).await?;
         Self::bump_generation(&txn).await?;
         let now = chrono::Utc::now();
         vault_key::Entity::update_many()
@@ -685,7 +685,7 @@ impl Vault {
             if rows.is_empty() {
                 break;
             }
-            let txn = db.begin().await?;
+            let txn = crate::db::begin_write(db).await?;
             for row in rows {
                 let ctx = context_of(&row)?;
                 let plain = match self.decrypt(&ctx, &row.ciphertext).await {
@@ -731,7 +731,7 @@ impl Vault {
         let db = &self.inner.db;
         let active = self.active_key_id().ok_or(VaultError::NoActiveKey)?;
         let active_i32 = i32::try_from(active).unwrap_or(i32::MAX);
-        let txn = db.begin().await?;
+        let txn = crate::db::begin_write(db).await?;
         Self::bump_generation(&txn).await?;
         let count = credential::Entity::find()
             .filter(credential::Column::KeyId.lt(active_i32))
@@ -788,7 +788,7 @@ pub async fn rekey(
     old: &MasterKey,
     new: &MasterKey,
 ) -> Result<usize, VaultError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     Vault::bump_generation(&txn).await?;
     let meta = load_meta(&txn)
         .await?

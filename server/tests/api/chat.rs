@@ -23,17 +23,22 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-const WS_KEY: &str = "sk-workspace-chat-key-000000001111";
+pub(crate) const WS_KEY: &str = "sk-workspace-chat-key-000000001111";
 const BOT_KEY: &str = "sk-chatbot-chat-key-0000000002222";
 const NEW_KEY: &str = "sk-replacement-chat-key-00000003333";
 
-struct Chat {
-    w: HttpWorld,
-    bot_id: String,
+pub(crate) struct Chat {
+    pub w: HttpWorld,
+    pub bot_id: String,
 }
 
 impl Chat {
-    async fn post_form(&self, path: &str, form: Vec<(&str, String)>, who: &str) -> (u16, String) {
+    pub(crate) async fn post_form(
+        &self,
+        path: &str,
+        form: Vec<(&str, String)>,
+        who: &str,
+    ) -> (u16, String) {
         let res = self
             .w
             .app
@@ -48,7 +53,7 @@ impl Chat {
         (res.status().as_u16(), res.text().await.unwrap())
     }
 
-    fn ws(&self) -> String {
+    pub(crate) fn ws(&self) -> String {
         self.w.ws.id.to_string()
     }
 
@@ -83,7 +88,7 @@ impl Chat {
         assert_eq!(s, 200, "{out}");
     }
 
-    async fn add_key(&self, chatbot: &str, key: &str) -> String {
+    pub(crate) async fn add_key(&self, chatbot: &str, key: &str) -> String {
         let (s, out) = self
             .post_form(
                 AddKey::PATH,
@@ -111,14 +116,19 @@ impl Chat {
             .url(&keyward::http::chat_endpoint(&self.w.ws.slug, "helper"))
     }
 
-    fn playground_url(&self) -> String {
+    pub(crate) fn playground_url(&self) -> String {
         self.w
             .app
             .url(&keyward::http::playground_endpoint(&self.ws()))
     }
 
     /// Sends a message and returns the raw response.
-    async fn send(&self, url: &str, cookie: Option<&str>, body: Value) -> reqwest::Response {
+    pub(crate) async fn send(
+        &self,
+        url: &str,
+        cookie: Option<&str>,
+        body: Value,
+    ) -> reqwest::Response {
         let mut req = self
             .w
             .app
@@ -134,7 +144,7 @@ impl Chat {
 }
 
 /// Every event of a reply, read to the end.
-async fn events(res: reqwest::Response) -> Vec<ChatEvent> {
+pub(crate) async fn events(res: reqwest::Response) -> Vec<ChatEvent> {
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.headers()["content-type"].to_str().unwrap(),
@@ -159,7 +169,7 @@ fn text_of(events: &[ChatEvent]) -> String {
         .collect()
 }
 
-fn done(events: &[ChatEvent]) -> ChatMessageView {
+pub(crate) fn done(events: &[ChatEvent]) -> ChatMessageView {
     match events.last() {
         Some(ChatEvent::Done { message }) => message.clone(),
         other => panic!("the reply did not finish: {other:?} in {events:?}"),
@@ -198,7 +208,7 @@ async fn mock_stats(mock: SocketAddr) -> Value {
         .unwrap()
 }
 
-async fn revoke_at_mock(mock: SocketAddr, key: &str) {
+pub(crate) async fn revoke_at_mock(mock: SocketAddr, key: &str) {
     let res = reqwest::Client::new()
         .post(format!("http://{mock}/__mock/revoke"))
         .json(&json!({ "key": key }))
@@ -209,7 +219,7 @@ async fn revoke_at_mock(mock: SocketAddr, key: &str) {
 }
 
 /// A world with OpenAI pointed at the mock, a workspace key, and a public chatbot "Helper".
-async fn chat_world(
+pub(crate) async fn chat_world(
     backend: Backend,
     mock: MockConfig,
     adjust: impl FnOnce(&mut keyward_server::config::Settings),

@@ -379,6 +379,7 @@ struct Chat {
     t: crate::helpers::TestVault,
     gw: Gateway,
     cache: KeyCache,
+    credits: keyward_server::services::credits::CreditBook,
     mock: SocketAddr,
     by: By,
     ws: Uuid,
@@ -415,6 +416,7 @@ async fn chat_world(backend: Backend, config: MockConfig) -> Chat {
         t,
         gw,
         cache: KeyCache::new(),
+        credits: Default::default(),
         mock,
         by,
         ws: ws.id,
@@ -456,7 +458,14 @@ async fn last_tail(mock: SocketAddr) -> String {
 }
 
 async fn run(c: &Chat, call: ChatCall) -> Result<chat::ChatOutcome, ChatError> {
-    chat::chat(&c.t.db, &c.t.vault, &c.gw, &c.cache, call).await
+    let deps = chat::Deps {
+        db: &c.t.db,
+        vault: &c.t.vault,
+        gateway: &c.gw,
+        cache: &c.cache,
+        credits: &c.credits,
+    };
+    chat::chat(&deps, call).await
 }
 
 async fn chain_cache_and_policies(backend: Backend) {

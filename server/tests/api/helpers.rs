@@ -169,6 +169,8 @@ pub struct TestApp {
     pub database_url: String,
     pub client: reqwest::Client,
     pub db: DatabaseConnection,
+    /// The server's state (tests flush the usage writer through it).
+    pub state: keyward_server::state::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     sqlite_dir: Option<PathBuf>,
@@ -181,6 +183,11 @@ impl TestApp {
 
     /// Stops the server gracefully and waits for it to finish.
     pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    /// Like [`Self::stop`], keeping the database (and its connection) for inspection.
+    pub async fn shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -220,9 +227,10 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         .await
         .expect("build state");
     let db = state.db.clone();
+    let app_state = state.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        startup::serve(listener, startup::router(state), async {
+        startup::run(listener, state, async {
             let _ = rx.await;
         })
         .await
@@ -237,6 +245,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
             .build()
             .unwrap(),
         db,
+        state: app_state,
         shutdown: Some(tx),
         server: Some(server),
         sqlite_dir,

@@ -10,5 +10,6 @@ mod helpers;
 mod keys;
 mod pages;
 mod system_status;
+mod usage;
 mod vault;
 mod vault_startup;

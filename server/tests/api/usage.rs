@@ -1,0 +1,623 @@
+//! Usage metering and credits on SQLite and PostgreSQL, against the mock provider: exact token
+//! and credit accounting for streamed (playground) and non-streamed requests, estimates when the
+//! provider reports no usage, both BYOK credit policies, the fallback path charging the
+//! platform, zero balance (platform refused, BYOK continues), 200 concurrent requests, the
+//! writer's backpressure and shutdown flush, `last_used_at`, the report, CSV and permissions.
+
+use crate::chat::{Chat, WS_KEY, chat_world, done, events};
+use crate::helpers::{Backend, both_backends};
+use keyward::chat::MessageStatus;
+use keyward::keys::FailurePolicy;
+use keyward::resolve::KeySource;
+use keyward::usage::{ByokCreditPolicy, MICRO, Outcome, Price, UsageChannel};
+use keyward_app::api::{GetUsage, TopUpCredits};
+use keyward_server::entities::{credential, message, usage_record};
+use keyward_server::mock_provider::MockConfig;
+use keyward_server::services::audit::By;
+use keyward_server::services::chat::{ChatCall, complete_metered};
+use keyward_server::services::credits;
+use keyward_server::services::keys::{self, NewKey, Scope};
+use keyward_server::services::usage::{UsageMeter, UsageRecord, UsageWriter, WriterConfig};
+use leptos::server_fn::ServerFn;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// $2 per million input tokens, $10 per million output tokens for the mock's model.
+const PRICE: Price = Price {
+    input: 2 * MICRO,
+    output: 10 * MICRO,
+};
+const BUSINESS_ALLOWANCE: i64 = 50 * MICRO;
+
+fn expected_cost(input: i64, output: i64) -> i64 {
+    // Exact here (whole micro-credits): 2 and 10 micro-credits per token.
+    input * 2 + output * 10
+}
+
+async fn priced_world(backend: Backend) -> Chat {
+    let c = chat_world(backend, MockConfig::default(), |_| {}).await;
+    credits::set_price(&c.w.app.db, &By::cli(), "openai", "mock-small", PRICE)
+        .await
+        .unwrap();
+    c
+}
+
+async fn records(c: &Chat) -> Vec<usage_record::Model> {
+    c.w.app.state.usage.flush().await;
+    usage_record::Entity::find()
+        .filter(usage_record::Column::WorkspaceId.eq(c.w.ws.id))
+        .order_by_asc(usage_record::Column::CreatedAt)
+        .order_by_asc(usage_record::Column::Id)
+        .all(&c.w.app.db)
+        .await
+        .unwrap()
+}
+
+async fn playground(c: &Chat, text: &str) -> keyward::chat::ChatMessageView {
+    let reply = events(
+        c.send(
+            &c.playground_url(),
+            Some(&c.w.owner),
+            json!({"message": text, "model": "openai/mock-small"}),
+        )
+        .await,
+    )
+    .await;
+    done(&reply)
+}
+
+async fn add_platform_key(c: &Chat, key: &str) -> Uuid {
+    let view = keys::add(
+        &c.w.app.db,
+        &c.w.app.state.vault,
+        &c.w.app.state.gateway,
+        &By::cli(),
+        Scope::Platform,
+        NewKey {
+            provider: "openai".into(),
+            key: SecretString::from(key),
+            default_model: String::new(),
+            base_url: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    Uuid::parse_str(&view.id).unwrap()
+}
+
+async fn balance(c: &Chat) -> i64 {
+    credits::current_balance(&c.w.app.db, c.w.ws.id)
+        .await
+        .unwrap()
+}
+
+async fn streamed_accounting(backend: Backend) {
+    let c = priced_world(backend).await;
+    let db = &c.w.app.db;
+    assert_eq!(
+        balance(&c).await,
+        BUSINESS_ALLOWANCE,
+        "the month's allowance"
+    );
+
+    // 1. BYOK under `free`: tokens recorded exactly, no credits, cost at list price.
+    let m1 = playground(&c, "hello there friend").await;
+    assert_eq!(m1.status, MessageStatus::Ok);
+    // 2. BYOK under `track_only`: the same request is charged.
+    credits::set_byok_credit_policy(db, &By::cli(), ByokCreditPolicy::TrackOnly)
+        .await
+        .unwrap();
+    let m2 = playground(&c, "second message please").await;
+    credits::set_byok_credit_policy(db, &By::cli(), ByokCreditPolicy::Free)
+        .await
+        .unwrap();
+    // 3. Platform key (the workspace key deleted) under `free`: always charged.
+    let ws_key = credential::Entity::find()
+        .filter(credential::Column::WorkspaceId.eq(c.w.ws.id))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    keys::delete(db, &By::cli(), Scope::Workspace(c.w.ws.id), ws_key.id)
+        .await
+        .unwrap();
+    let platform = add_platform_key(&c, "sk-platform-usage-key-000000009999").await;
+    let m3 = playground(&c, "third one").await;
+
+    let recs = records(&c).await;
+    assert_eq!(recs.len(), 3, "{recs:#?}");
+    let stored: Vec<message::Model> = message::Entity::find()
+        .filter(message::Column::WorkspaceId.eq(c.w.ws.id))
+        .filter(message::Column::Role.eq("assistant"))
+        .order_by_asc(message::Column::CreatedAt)
+        .all(db)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 3);
+    let mut charged = 0;
+    for (i, (r, m)) in recs.iter().zip(&stored).enumerate() {
+        // The provider's own usage, the same numbers the message row shows.
+        assert_eq!(Some(r.input_tokens), m.input_tokens, "record {i}");
+        assert_eq!(Some(r.output_tokens), m.output_tokens, "record {i}");
+        assert!(r.input_tokens > 0 && r.output_tokens > 0);
+        assert!(!r.tokens_estimated);
+        assert_eq!(r.outcome, "ok");
+        assert_eq!(r.channel, "dashboard");
+        assert_eq!(r.provider, "openai");
+        assert_eq!(r.model, "mock-small");
+        assert!(r.conversation_id.is_some());
+        assert!(r.first_token_ms.is_some());
+        assert_eq!(r.cost, expected_cost(r.input_tokens, r.output_tokens));
+        charged += r.credits;
+    }
+    assert_eq!(recs[0].key_source.as_deref(), Some("workspace"));
+    assert_eq!(recs[0].key_id, Some(ws_key.id));
+    assert_eq!(recs[0].credits, 0, "BYOK is free under `free`");
+    assert_eq!(
+        recs[1].credits, recs[1].cost,
+        "BYOK charged under `track_only`"
+    );
+    assert_eq!(recs[2].key_source.as_deref(), Some("platform"));
+    assert_eq!(recs[2].key_id, Some(platform));
+    assert_eq!(recs[2].credits, recs[2].cost, "platform keys always pay");
+    assert_eq!(
+        [m1.input_tokens, m2.input_tokens, m3.input_tokens].map(Option::unwrap),
+        [0, 1, 2].map(|i| u64::try_from(recs[i].input_tokens).unwrap())
+    );
+
+    // The balance and the ledger agree to the micro-credit.
+    assert_eq!(balance(&c).await, BUSINESS_ALLOWANCE - charged);
+    let ledger = credits::ledger(db, Some(c.w.ws.id), 50).await.unwrap();
+    let debited: i64 = ledger
+        .iter()
+        .filter(|e| e.kind == "usage")
+        .map(|e| -e.amount)
+        .sum();
+    assert_eq!(debited, charged);
+    assert_eq!(ledger.last().unwrap().kind, "allowance");
+    assert_eq!(
+        ledger.first().unwrap().balance_after,
+        BUSINESS_ALLOWANCE - charged
+    );
+
+    // Used keys show when they were last used; the platform key's time is written too.
+    let p = credential::Entity::find_by_id(platform)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(p.last_used_at.is_some());
+
+    // The report over HTTP (a member may read it) adds up to the same numbers.
+    let res =
+        c.w.app
+            .client
+            .post(c.w.app.url(GetUsage::PATH))
+            .header("cookie", &c.w.member)
+            .header(keyward::http::CSRF_HEADER, "1")
+            .form(&[("workspace_id", c.ws())])
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(res.status(), 200);
+    let report: keyward::usage::UsageReport = res.json().await.unwrap();
+    assert_eq!(report.totals.requests, 3);
+    let tokens: i64 = recs.iter().map(|r| r.input_tokens + r.output_tokens).sum();
+    assert_eq!(report.totals.tokens(), u64::try_from(tokens).unwrap());
+    assert_eq!(report.totals.credits, charged);
+    assert_eq!(report.providers, ["openai"]);
+    assert_eq!(report.days.len(), 30);
+    let today = report.days.last().unwrap();
+    assert_eq!(today.by_provider[0].1, 3);
+    let sources: Vec<(String, u64)> = report
+        .by_source
+        .iter()
+        .map(|r| (r.label.clone(), r.totals.requests))
+        .collect();
+    assert!(
+        sources.contains(&("BYOK — workspace key".into(), 2)),
+        "{sources:?}"
+    );
+    assert!(sources.contains(&("Platform key".into(), 1)), "{sources:?}");
+    assert_eq!(report.by_model[0].label, "openai/mock-small");
+    assert_eq!(report.by_key.len(), 2);
+    assert_eq!(report.balance, Some(BUSINESS_ALLOWANCE - charged));
+
+    // CSV: a header and one line per record; a member of another workspace gets 404.
+    let csv =
+        c.w.app
+            .client
+            .get(c.w.app.url(&format!("/api/usage.csv?workspace={}", c.ws())))
+            .header("cookie", &c.w.member)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"keyward-usage-")
+    );
+    let body = csv.text().await.unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 4, "{body}");
+    assert!(lines[0].starts_with("time_utc,workspace,chatbot,"));
+    assert!(
+        lines[3].contains(",openai,mock-small,platform,"),
+        "{}",
+        lines[3]
+    );
+    let anon =
+        c.w.app
+            .client
+            .get(c.w.app.url(&format!("/api/usage.csv?workspace={}", c.ws())))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(anon.status(), 401);
+    let foreign =
+        c.w.app
+            .client
+            .get(
+                c.w.app
+                    .url(&format!("/api/usage.csv?workspace={}", Uuid::new_v4())),
+            )
+            .header("cookie", &c.w.owner)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(foreign.status(), 404);
+    // Members cannot read the instance-wide export or add credits.
+    let all =
+        c.w.app
+            .client
+            .get(c.w.app.url("/api/usage.csv"))
+            .header("cookie", &c.w.member)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(all.status(), 403);
+    let (s, out) = c
+        .post_form(
+            TopUpCredits::PATH,
+            vec![("workspace_id", c.ws()), ("credits", "100".into())],
+            &c.w.member.clone(),
+        )
+        .await;
+    // Server functions answer errors as 500 with the typed error in the body.
+    assert_eq!((s, out.as_str()), (500, "\"Forbidden\""));
+    assert_eq!(balance(&c).await, BUSINESS_ALLOWANCE - charged);
+}
+both_backends!(streamed_accounting, super::streamed_accounting);
+
+fn call(c: &Chat, content: &str) -> (ChatCall, UsageMeter) {
+    let mut request = Map::new();
+    request.insert(
+        "messages".into(),
+        json!([{"role": "user", "content": content}]),
+    );
+    let meter = UsageMeter {
+        workspace: c.w.ws.id,
+        chatbot: None,
+        conversation: None,
+        api_token: None,
+        channel: UsageChannel::Api,
+        provider: "openai".into(),
+        model: Some("mock-small".into()),
+        input_estimate: UsageMeter::estimate_input(&request),
+        started: Instant::now(),
+    };
+    (
+        ChatCall {
+            workspace: c.w.ws.id,
+            chatbot: None,
+            provider: "openai".into(),
+            model: Some("mock-small".into()),
+            request,
+            stream: false,
+        },
+        meter,
+    )
+}
+
+async fn non_streamed_and_estimated(backend: Backend) {
+    let c = priced_world(backend).await;
+    let state = c.w.app.state.clone();
+    credits::set_byok_credit_policy(&c.w.app.db, &By::cli(), ByokCreditPolicy::TrackOnly)
+        .await
+        .unwrap();
+    // The mock answers `You said: <message>`, a token per word; the prompt counts its words.
+    let (call1, meter1) = call(&c, "one two three four");
+    let (body, source) = complete_metered(&state, call1, meter1).await.unwrap();
+    assert_eq!(source, KeySource::Workspace);
+    assert_eq!(body["usage"]["prompt_tokens"], 4);
+    let out = body["usage"]["completion_tokens"].as_i64().unwrap();
+    // A provider that reports no usage: estimated from the text, and flagged.
+    let old = credential::Entity::find()
+        .filter(credential::Column::WorkspaceId.eq(c.w.ws.id))
+        .one(&c.w.app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    keys::delete(&c.w.app.db, &By::cli(), Scope::Workspace(c.w.ws.id), old.id)
+        .await
+        .unwrap();
+    c.add_key("", "sk-nousage-provider-key-000000007777").await;
+    let (call2, meter2) = call(&c, "abcdefgh");
+    let (body2, _) = complete_metered(&state, call2, meter2).await.unwrap();
+    assert!(body2.get("usage").is_none());
+    let reply = body2["choices"][0]["message"]["content"].as_str().unwrap();
+
+    let recs = records(&c).await;
+    assert_eq!(recs.len(), 2);
+    let (a, b) = (&recs[0], &recs[1]);
+    assert_eq!((a.input_tokens, a.output_tokens), (4, out));
+    assert!(!a.tokens_estimated);
+    assert_eq!(a.channel, "api");
+    assert_eq!(a.cost, expected_cost(4, out));
+    assert_eq!(a.credits, a.cost);
+    assert!(b.tokens_estimated);
+    assert_eq!(b.input_tokens, 2, "8 characters ≈ 2 tokens");
+    assert_eq!(
+        b.output_tokens,
+        i64::try_from(keyward::usage::estimate_tokens(reply)).unwrap()
+    );
+    assert_eq!(b.credits, expected_cost(b.input_tokens, b.output_tokens));
+    assert_eq!(
+        balance(&c).await,
+        BUSINESS_ALLOWANCE - a.credits - b.credits
+    );
+}
+both_backends!(
+    non_streamed_and_estimated,
+    super::non_streamed_and_estimated
+);
+
+async fn fallback_charges_platform(backend: Backend) {
+    let c = priced_world(backend).await;
+    let db = &c.w.app.db;
+    keys::set_failure_policy(db, &By::cli(), c.w.ws.id, FailurePolicy::FallbackToPlatform)
+        .await
+        .unwrap();
+    let platform = add_platform_key(&c, "sk-platform-fallback-key-00000005555").await;
+    // The provider revokes the workspace key: the platform key answers, and pays.
+    crate::chat::revoke_at_mock(c.w.mock, WS_KEY).await;
+    let m = playground(&c, "are you there").await;
+    assert_eq!(m.status, MessageStatus::Ok);
+    assert_eq!(m.source, Some(KeySource::Platform));
+    let recs = records(&c).await;
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(r.key_source.as_deref(), Some("platform"));
+    assert_eq!(r.key_id, Some(platform));
+    assert!(r.fell_back);
+    assert!(r.cost > 0);
+    assert_eq!(
+        r.credits, r.cost,
+        "the fallback is charged to the platform's credits"
+    );
+    assert_eq!(balance(&c).await, BUSINESS_ALLOWANCE - r.credits);
+}
+both_backends!(fallback_charges_platform, super::fallback_charges_platform);
+
+async fn zero_balance(backend: Backend) {
+    let c = priced_world(backend).await;
+    let db = &c.w.app.db;
+    let ws_key = credential::Entity::find()
+        .filter(credential::Column::WorkspaceId.eq(c.w.ws.id))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    keys::set_enabled(
+        db,
+        &By::cli(),
+        Scope::Workspace(c.w.ws.id),
+        ws_key.id,
+        false,
+    )
+    .await
+    .unwrap();
+    add_platform_key(&c, "sk-platform-zero-key-0000000004444").await;
+    // Remove every credit: platform-key requests are refused with a clear message.
+    let b = balance(&c).await;
+    credits::top_up(db, &By::cli(), c.w.ws.id, -b, "test: empty the balance")
+        .await
+        .unwrap();
+    assert_eq!(balance(&c).await, 0);
+    let reply = events(
+        c.send(
+            &c.playground_url(),
+            Some(&c.w.owner),
+            json!({"message": "hi", "model": "openai/mock-small"}),
+        )
+        .await,
+    )
+    .await;
+    match reply.last() {
+        Some(keyward::chat::ChatEvent::Error { message, class, .. }) => {
+            assert_eq!(class.as_deref(), Some("no_credits"));
+            assert!(message.contains("no credits left"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // BYOK traffic under `free` continues at zero balance.
+    keys::set_enabled(db, &By::cli(), Scope::Workspace(c.w.ws.id), ws_key.id, true)
+        .await
+        .unwrap();
+    let m = playground(&c, "byok still works").await;
+    assert_eq!(m.status, MessageStatus::Ok);
+    assert_eq!(m.source, Some(KeySource::Workspace));
+    // A top-up lets platform traffic through again.
+    credits::top_up(db, &By::cli(), c.w.ws.id, 5 * MICRO, "test top-up")
+        .await
+        .unwrap();
+    keys::set_enabled(
+        db,
+        &By::cli(),
+        Scope::Workspace(c.w.ws.id),
+        ws_key.id,
+        false,
+    )
+    .await
+    .unwrap();
+    let m = playground(&c, "platform again").await;
+    assert_eq!(m.source, Some(KeySource::Platform));
+
+    let recs = records(&c).await;
+    let outcomes: Vec<(&str, Option<&str>, Option<&str>, i64)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r.outcome.as_str(),
+                r.key_source.as_deref(),
+                r.error_class.as_deref(),
+                r.credits,
+            )
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(
+        outcomes[0],
+        ("error", Some("platform"), Some("no_credits"), 0)
+    );
+    assert_eq!(outcomes[1].0, "ok");
+    assert_eq!(outcomes[1].3, 0);
+    assert_eq!(outcomes[2].1, Some("platform"));
+    assert_eq!(balance(&c).await, 5 * MICRO - recs[2].credits);
+}
+both_backends!(zero_balance, super::zero_balance);
+
+async fn concurrent_requests(backend: Backend) {
+    let c = priced_world(backend).await;
+    let state = c.w.app.state.clone();
+    credits::set_byok_credit_policy(&c.w.app.db, &By::cli(), ByokCreditPolicy::TrackOnly)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (call, meter) = call(&c, &format!("request number {i}"));
+        let state = state.clone();
+        tasks.push(tokio::spawn(async move {
+            complete_metered(&state, call, meter).await.map(|(b, _)| b)
+        }));
+    }
+    let mut want_in = 0;
+    let mut want_out = 0;
+    for t in tasks {
+        let body: Value = t.await.unwrap().unwrap();
+        want_in += body["usage"]["prompt_tokens"].as_i64().unwrap();
+        want_out += body["usage"]["completion_tokens"].as_i64().unwrap();
+    }
+    let recs = records(&c).await;
+    assert_eq!(recs.len(), 200);
+    let ids: std::collections::HashSet<Uuid> = recs.iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), 200);
+    assert_eq!(recs.iter().map(|r| r.input_tokens).sum::<i64>(), want_in);
+    assert_eq!(recs.iter().map(|r| r.output_tokens).sum::<i64>(), want_out);
+    let charged: i64 = recs.iter().map(|r| r.credits).sum();
+    assert_eq!(charged, expected_cost(want_in, want_out));
+    assert_eq!(balance(&c).await, BUSINESS_ALLOWANCE - charged);
+    let stats = state.usage.stats();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stats.written.load(Relaxed), 200);
+    assert_eq!(stats.dropped.load(Relaxed), 0);
+}
+both_backends!(concurrent_requests, super::concurrent_requests);
+
+fn record_for(ws: Uuid, i: u64) -> UsageRecord {
+    UsageRecord {
+        id: Uuid::now_v7(),
+        at: chrono::Utc::now(),
+        workspace: ws,
+        chatbot: None,
+        conversation: None,
+        api_token: None,
+        channel: UsageChannel::Api,
+        provider: "openai".into(),
+        model: "mock-small".into(),
+        source: Some(KeySource::Platform),
+        key_id: None,
+        key_hint: None,
+        input_tokens: 10 + i,
+        output_tokens: 5,
+        estimated: false,
+        first_token_ms: Some(1),
+        latency_ms: 2,
+        outcome: Outcome::Ok,
+        error_class: None,
+        fell_back: false,
+        priced: None,
+    }
+}
+
+async fn writer_backpressure_and_shutdown(backend: Backend) {
+    let c = priced_world(backend).await;
+    let db = c.w.app.db.clone();
+    // A writer that would only flush by size (never by time), with a one-record buffer that
+    // 100 requests offer to at once.
+    let writer = UsageWriter::spawn(
+        db.clone(),
+        Default::default(),
+        WriterConfig {
+            capacity: 1,
+            batch: 1_000,
+            interval: Duration::from_secs(3_600),
+        },
+    );
+    futures_util::future::join_all((0..100).map(|i| writer.record(record_for(c.w.ws.id, i)))).await;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert!(
+        writer.stats().backpressure_waits.load(Relaxed) > 0,
+        "a full buffer makes requests wait"
+    );
+    assert_eq!(
+        keyward_server::services::usage::count(&db, c.w.ws.id)
+            .await
+            .unwrap(),
+        0
+    );
+    // Shutdown writes what is buffered, exactly once.
+    writer.shutdown().await;
+    assert_eq!(
+        keyward_server::services::usage::count(&db, c.w.ws.id)
+            .await
+            .unwrap(),
+        100
+    );
+    assert_eq!(writer.stats().written.load(Relaxed), 100);
+    // After shutdown a record is refused — and counted, never silently lost.
+    writer.record(record_for(c.w.ws.id, 0)).await;
+    assert_eq!(writer.stats().dropped.load(Relaxed), 1);
+    assert_eq!(
+        keyward_server::services::usage::count(&db, c.w.ws.id)
+            .await
+            .unwrap(),
+        100
+    );
+    let charged: i64 = (0..100).map(|i| expected_cost(10 + i, 5)).sum();
+    assert_eq!(balance(&c).await, BUSINESS_ALLOWANCE - charged);
+
+    // The server's own graceful stop flushes its writer too (its interval has not passed).
+    let mut c = c;
+    c.w.app
+        .state
+        .usage
+        .record(record_for(c.w.ws.id, 1000))
+        .await;
+    c.w.app.shutdown().await;
+    assert_eq!(
+        keyward_server::services::usage::count(&db, c.w.ws.id)
+            .await
+            .unwrap(),
+        101
+    );
+}
+both_backends!(
+    writer_backpressure_and_shutdown,
+    super::writer_backpressure_and_shutdown
+);
