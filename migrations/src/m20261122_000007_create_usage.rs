@@ -196,7 +196,7 @@ impl MigrationTrait for Migration {
                 (*model).into(),
                 micro(*input).into(),
                 micro(*output).into(),
-                Expr::current_timestamp().into(),
+                Expr::current_timestamp(),
             ]);
         }
         manager.exec_stmt(seed).await

@@ -84,10 +84,13 @@ pub async fn load_pricing<C: ConnectionTrait>(db: &C) -> Result<Pricing, Service
     })
 }
 
+/// A cached value with when it was read and the epoch it was read under.
+type Stamped<T> = (T, Instant, u64);
+
 #[derive(Clone, Debug, Default)]
 pub struct CreditBook {
-    pricing: Arc<RwLock<Option<(Arc<Pricing>, Instant, u64)>>>,
-    balances: Arc<RwLock<HashMap<Uuid, (i64, Instant, u64)>>>,
+    pricing: Arc<RwLock<Option<Stamped<Arc<Pricing>>>>>,
+    balances: Arc<RwLock<HashMap<Uuid, Stamped<i64>>>>,
 }
 
 impl CreditBook {
