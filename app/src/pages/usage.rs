@@ -11,16 +11,21 @@ use leptos_meta::Title;
 
 #[component]
 pub fn Usage() -> impl IntoView {
-    let me = use_me_memo();
-    let current = Memo::new(move |_| me.get().and_then(|m| m.current.map(|c| c.id)));
     view! {
         <Title text="Usage"/>
         <RequireAuth>
-            {move || match current.get() {
-                Some(ws) => view! { <UsageView workspace_id=ws title="Usage"/> }.into_any(),
-                None => view! { <h1>"Usage"</h1><p>"You are not in a workspace yet."</p> }.into_any(),
-            }}
+            <WorkspaceUsage/>
         </RequireAuth>
+    }
+}
+
+#[component]
+fn WorkspaceUsage() -> impl IntoView {
+    let me = use_me_memo();
+    let current = Memo::new(move |_| me.get().and_then(|m| m.current.map(|c| c.id)));
+    move || match current.get() {
+        Some(ws) => view! { <UsageView workspace_id=ws title="Usage"/> }.into_any(),
+        None => view! { <h1>"Usage"</h1><p>"You are not in a workspace yet."</p> }.into_any(),
     }
 }
 

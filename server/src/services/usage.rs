@@ -212,6 +212,8 @@ impl Default for WriterConfig {
 pub struct UsageWriter {
     tx: mpsc::Sender<Msg>,
     stats: Arc<UsageStats>,
+    /// Set by [`UsageWriter::shutdown`]: a failing flush stops retrying forever.
+    closing: Arc<std::sync::atomic::AtomicBool>,
     task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -226,10 +228,12 @@ impl UsageWriter {
     pub fn spawn(db: DatabaseConnection, book: CreditBook, config: WriterConfig) -> Self {
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
         let stats = Arc::new(UsageStats::default());
-        let task = tokio::spawn(run(db, book, config, rx, stats.clone()));
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = tokio::spawn(run(db, book, config, rx, stats.clone(), closing.clone()));
         UsageWriter {
             tx,
             stats,
+            closing,
             task: Arc::new(std::sync::Mutex::new(Some(task))),
         }
     }
@@ -274,6 +278,7 @@ impl UsageWriter {
 
     /// Stops accepting records, writes everything buffered, and waits for the writer to end.
     pub async fn shutdown(&self) {
+        self.closing.store(true, Ordering::Release);
         let (ack, done) = oneshot::channel();
         if self.tx.send(Msg::Shutdown(ack)).await.is_ok() {
             let _ = done.await;
@@ -325,6 +330,7 @@ async fn run(
     config: WriterConfig,
     mut rx: mpsc::Receiver<Msg>,
     stats: Arc<UsageStats>,
+    closing: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut batch: Vec<UsageRecord> = Vec::with_capacity(config.batch);
     let mut last_used = LastUsed::default();
@@ -365,7 +371,7 @@ async fn run(
             last_flush = Instant::now();
             if !batch.is_empty() || !last_used.pending.is_empty() {
                 let keys = last_used.due(ending || !acks.is_empty());
-                write_with_retry(&db, &book, &mut batch, &keys, &stats, ending).await;
+                write_with_retry(&db, &book, &mut batch, &keys, &stats, &closing).await;
             }
         }
         if batch.is_empty() {
@@ -396,11 +402,16 @@ async fn write_with_retry(
     batch: &mut Vec<UsageRecord>,
     keys: &[(Uuid, DateTime<Utc>)],
     stats: &UsageStats,
-    ending: bool,
+    closing: &std::sync::atomic::AtomicBool,
 ) {
     let mut pause = Duration::from_millis(200);
-    let attempts = if ending { 3 } else { u32::MAX };
-    for attempt in 1..=attempts {
+    // Retry until it works — except while shutting down, when three attempts are made.
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        if closing.load(Ordering::Acquire) && attempt > 3 {
+            break;
+        }
         match write(db, book, batch, keys).await {
             Ok(()) => {
                 stats
@@ -683,6 +694,13 @@ pub async fn report(
     // Providers by tokens, then requests: the chart's series order.
     let by_provider = breakdown(&aggs, |a| (a.provider.clone(), None));
     let providers: Vec<String> = by_provider.iter().map(|r| r.label.clone()).collect();
+    let mut per_day: HashMap<(&str, &str), UsageTotals> = HashMap::new();
+    for a in &aggs {
+        add(
+            per_day.entry((&a.day, &a.provider)).or_default(),
+            &a.totals(),
+        );
+    }
     let mut days = Vec::new();
     let mut d = from;
     while d <= to {
@@ -690,10 +708,10 @@ pub async fn report(
         let by_provider = providers
             .iter()
             .map(|p| {
-                let mut t = UsageTotals::default();
-                for a in aggs.iter().filter(|a| a.day == day && &a.provider == p) {
-                    add(&mut t, &a.totals());
-                }
+                let t = per_day
+                    .get(&(day.as_str(), p.as_str()))
+                    .cloned()
+                    .unwrap_or_default();
                 (p.clone(), t.requests, t.tokens())
             })
             .collect();
