@@ -90,7 +90,7 @@ test('usage: chats are metered; the usage page shows the chart, breakdowns and c
   assert.equal(await today.locator('td').textContent(), '3');
   // Switching to tokens redraws the same bar with the token total.
   await owner.getByRole('button', { name: 'Tokens' }).click();
-  await chart.locator('title').first().filter({ hasText: 'Tokens per day by provider' }).waitFor();
+  await chart.locator('title').first().filter({ hasText: 'Tokens per day by provider' }).waitFor({ state: 'attached' });
   assert.match(await chart.locator('rect.bar title').textContent(), new RegExp(`openai: ${(input + output).toLocaleString('en-US')} tokens$`));
 
   // Breakdowns with the right numbers.

@@ -194,7 +194,7 @@ fn Chart(report: UsageReport, metric: Metric) -> impl IntoView {
                     <text class="axis" x=*x y=chart::HEIGHT - 8.0 text-anchor="middle">{days[*d].day[5..].to_string()}</text>
                 }).collect_view()}
                 {c.bars.iter().map(|b| {
-                    let tip = format!("{}: {} {} {}", days[b.day].day, providers[b.series], n(b.value), what.to_lowercase());
+                    let tip = format!("{}, {}: {} {}", days[b.day].day, providers[b.series], n(b.value), what.to_lowercase());
                     view! {
                         <rect class=format!("bar series-{}", b.series % 8) x=b.x y=b.y width=b.width height=b.height>
                             <title>{tip}</title>
