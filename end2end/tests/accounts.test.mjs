@@ -3,16 +3,11 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE, OWNER, launch } from './browser.mjs';
+import { BASE, OWNER, hydrated, launch } from './browser.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
-
-async function hydrated(page, path) {
-  await page.goto(BASE + path);
-  await page.waitForSelector('html[data-hydrated="true"]');
-}
 
 test('setup, invitation, read-only member, refused crafted mutation', async () => {
   // 1. A fresh instance sends the first visitor to set-up.

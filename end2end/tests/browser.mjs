@@ -57,3 +57,39 @@ export async function signedInOwner(browser, options = {}) {
   await page.close();
   return context;
 }
+
+/** Goes to `path` and waits until the page has hydrated. */
+export async function hydrated(page, path) {
+  await page.goto(BASE + path);
+  await page.waitForSelector('html[data-hydrated="true"]');
+}
+
+/**
+ * As the owner (also the platform admin): creates workspace `name` and switches to it, puts it on
+ * the business plan (which may bring its own keys), points OpenAI at the mock provider with
+ * mock-small as its default model, and saves `key` as the workspace's OpenAI key. Returns the
+ * OpenAI row of the Keys page.
+ */
+export async function workspaceWithMockKey(owner, name, mockUrl, key) {
+  await hydrated(owner, '/profile');
+  await owner.getByLabel('Workspace name').fill(name);
+  await owner.getByRole('button', { name: 'Create workspace' }).click();
+  await owner.getByText('Workspace created; you are now in it.').waitFor();
+  await hydrated(owner, '/admin/workspaces');
+  await owner.getByLabel(`Plan for ${name}`).selectOption('business');
+  await Promise.all([
+    owner.waitForResponse((r) => r.url().includes('/api/set_workspace_plan')),
+    owner.getByRole('button', { name: `Save plan for ${name}` }).click(),
+  ]);
+  await hydrated(owner, '/admin/providers');
+  await owner.getByLabel('OpenAI base URL').fill(`${mockUrl}/v1`);
+  await owner.getByLabel('OpenAI default model').fill('mock-small');
+  await owner.getByRole('button', { name: 'Save OpenAI', exact: true }).click();
+  await owner.getByText('OpenAI saved.').waitFor();
+  await hydrated(owner, '/keys');
+  const openai = owner.getByRole('listitem').filter({ has: owner.getByRole('heading', { level: 2, name: 'OpenAI', exact: true }) });
+  await openai.getByLabel('OpenAI API key').fill(key);
+  await openai.getByRole('button', { name: 'Save OpenAI key' }).click();
+  await openai.getByTestId('hint-openai').waitFor();
+  return openai;
+}

@@ -8,7 +8,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE, launch, signedInOwner } from './browser.mjs';
+import { hydrated, launch, signedInOwner, workspaceWithMockKey } from './browser.mjs';
 
 const MOCK = process.env.KEYWARD_E2E_MOCK_URL;
 const rand = () => Math.random().toString(36).slice(2, 14).padEnd(12, 'q');
@@ -18,11 +18,6 @@ const LONG = Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ');
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
-
-async function hydrated(page, path) {
-  await page.goto(BASE + path);
-  await page.waitForSelector('html[data-hydrated="true"]');
-}
 
 async function mockStats() {
   return (await fetch(`${MOCK}/__mock/stats`)).json();
@@ -41,27 +36,7 @@ test('chat: a visitor chats with streaming, switches model, stops, is safe from 
   owner.on('pageerror', (e) => ownerErrors.push(e.message));
 
   // The owner's own workspace on a plan that may bring keys, with OpenAI pointed at the mock.
-  await hydrated(owner, '/profile');
-  await owner.getByLabel('Workspace name').fill('Chat Co');
-  await owner.getByRole('button', { name: 'Create workspace' }).click();
-  await owner.getByText('Workspace created; you are now in it.').waitFor();
-  await hydrated(owner, '/admin/workspaces');
-  await owner.getByLabel('Plan for Chat Co').selectOption('business');
-  await Promise.all([
-    owner.waitForResponse((r) => r.url().includes('/api/set_workspace_plan')),
-    owner.getByRole('button', { name: 'Save plan for Chat Co' }).click(),
-  ]);
-  await hydrated(owner, '/admin/providers');
-  await owner.getByLabel('OpenAI base URL').fill(`${MOCK}/v1`);
-  await owner.getByLabel('OpenAI default model').fill('mock-small');
-  await owner.getByRole('button', { name: 'Save OpenAI', exact: true }).click();
-  await owner.getByText('OpenAI saved.').waitFor();
-
-  await hydrated(owner, '/keys');
-  const openai = owner.getByRole('listitem').filter({ has: owner.getByRole('heading', { level: 2, name: 'OpenAI', exact: true }) });
-  await openai.getByLabel('OpenAI API key').fill(KEY);
-  await openai.getByRole('button', { name: 'Save OpenAI key' }).click();
-  await openai.getByTestId('hint-openai').waitFor();
+  const openai = await workspaceWithMockKey(owner, 'Chat Co', MOCK, KEY);
 
   // A public chatbot whose visitors may switch to mock-large for a message.
   await hydrated(owner, '/chatbots');

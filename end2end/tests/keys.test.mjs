@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BASE, launch, signedInOwner } from './browser.mjs';
+import { hydrated, launch, signedInOwner } from './browser.mjs';
 
 const MOCK = process.env.KEYWARD_E2E_MOCK_URL;
 const rand = () => Math.random().toString(36).slice(2, 14).padEnd(12, 'q');
@@ -29,11 +29,6 @@ function recordBodies(context, sink) {
       sink.push(await res.text());
     } catch { /* redirects and aborted loads have no body */ }
   });
-}
-
-async function hydrated(page, path) {
-  await page.goto(BASE + path);
-  await page.waitForSelector('html[data-hydrated="true"]');
 }
 
 function row(page, provider) {

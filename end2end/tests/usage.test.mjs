@@ -5,7 +5,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE, launch, signedInOwner } from './browser.mjs';
+import { BASE, hydrated, launch, signedInOwner, workspaceWithMockKey } from './browser.mjs';
 
 const MOCK = process.env.KEYWARD_E2E_MOCK_URL;
 const rand = () => Math.random().toString(36).slice(2, 14).padEnd(12, 'q');
@@ -15,11 +15,6 @@ let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-async function hydrated(page, path) {
-  await page.goto(BASE + path);
-  await page.waitForSelector('html[data-hydrated="true"]');
-}
-
 test('usage: chats are metered; the usage page shows the chart, breakdowns and credits; the key shows last used', async () => {
   assert.ok(MOCK, 'the runner starts the mock provider');
   const ctx = await signedInOwner(browser);
@@ -27,27 +22,7 @@ test('usage: chats are metered; the usage page shows the chart, breakdowns and c
   const errors = [];
   owner.on('pageerror', (e) => errors.push(e.message));
 
-  await hydrated(owner, '/profile');
-  await owner.getByLabel('Workspace name').fill('Usage Co');
-  await owner.getByRole('button', { name: 'Create workspace' }).click();
-  await owner.getByText('Workspace created; you are now in it.').waitFor();
-  await hydrated(owner, '/admin/workspaces');
-  await owner.getByLabel('Plan for Usage Co').selectOption('business');
-  await Promise.all([
-    owner.waitForResponse((r) => r.url().includes('/api/set_workspace_plan')),
-    owner.getByRole('button', { name: 'Save plan for Usage Co' }).click(),
-  ]);
-  await hydrated(owner, '/admin/providers');
-  await owner.getByLabel('OpenAI base URL').fill(`${MOCK}/v1`);
-  await owner.getByLabel('OpenAI default model').fill('mock-small');
-  await owner.getByRole('button', { name: 'Save OpenAI', exact: true }).click();
-  await owner.getByText('OpenAI saved.').waitFor();
-
-  await hydrated(owner, '/keys');
-  const openai = owner.getByRole('listitem').filter({ has: owner.getByRole('heading', { level: 2, name: 'OpenAI', exact: true }) });
-  await openai.getByLabel('OpenAI API key').fill(KEY);
-  await openai.getByRole('button', { name: 'Save OpenAI key' }).click();
-  await openai.getByTestId('hint-openai').waitFor();
+  const openai = await workspaceWithMockKey(owner, 'Usage Co', MOCK, KEY);
   assert.equal(await openai.locator('dt:text-is("Last used") + dd').textContent(), 'never');
 
   // Three replies in the playground; each reports its tokens.
