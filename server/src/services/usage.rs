@@ -10,8 +10,9 @@
 //! Nothing is lost silently: when the channel is full the request waits for room (backpressure,
 //! counted in [`UsageStats::backpressure_waits`]); a failed flush is retried with backoff (the
 //! batch stays in memory and the channel fills, so backpressure reaches requests); only records
-//! offered after shutdown, or a batch that still fails at shutdown, are dropped — each one
-//! counted in [`UsageStats::dropped`] and logged as an error. Graceful shutdown drains the
+//! offered after shutdown, a batch that still fails at shutdown, or — after repeated failures —
+//! records of a workspace that no longer exists are dropped, each one counted in
+//! [`UsageStats::dropped`] and logged as an error. Graceful shutdown drains the
 //! channel and flushes.
 
 use crate::entities::{chatbot, credential, usage_record, workspace};
@@ -396,6 +397,35 @@ async fn run(
     }
 }
 
+/// Failed attempts after which records of workspaces that no longer exist are set aside.
+const PRUNE_AFTER: u32 = 5;
+
+/// Removes (counting them as dropped) records whose workspace is gone: deleting a workspace
+/// deletes its usage anyway, and such records would otherwise fail every flush.
+async fn prune_orphans(db: &DatabaseConnection, batch: &mut Vec<UsageRecord>, stats: &UsageStats) {
+    let ids: Vec<Uuid> = batch.iter().map(|r| r.workspace).collect();
+    let Ok(existing) = workspace::Entity::find()
+        .select_only()
+        .column(workspace::Column::Id)
+        .filter(workspace::Column::Id.is_in(ids))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await
+    else {
+        return;
+    };
+    let before = batch.len();
+    batch.retain(|r| existing.contains(&r.workspace));
+    let gone = (before - batch.len()) as u64;
+    if gone > 0 {
+        stats.dropped.fetch_add(gone, Ordering::Relaxed);
+        tracing::error!(
+            records = gone,
+            "usage records dropped: their workspace no longer exists"
+        );
+    }
+}
+
 async fn write_with_retry(
     db: &DatabaseConnection,
     book: &CreditBook,
@@ -423,6 +453,9 @@ async fn write_with_retry(
             Err(e) => {
                 stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, records = batch.len(), attempt, "usage flush failed; retrying");
+                if attempt >= PRUNE_AFTER {
+                    prune_orphans(db, batch, stats).await;
+                }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(10));
             }

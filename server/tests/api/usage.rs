@@ -2,7 +2,8 @@
 //! and credit accounting for streamed (playground) and non-streamed requests, estimates when the
 //! provider reports no usage, both BYOK credit policies, the fallback path charging the
 //! platform, zero balance (platform refused, BYOK continues), 200 concurrent requests, the
-//! writer's backpressure and shutdown flush, `last_used_at`, the report, CSV and permissions.
+//! writer's backpressure, retries and shutdown flush, `last_used_at`, the report, CSV and
+//! permissions.
 
 use crate::chat::{Chat, WS_KEY, chat_world, done, events};
 use crate::helpers::{Backend, both_backends};
@@ -620,4 +621,80 @@ async fn writer_backpressure_and_shutdown(backend: Backend) {
 both_backends!(
     writer_backpressure_and_shutdown,
     super::writer_backpressure_and_shutdown
+);
+
+async fn failed_flushes_are_retried(backend: Backend) {
+    use sea_orm::{ActiveModelTrait, Set};
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = priced_world(backend).await;
+    let db = c.w.app.db.clone();
+    let writer = UsageWriter::spawn(
+        db.clone(),
+        Default::default(),
+        WriterConfig {
+            capacity: 64,
+            batch: 64,
+            interval: Duration::from_millis(50),
+        },
+    );
+    // Records of a workspace the database does not know yet: every flush fails (foreign key).
+    let ghost = Uuid::new_v4();
+    for i in 0..3 {
+        writer.record(record_for(ghost, i)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while writer.stats().failed_flushes.load(Relaxed) < 2 {
+        assert!(Instant::now() < deadline, "the flush never failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        keyward_server::services::usage::count(&db, ghost)
+            .await
+            .unwrap(),
+        0
+    );
+    // The cause goes away: the kept batch is written on the next attempt, nothing lost.
+    let now = chrono::Utc::now();
+    keyward_server::entities::workspace::ActiveModel {
+        id: Set(ghost),
+        name: Set("Late".into()),
+        slug: Set(format!("late-{}", &ghost.simple().to_string()[..8])),
+        plan: Set("free".into()),
+        failure_policy: Set("fail_closed".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&db)
+    .await
+    .unwrap();
+    writer.flush().await;
+    assert_eq!(
+        keyward_server::services::usage::count(&db, ghost)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(writer.stats().written.load(Relaxed), 3);
+    assert_eq!(writer.stats().dropped.load(Relaxed), 0);
+    // Records of a workspace that never comes back are set aside after five failed attempts
+    // (counted as dropped), so they cannot block everyone else's.
+    let gone = Uuid::new_v4();
+    for i in 0..2 {
+        writer.record(record_for(gone, i)).await;
+    }
+    writer.record(record_for(c.w.ws.id, 7)).await;
+    writer.flush().await;
+    assert_eq!(writer.stats().dropped.load(Relaxed), 2);
+    assert_eq!(
+        keyward_server::services::usage::count(&db, c.w.ws.id)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(writer.stats().written.load(Relaxed), 4);
+    writer.shutdown().await;
+}
+both_backends!(
+    failed_flushes_are_retried,
+    super::failed_flushes_are_retried
 );
