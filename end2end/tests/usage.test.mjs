@@ -100,6 +100,12 @@ test('usage: chats are metered; the usage page shows the chart, breakdowns and c
   // The admin's instance-wide view lists the workspace.
   await hydrated(owner, '/admin/usage');
   assert.equal((await row('By workspace', 'Usage Co').locator('td').allTextContents())[0], '3');
+  // …and any one workspace in full.
+  await owner.getByLabel('Show usage of').selectOption({ label: 'Usage Co' });
+  await owner.getByRole('heading', { level: 1, name: 'Usage of one workspace' }).waitFor();
+  await owner.getByTestId('credit-balance').filter({ hasText: '55' }).waitFor();
+  assert.equal(await owner.getByTestId('total-requests').textContent(), '3');
+  assert.equal(await owner.getByRole('table', { name: 'By workspace' }).count(), 0);
 
   assert.deepEqual(errors, [], 'no errors in the page');
   await ctx.close();

@@ -36,9 +36,33 @@ pub fn AdminUsage() -> impl IntoView {
         <RequireAuth>
             <super::keys::AdminOnly title="Usage across workspaces">
                 <super::admin::AdminNav/>
-                <UsageView workspace_id=String::new() title="Usage across workspaces"/>
+                <AdminUsageInner/>
             </super::keys::AdminOnly>
         </RequireAuth>
+    }
+}
+
+/// Every workspace together, or one of them in full (its keys, chatbots, balance and ledger).
+#[component]
+fn AdminUsageInner() -> impl IntoView {
+    let chosen = RwSignal::new(String::new());
+    let workspaces = Resource::new(|| (), |_| crate::api::list_all_workspaces());
+    view! {
+        <label>"Show usage of "
+            <select on:change=move |ev| chosen.set(event_target_value(&ev))>
+                <option value="" selected=true>"All workspaces"</option>
+                <Transition fallback=|| ()>
+                    {move || workspaces.get().and_then(Result::ok).map(|rows| rows.into_iter().map(|w| view! {
+                        <option value=w.id.clone()>{w.name.clone()}</option>
+                    }).collect_view())}
+                </Transition>
+            </select>
+        </label>
+        {move || {
+            let ws = chosen.get();
+            let title = if ws.is_empty() { "Usage across workspaces" } else { "Usage of one workspace" };
+            view! { <UsageView workspace_id=ws title=title/> }
+        }}
     }
 }
 
