@@ -19,4 +19,5 @@ pub mod markdown;
 pub mod policy;
 pub mod resolve;
 pub mod system;
+pub mod tokens;
 pub mod usage;

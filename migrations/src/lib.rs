@@ -13,6 +13,7 @@ mod m20261122_000004_create_key_management;
 mod m20261122_000005_create_chatbots;
 mod m20261122_000006_create_conversations;
 mod m20261122_000007_create_usage;
+mod m20261123_000008_create_api_tokens;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_create_chatbots::Migration),
             Box::new(m20261122_000006_create_conversations::Migration),
             Box::new(m20261122_000007_create_usage::Migration),
+            Box::new(m20261123_000008_create_api_tokens::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! SeaORM entities, one module per table, in the generated style: no behaviour here (that lives
 //! in `services` and `vault`).
 
+pub mod api_token;
 pub mod audit_event;
 pub mod chatbot;
 pub mod conversation;

@@ -2,6 +2,7 @@
 //! functions and REST handlers, testable without Leptos or HTTP.
 
 pub mod accounts;
+pub mod api_tokens;
 pub mod audit;
 pub mod chat;
 pub mod chatbots;

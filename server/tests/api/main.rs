@@ -10,6 +10,7 @@ mod helpers;
 mod keys;
 mod pages;
 mod system_status;
+mod tokens;
 mod usage;
 mod vault;
 mod vault_startup;
