@@ -154,9 +154,7 @@ impl ServerBackend {
             if !chatbot_id.is_empty() {
                 return Err(AppError::NotFound);
             }
-            let who = self.require().await?;
-            let admin = authorize_platform(&self.state.db, Some(&who)).await?;
-            return Ok((By::user(&admin), Scope::Platform, None));
+            return Ok((self.platform_admin().await?, Scope::Platform, None));
         }
         let (_, ok) = self.guard(workspace_id, action).await?;
         let scope = if chatbot_id.is_empty() {
@@ -475,18 +473,16 @@ impl Backend for ServerBackend {
     }
 
     async fn set_plan(&self, workspace_id: String, plan: Plan) -> Result<(), AppError> {
-        let who = self.current().await?;
-        let admin = authorize_platform(&self.state.db, who.as_ref()).await?;
+        let by = self.platform_admin().await?;
         let ws = id(&workspace_id)?;
         workspaces::set_plan(&self.state.db, ws, plan).await?;
-        self.audit_after(&By::user(&admin), ws, "plan.changed", plan.as_str().into())
+        self.audit_after(&by, ws, "plan.changed", plan.as_str().into())
             .await;
         Ok(())
     }
 
     async fn all_workspaces(&self) -> Result<Vec<AdminWorkspaceRow>, AppError> {
-        let who = self.current().await?;
-        authorize_platform(&self.state.db, who.as_ref()).await?;
+        self.platform_admin().await?;
         let rows = workspaces::list_all(&self.state.db).await?;
         Ok(rows
             .into_iter()
@@ -863,8 +859,7 @@ impl Backend for ServerBackend {
     ) -> Result<keyward::usage::UsageReport, AppError> {
         let st = &self.state;
         if workspace_id.is_empty() {
-            let who = self.require().await?;
-            authorize_platform(&st.db, Some(&who)).await?;
+            self.platform_admin().await?;
             return Ok(svc::usage::report(&st.db, &st.credits, None, &from, &to).await?);
         }
         let (_, ok) = self.guard(&workspace_id, Action::ViewUsage).await?;

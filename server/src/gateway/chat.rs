@@ -89,10 +89,10 @@ pub enum StreamEvent {
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, UpstreamError>> + Send>>;
 
 pub enum ChatReply {
-    /// A whole `chat.completion` document and its usage.
+    /// A whole `chat.completion` document and its usage (`None`: the provider reported none).
     Complete {
         body: Value,
-        usage: Usage,
+        usage: Option<Usage>,
     },
     Stream(ChatStream),
 }
@@ -597,15 +597,19 @@ impl Gateway {
             })?;
             return Ok(match up.wire {
                 WireFormat::OpenAi => {
-                    let usage = usage_of_openai(&answer).unwrap_or_default();
+                    let usage = usage_of_openai(&answer);
                     ChatReply::Complete {
                         body: answer,
                         usage,
                     }
                 }
                 WireFormat::Anthropic => {
+                    // Anthropic always reports usage (zeros when the answer lacks it).
                     let (body, usage) = from_anthropic(&answer, now_secs());
-                    ChatReply::Complete { body, usage }
+                    ChatReply::Complete {
+                        body,
+                        usage: Some(usage),
+                    }
                 }
             });
         }

@@ -264,13 +264,11 @@ pub async fn complete_metered(
                 .unwrap_or_default()
                 .to_string();
             let ms = u64::try_from(meter.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let reported =
-                (usage.input_tokens, usage.output_tokens) != (0, 0) || body.get("usage").is_some();
             let rec = meter.finish(
                 pricing,
                 Ending {
                     served: served.as_ref(),
-                    usage: reported.then_some(usage),
+                    usage,
                     output: &text,
                     first_token_ms: Some(ms),
                     outcome: Outcome::Ok,

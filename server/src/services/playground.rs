@@ -402,7 +402,7 @@ async fn pump(
     let mut status = MessageStatus::Ok;
     match outcome.reply {
         ChatReply::Complete { body, usage: u } => {
-            usage = Some(u);
+            usage = u;
             if let Some(t) = body
                 .pointer("/choices/0/message/content")
                 .and_then(Value::as_str)

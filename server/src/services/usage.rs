@@ -932,7 +932,7 @@ pub async fn csv(
         .map_err(|e| ServiceError::Internal(format!("csv: {e}")))
 }
 
-/// Counts of the database's usage rows for a workspace (tests and the admin check).
+/// How many usage records a workspace has (tests and benchmarks check writes with it).
 pub async fn count<C: ConnectionTrait>(db: &C, workspace: Uuid) -> Result<u64, ServiceError> {
     use sea_orm::PaginatorTrait;
     Ok(usage_record::Entity::find()

@@ -98,10 +98,10 @@ async fn both_adapters_answer_in_openai_shape_with_usage() {
         assert_eq!(body["choices"][0]["finish_reason"], "stop");
         assert_eq!(
             usage,
-            Usage {
+            Some(Usage {
                 input_tokens: 5,
                 output_tokens: 8
-            },
+            }),
             "{wire:?}"
         );
         assert_eq!(body["usage"]["total_tokens"], 13);
@@ -156,7 +156,7 @@ async fn stop_sequences_and_max_tokens_are_translated() {
             panic!()
         };
         assert_eq!(body["choices"][0]["finish_reason"], "length", "{wire:?}");
-        assert_eq!(usage.output_tokens, 2);
+        assert_eq!(usage.unwrap().output_tokens, 2);
     }
 }
 
