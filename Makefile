@@ -89,7 +89,13 @@ e2e: build
 test: test-tools fmt-check lint unit e2e
 	@.ci/summary.sh $(LOGS)/cargo.log $(LOGS)/e2e.log
 
-bench:
+## The gateway benchmark against LiteLLM and Portkey (writes docs/BENCHMARKS.md), then the
+## micro-benchmarks. Not part of `make test` (its smoke run is). BENCH_ARGS=--quick for a short run.
+BENCH_ARGS ?=
+bench: build
+	bench/peers.sh
+	cargo build --release -p keyward-server --example bench
+	taskset -c 1 target/release/examples/bench --keyward target/release/keyward --out docs/BENCHMARKS.md $(BENCH_ARGS)
 	cargo bench -p keyward-server
 
 clean:

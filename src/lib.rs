@@ -21,3 +21,4 @@ pub mod resolve;
 pub mod system;
 pub mod tokens;
 pub mod usage;
+pub mod wire;

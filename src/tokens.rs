@@ -93,6 +93,41 @@ pub struct ApiTokenView {
     pub expired: bool,
 }
 
+/// A new token as the dashboard (or the REST API) asks for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewApiToken {
+    pub name: String,
+    pub scopes: Vec<TokenScope>,
+    /// Empty: not bound to a chatbot.
+    #[serde(default)]
+    pub chatbot_id: String,
+    /// `None`: never expires.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A token just created: the only time its secret is shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedApiToken {
+    pub token: String,
+    pub view: ApiTokenView,
+}
+
+/// The API tokens page of a workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTokensPage {
+    pub workspace: crate::dto::WorkspaceSummary,
+    pub tokens: Vec<ApiTokenView>,
+    /// (id, name) of the workspace's chatbots, to bind a token to.
+    pub chatbots: Vec<(String, String)>,
+    /// Owners and admins create and revoke tokens.
+    pub can_manage: bool,
+    /// Where bare model ids go (`None`: automatic).
+    pub default_provider: Option<String>,
+    /// Owners choose the default provider.
+    pub can_set_default: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -515,3 +515,36 @@ pub async fn top_up_credits(
 ) -> Result<i64, AppError> {
     backend()?.top_up(workspace_id, credits, note).await
 }
+
+/// The API tokens of a workspace (everyone reads; owners and admins manage).
+#[server(client = CsrfClient)]
+pub async fn get_api_tokens(
+    workspace_id: String,
+) -> Result<keyward::tokens::ApiTokensPage, AppError> {
+    backend()?.api_tokens(workspace_id).await
+}
+
+/// Creates a token; the answer holds its secret, shown this once.
+#[server(client = CsrfClient)]
+pub async fn create_api_token(
+    workspace_id: String,
+    new: keyward::tokens::NewApiToken,
+) -> Result<keyward::tokens::CreatedApiToken, AppError> {
+    backend()?.create_api_token(workspace_id, new).await
+}
+
+#[server(client = CsrfClient)]
+pub async fn revoke_api_token(workspace_id: String, token_id: String) -> Result<(), AppError> {
+    backend()?.revoke_api_token(workspace_id, token_id).await
+}
+
+/// Where bare model ids go on the public API (empty: automatic).
+#[server(client = CsrfClient)]
+pub async fn set_default_provider(
+    workspace_id: String,
+    #[server(default)] provider: String,
+) -> Result<(), AppError> {
+    backend()?
+        .set_default_provider(workspace_id, provider)
+        .await
+}

@@ -225,6 +225,27 @@ pub trait Backend: Send + Sync + 'static {
         credits: String,
         note: String,
     ) -> Result<i64, AppError>;
+    /// The API tokens page of a workspace (everyone reads; owners and admins manage).
+    async fn api_tokens(
+        &self,
+        workspace_id: String,
+    ) -> Result<keyward::tokens::ApiTokensPage, AppError>;
+    async fn create_api_token(
+        &self,
+        workspace_id: String,
+        new: keyward::tokens::NewApiToken,
+    ) -> Result<keyward::tokens::CreatedApiToken, AppError>;
+    async fn revoke_api_token(
+        &self,
+        workspace_id: String,
+        token_id: String,
+    ) -> Result<(), AppError>;
+    /// Where bare model ids go on the public API (empty: automatic). Owners.
+    async fn set_default_provider(
+        &self,
+        workspace_id: String,
+        provider: String,
+    ) -> Result<(), AppError>;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

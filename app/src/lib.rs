@@ -68,6 +68,7 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=path!("/usage") view=pages::Usage ssr=SsrMode::Async/>
+                    <Route path=path!("/tokens") view=pages::Tokens ssr=SsrMode::Async/>
                     <Route path=path!("/audit") view=pages::Audit ssr=SsrMode::Async/>
                     <Route path=path!("/playground") view=pages::Playground ssr=SsrMode::Async/>
                     <Route

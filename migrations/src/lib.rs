@@ -14,6 +14,7 @@ mod m20261122_000005_create_chatbots;
 mod m20261122_000006_create_conversations;
 mod m20261122_000007_create_usage;
 mod m20261123_000008_create_api_tokens;
+mod m20261123_000009_workspace_default_provider;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_create_conversations::Migration),
             Box::new(m20261122_000007_create_usage::Migration),
             Box::new(m20261123_000008_create_api_tokens::Migration),
+            Box::new(m20261123_000009_workspace_default_provider::Migration),
         ]
     }
 }

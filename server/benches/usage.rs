@@ -45,6 +45,7 @@ fn usage_bench(c: &mut Criterion) {
         hint: "sk-…abcd".into(),
         model: "gpt-4o-mini".into(),
         fell_back: false,
+        upstream: std::time::Duration::ZERO,
     };
     let meter = UsageMeter {
         workspace: ws,

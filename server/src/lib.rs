@@ -3,7 +3,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -11,6 +13,7 @@ pub mod entities;
 pub mod error;
 pub mod gateway;
 pub mod mock_provider;
+pub mod rest;
 pub mod routes;
 pub mod services;
 pub mod startup;

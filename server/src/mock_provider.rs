@@ -64,6 +64,8 @@ pub struct MockState {
     last_key_tail: Arc<std::sync::Mutex<String>>,
     /// Keys revoked at run time (`POST /__mock/revoke`), as a provider's console would.
     revoked: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The top-level fields of the last chat request (tests check what was passed through).
+    last_fields: Arc<std::sync::Mutex<Vec<String>>>,
     config: Arc<MockConfig>,
 }
 
@@ -102,6 +104,7 @@ pub fn router_with(config: MockConfig) -> Router {
             open_streams: Arc::default(),
             last_key_tail: Arc::default(),
             revoked: Arc::default(),
+            last_fields: Arc::default(),
             config: Arc::new(config),
         })
 }
@@ -277,6 +280,7 @@ async fn stats(State(state): State<MockState>) -> Json<serde_json::Value> {
         "authenticated_requests": state.authenticated_requests.load(Ordering::Relaxed),
         "open_streams": state.open_streams.load(Ordering::Relaxed),
         "last_key_tail": state.last_key_tail.lock().map(|t| t.clone()).unwrap_or_default(),
+        "last_fields": state.last_fields.lock().map(|t| t.clone()).unwrap_or_default(),
     }))
 }
 
@@ -438,6 +442,9 @@ async fn chat_completions(
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return bad_request(false, "We could not parse the JSON body of your request.");
     };
+    if let (Some(o), Ok(mut last)) = (req.as_object(), state.last_fields.lock()) {
+        *last = o.keys().cloned().collect();
+    }
     if let Some(failure) = injected(&state, &who).await {
         return failure;
     }

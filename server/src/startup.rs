@@ -76,6 +76,7 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
         gateway,
         keys: crate::gateway::cache::KeyCache::new(),
         models: Default::default(),
+        tokens: Default::default(),
         leptos_options,
         db,
         sign_in_throttle: SignInThrottle::new(
@@ -147,6 +148,10 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(SetSensitiveHeadersLayer::new(SENSITIVE_HEADERS))
+        // The public API, outside the dashboard's middleware (see `api`).
+        .merge(crate::api::router())
+        // The management REST API checks tokens, sessions and CSRF itself (see `rest`).
+        .merge(crate::rest::router())
         .with_state(state)
 }
 

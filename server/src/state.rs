@@ -21,4 +21,5 @@ pub struct AppState {
     pub visitor_limits: crate::services::playground::VisitorLimits,
     pub credits: crate::services::credits::CreditBook,
     pub usage: crate::services::usage::UsageWriter,
+    pub tokens: crate::services::api_tokens::TokenCache,
 }

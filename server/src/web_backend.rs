@@ -913,4 +913,60 @@ impl Backend for ServerBackend {
             .map_err(|e| AppError::Invalid(e.to_string()))?;
         Ok(svc::credits::top_up(&self.state.db, &by, id(&workspace_id)?, micro, &note).await?)
     }
+
+    async fn api_tokens(
+        &self,
+        workspace_id: String,
+    ) -> Result<keyward::tokens::ApiTokensPage, AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ViewKeys).await?;
+        Ok(svc::api_tokens::page(
+            &self.state.db,
+            &ok.workspace,
+            summary(&ok.workspace, ok.actor.role),
+            keyward::policy::can(ok.actor, Action::ManageApiTokens),
+            keyward::policy::can(ok.actor, Action::ManageKeys),
+        )
+        .await?)
+    }
+
+    async fn create_api_token(
+        &self,
+        workspace_id: String,
+        new: keyward::tokens::NewApiToken,
+    ) -> Result<keyward::tokens::CreatedApiToken, AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ManageApiTokens).await?;
+        let by = By::user(&ok.user);
+        let (view, token) =
+            svc::api_tokens::create(&self.state.db, &by, ok.workspace.id, new.try_into()?).await?;
+        Ok(keyward::tokens::CreatedApiToken {
+            token: token.to_string(),
+            view,
+        })
+    }
+
+    async fn revoke_api_token(
+        &self,
+        workspace_id: String,
+        token_id: String,
+    ) -> Result<(), AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ManageApiTokens).await?;
+        let by = By::user(&ok.user);
+        Ok(svc::api_tokens::revoke(&self.state.db, &by, ok.workspace.id, id(&token_id)?).await?)
+    }
+
+    async fn set_default_provider(
+        &self,
+        workspace_id: String,
+        provider: String,
+    ) -> Result<(), AppError> {
+        let (_, ok) = self.guard(&workspace_id, Action::ManageKeys).await?;
+        let by = By::user(&ok.user);
+        Ok(svc::keys::set_default_provider(
+            &self.state.db,
+            &by,
+            ok.workspace.id,
+            Some(provider.as_str()),
+        )
+        .await?)
+    }
 }

@@ -12,6 +12,7 @@ mod members;
 mod not_found;
 mod profile;
 mod providers;
+mod tokens;
 mod usage;
 
 pub use admin::AdminWorkspaces;
@@ -26,4 +27,5 @@ pub use members::Members;
 pub use not_found::NotFound;
 pub use profile::Profile;
 pub use providers::AdminProviders;
+pub use tokens::Tokens;
 pub use usage::{AdminUsage, Usage};

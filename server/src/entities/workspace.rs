@@ -10,6 +10,8 @@ pub struct Model {
     pub slug: String,
     pub plan: String,
     pub failure_policy: String,
+    /// Where a bare model id goes on the public API (`None`: the first provider with a key).
+    pub default_provider: Option<String>,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

@@ -74,6 +74,8 @@ pub struct Snapshot {
     loaded: std::time::Instant,
     pub plan_byok: bool,
     pub policy: FailurePolicy,
+    /// The workspace's chosen default provider (public API, bare model ids).
+    pub default_provider: Option<String>,
     pub providers: HashMap<String, ProviderInfo>,
     pub workspace_keys: HashMap<String, Arc<LiveKey>>,
     pub chatbot_keys: HashMap<(Uuid, String), Arc<LiveKey>>,
@@ -110,6 +112,31 @@ impl Snapshot {
             provider_default_model: info.and_then(|p| p.default_model.as_deref()),
         };
         resolve(&inputs)
+    }
+
+    /// Where a bare model id goes: the workspace's chosen default provider; else (or when that
+    /// one has no usable key) the first provider of the catalogue with a key of the chatbot or
+    /// workspace; else the first one a platform key serves.
+    pub fn default_provider(&self, chatbot: Option<Uuid>) -> Option<&'static str> {
+        // Any model name: the question is only whether a key would serve the provider.
+        let usable = |p: &str| self.resolve(p, chatbot, Some("-")).ok();
+        if let Some(p) = self
+            .default_provider
+            .as_deref()
+            .and_then(catalogue::provider)
+            && usable(p.id).is_some()
+        {
+            return Some(p.id);
+        }
+        let mut platform = None;
+        for p in catalogue::PROVIDERS {
+            match usable(p.id) {
+                Some(r) if r.source.is_byok() => return Some(p.id),
+                Some(_) if platform.is_none() => platform = Some(p.id),
+                _ => {}
+            }
+        }
+        platform
     }
 }
 
@@ -189,6 +216,7 @@ async fn load(
         loaded: std::time::Instant::now(),
         plan_byok: plans.contains(&plan),
         policy: ws.failure_policy.parse().unwrap_or_default(),
+        default_provider: ws.default_provider.clone(),
         providers,
         workspace_keys: HashMap::new(),
         chatbot_keys: HashMap::new(),

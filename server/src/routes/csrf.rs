@@ -21,7 +21,7 @@ pub async fn csrf_guard(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-fn check(headers: &HeaderMap) -> Result<(), &'static str> {
+pub(crate) fn check(headers: &HeaderMap) -> Result<(), &'static str> {
     if let Some(site) = headers.get("sec-fetch-site") {
         match site.to_str().unwrap_or("") {
             "same-origin" | "none" => {}

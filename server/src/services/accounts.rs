@@ -179,6 +179,7 @@ pub async fn insert_workspace<C: ConnectionTrait>(
         slug: Set(slug),
         plan: Set(Plan::Free.as_str().into()),
         failure_policy: Set("fail_closed".into()),
+        default_provider: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

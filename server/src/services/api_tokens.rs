@@ -17,6 +17,8 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -47,6 +49,50 @@ impl TokenAuth {
     pub fn allows(&self, scope: TokenScope) -> bool {
         self.scopes.contains(&scope)
     }
+}
+
+impl TryFrom<keyward::tokens::NewApiToken> for NewToken {
+    type Error = ServiceError;
+
+    /// The dashboard's and the REST API's request: the chatbot id, if any, must parse.
+    fn try_from(n: keyward::tokens::NewApiToken) -> Result<Self, ServiceError> {
+        let chatbot = match n.chatbot_id.trim() {
+            "" => None,
+            s => Some(
+                Uuid::parse_str(s).map_err(|_| ServiceError::Invalid("no such chatbot".into()))?,
+            ),
+        };
+        Ok(NewToken {
+            name: n.name,
+            scopes: n.scopes,
+            chatbot,
+            expires_in_days: n.expires_in_days,
+        })
+    }
+}
+
+/// The API tokens page of a workspace for a viewer who may (or may not) manage them.
+pub async fn page(
+    db: &DatabaseConnection,
+    ws: &crate::entities::workspace::Model,
+    summary: keyward::dto::WorkspaceSummary,
+    can_manage: bool,
+    can_set_default: bool,
+) -> Result<keyward::tokens::ApiTokensPage, ServiceError> {
+    let tokens = list(db, ws.id).await?;
+    let chatbots = crate::services::chatbots::list(db, ws.id)
+        .await?
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.name))
+        .collect();
+    Ok(keyward::tokens::ApiTokensPage {
+        workspace: summary,
+        tokens,
+        chatbots,
+        can_manage,
+        default_provider: ws.default_provider.clone(),
+        can_set_default,
+    })
 }
 
 fn view(
@@ -197,7 +243,111 @@ pub async fn revoke(
     )
     .await?;
     txn.commit().await?;
+    changed();
     Ok(())
+}
+
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// Marks every cached token check stale: called after a token is revoked or a chatbot (and with
+/// it the tokens bound to it) is deleted.
+pub fn changed() {
+    EPOCH.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Longest a cached check is trusted without re-reading the database (a token revoked on
+/// *another* instance stops working here within this time; on this one, at once).
+pub const CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+struct Cached {
+    auth: Arc<TokenAuth>,
+    expires_at: Option<DateTime<Utc>>,
+    epoch: u64,
+    loaded: std::time::Instant,
+    /// Unix seconds `last_used_at` was last written (at most once a [`LAST_USED_EVERY`]).
+    last_written: AtomicI64,
+}
+
+/// Checked tokens by hash, so a warm request costs one SHA-256 and a map lookup: no database
+/// read. Only live tokens are cached (an unknown token cannot grow the map).
+#[derive(Clone, Default)]
+pub struct TokenCache {
+    entries: Arc<RwLock<HashMap<String, Cached>>>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache").finish_non_exhaustive()
+    }
+}
+
+impl TokenCache {
+    /// [`authenticate`], answered from memory when warm. `last_used_at` is written off the
+    /// request's path, at most once a minute per token.
+    pub async fn authenticate(
+        &self,
+        db: &DatabaseConnection,
+        presented: &str,
+    ) -> Result<Option<Arc<TokenAuth>>, ServiceError> {
+        if !looks_like_token(presented) {
+            return Ok(None);
+        }
+        let hash = crypto::token_hash(presented);
+        let epoch = EPOCH.load(Ordering::Acquire);
+        let now = Utc::now();
+        {
+            let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = map.get(&hash)
+                && c.epoch == epoch
+                && c.loaded.elapsed() < CACHE_MAX_AGE
+            {
+                if c.expires_at.is_some_and(|e| e <= now) {
+                    return Ok(None);
+                }
+                let last = c.last_written.load(Ordering::Relaxed);
+                if now.timestamp() - last >= LAST_USED_EVERY.num_seconds()
+                    && c.last_written
+                        .compare_exchange(
+                            last,
+                            now.timestamp(),
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    let (db, id) = (db.clone(), c.auth.token_id);
+                    tokio::spawn(async move {
+                        let done = api_token::Entity::update_many()
+                            .col_expr(api_token::Column::LastUsedAt, Expr::value(now))
+                            .filter(api_token::Column::Id.eq(id))
+                            .exec(&db)
+                            .await;
+                        if let Err(e) = done {
+                            tracing::warn!(token = %id, error = %e, "could not record a token's last use");
+                        }
+                    });
+                }
+                return Ok(Some(c.auth.clone()));
+            }
+        }
+        let Some((auth, expires_at)) = check(db, presented).await? else {
+            return Ok(None);
+        };
+        let auth = Arc::new(auth);
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, c| c.epoch == epoch && c.loaded.elapsed() < CACHE_MAX_AGE);
+        map.insert(
+            hash,
+            Cached {
+                auth: auth.clone(),
+                expires_at,
+                epoch,
+                loaded: std::time::Instant::now(),
+                last_written: AtomicI64::new(now.timestamp()),
+            },
+        );
+        Ok(Some(auth))
+    }
 }
 
 /// Checks a presented token. `None` for anything that is not a live token of a workspace:
@@ -206,6 +356,14 @@ pub async fn authenticate(
     db: &DatabaseConnection,
     presented: &str,
 ) -> Result<Option<TokenAuth>, ServiceError> {
+    Ok(check(db, presented).await?.map(|(auth, _)| auth))
+}
+
+/// The database check of a token: the token and its expiry.
+async fn check(
+    db: &DatabaseConnection,
+    presented: &str,
+) -> Result<Option<(TokenAuth, Option<DateTime<Utc>>)>, ServiceError> {
     if !looks_like_token(presented) {
         return Ok(None);
     }
@@ -232,10 +390,13 @@ pub async fn authenticate(
             .exec(db)
             .await?;
     }
-    Ok(Some(TokenAuth {
-        token_id: row.id,
-        workspace: row.workspace_id,
-        scopes: scopes_from_text(&row.scopes).unwrap_or_default(),
-        chatbot: row.chatbot_id,
-    }))
+    Ok(Some((
+        TokenAuth {
+            token_id: row.id,
+            workspace: row.workspace_id,
+            scopes: scopes_from_text(&row.scopes).unwrap_or_default(),
+            chatbot: row.chatbot_id,
+        },
+        row.expires_at,
+    )))
 }

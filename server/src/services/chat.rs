@@ -117,6 +117,9 @@ pub struct Served {
     pub hint: String,
     pub model: String,
     pub fell_back: bool,
+    /// Time spent waiting on the provider until its answer (or its stream's headers) arrived,
+    /// retries included: the rest of a request's time is Keyward's own.
+    pub upstream: Duration,
 }
 
 impl Served {
@@ -127,6 +130,7 @@ impl Served {
             hint: key.hint.clone(),
             model: model.to_string(),
             fell_back,
+            upstream: Duration::ZERO,
         }
     }
 }
@@ -186,6 +190,7 @@ pub async fn chat_traced(
     {
         return (Err(e), Some(first));
     }
+    let sent = std::time::Instant::now();
     let result = match attempt(gateway, &resolved.key, &call, &resolved.model).await {
         Ok(reply) => Ok(ChatOutcome {
             source: resolved.source,
@@ -200,7 +205,13 @@ pub async fn chat_traced(
                 Some(platform) if records_on_key(e.class) && !e.mid_stream => {
                     // Without credits the platform cannot stand in: the BYOK failure stands.
                     if check_credits(deps, call.workspace).await.is_err() {
-                        return (Err(ChatError::Upstream(e)), Some(first));
+                        return (
+                            Err(ChatError::Upstream(e)),
+                            Some(Served {
+                                upstream: sent.elapsed(),
+                                ..first
+                            }),
+                        );
                     }
                     let second = Served::of(KeySource::Platform, &platform, &resolved.model, true);
                     tracing::info!(
@@ -217,7 +228,13 @@ pub async fn chat_traced(
                         }),
                         Err(e2) => {
                             record_failure(db, &platform, &e2);
-                            return (Err(ChatError::Upstream(e2)), Some(second));
+                            return (
+                                Err(ChatError::Upstream(e2)),
+                                Some(Served {
+                                    upstream: sent.elapsed(),
+                                    ..second
+                                }),
+                            );
                         }
                     }
                 }
@@ -233,7 +250,11 @@ pub async fn chat_traced(
             o.fell_back.is_some(),
         )),
         Err(_) => Some(first),
-    };
+    }
+    .map(|s| Served {
+        upstream: sent.elapsed(),
+        ..s
+    });
     (result, served)
 }
 
@@ -242,9 +263,18 @@ pub async fn chat_traced(
 /// alone knows when they end.)
 pub async fn complete_metered(
     state: &crate::state::AppState,
-    mut call: ChatCall,
+    call: ChatCall,
     meter: crate::services::usage::UsageMeter,
 ) -> Result<(Value, KeySource), ChatError> {
+    complete_metered_traced(state, call, meter).await.0
+}
+
+/// [`complete_metered`], also saying which key served (and how long the provider took).
+pub async fn complete_metered_traced(
+    state: &crate::state::AppState,
+    mut call: ChatCall,
+    meter: crate::services::usage::UsageMeter,
+) -> (Result<(Value, KeySource), ChatError>, Option<Served>) {
     use crate::gateway::chat::ChatReply;
     use crate::services::usage::Ending;
     use keyward::usage::Outcome;
@@ -281,9 +311,12 @@ pub async fn complete_metered(
             reply: ChatReply::Stream(_),
             ..
         }) => {
-            return Err(ChatError::Service(ServiceError::Internal(
-                "a non-streaming call returned a stream".into(),
-            )));
+            return (
+                Err(ChatError::Service(ServiceError::Internal(
+                    "a non-streaming call returned a stream".into(),
+                ))),
+                served,
+            );
         }
         Err(e) => {
             let class = Some(e.class().to_string());
@@ -302,5 +335,5 @@ pub async fn complete_metered(
         }
     };
     state.usage.record(record).await;
-    out
+    (out, served)
 }

@@ -356,5 +356,7 @@ pub async fn delete(
     .await?;
     txn.commit().await?;
     crate::gateway::cache::changed();
+    // Tokens bound to the chatbot went with it.
+    crate::services::api_tokens::changed();
     Ok(())
 }

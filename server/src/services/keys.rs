@@ -335,6 +335,50 @@ pub async fn set_failure_policy(
     Ok(())
 }
 
+/// Sets where the public API sends a bare model id (`None`: the first provider with a key).
+pub async fn set_default_provider(
+    db: &DatabaseConnection,
+    by: &By,
+    workspace_id: Uuid,
+    provider: Option<&str>,
+) -> Result<(), ServiceError> {
+    let provider = match provider.map(str::trim).filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => Some(
+            keyward::catalogue::provider(p)
+                .ok_or_else(|| ServiceError::Invalid(format!("unknown provider: {p}")))?
+                .id
+                .to_string(),
+        ),
+    };
+    let txn = crate::db::begin_write(db).await?;
+    let ws = workspace::Entity::find_by_id(workspace_id)
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    if ws.default_provider == provider {
+        return Ok(());
+    }
+    let mut am: workspace::ActiveModel = ws.into();
+    am.default_provider = Set(provider.clone());
+    am.updated_at = Set(now());
+    am.update(&txn).await?;
+    audit::record(
+        &txn,
+        by,
+        Event {
+            workspace_id: Some(workspace_id),
+            action: "workspace.default_provider_changed",
+            detail: Some(provider.unwrap_or_else(|| "automatic".into())),
+            ..Default::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    crate::gateway::cache::changed();
+    Ok(())
+}
+
 /// Whether the workspace may use its own key for the provider right now.
 async fn byok_for<C: ConnectionTrait>(
     db: &C,

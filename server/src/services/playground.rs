@@ -163,7 +163,7 @@ fn request(
 }
 
 /// The text of one `chat.completion.chunk`.
-fn delta_text(chunk: &str) -> Option<String> {
+pub(crate) fn delta_text(chunk: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Chunk {
         #[serde(default)]

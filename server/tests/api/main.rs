@@ -9,6 +9,8 @@ mod health;
 mod helpers;
 mod keys;
 mod pages;
+mod public_api;
+mod rest;
 mod system_status;
 mod tokens;
 mod usage;

@@ -661,6 +661,7 @@ async fn failed_flushes_are_retried(backend: Backend) {
         slug: Set(format!("late-{}", &ghost.simple().to_string()[..8])),
         plan: Set("free".into()),
         failure_policy: Set("fail_closed".into()),
+        default_provider: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

@@ -1,0 +1,330 @@
+//! The gateway benchmark's measuring parts (used by `examples/bench.rs`, which `make bench` runs,
+//! and by a short smoke test): an in-repo closed-loop load generator over keep-alive HTTP/1.1
+//! connections — written here rather than taken from oha or wrk because it also measures
+//! streaming time-to-first-token and runs the identical client against Keyward, its peers and
+//! the mock directly — plus percentiles, RSS sampling and the report table.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// One place requests go: a gateway, or the mock directly.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: String,
+    /// The chat-completions URL.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub model: String,
+}
+
+impl Target {
+    fn body(&self, stream: bool) -> String {
+        serde_json::json!({
+            "model": self.model,
+            "messages": [{"role": "user", "content": "hello bench"}],
+            "stream": stream,
+        })
+        .to_string()
+    }
+}
+
+/// Latencies of one run, in microseconds.
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    /// Sorted ascending.
+    pub latencies_us: Vec<u64>,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// `x-keyward-overhead-us` as the server reported it, when it did (sorted).
+    pub reported_overhead_us: Vec<u64>,
+}
+
+impl Run {
+    pub fn count(&self) -> usize {
+        self.latencies_us.len()
+    }
+
+    /// The `p`-th percentile (0–100), nearest rank.
+    pub fn pct(&self, p: f64) -> u64 {
+        percentile(&self.latencies_us, p)
+    }
+
+    pub fn rps(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs == 0.0 {
+            0.0
+        } else {
+            self.count() as f64 / secs
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted values (0 when empty).
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn client(concurrency: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .http1_only()
+        .pool_max_idle_per_host(concurrency.max(1))
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// One request: the time to the whole answer (or, streaming, to the first body chunk after
+/// the headers: the first token), the server's overhead header, and whether it succeeded.
+async fn one(
+    client: &reqwest::Client,
+    t: &Target,
+    body: &str,
+    stream: bool,
+) -> (Duration, Option<u64>, bool) {
+    let started = Instant::now();
+    let mut req = client
+        .post(&t.url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in &t.headers {
+        req = req.header(k, v);
+    }
+    let res = match req.send().await {
+        Ok(r) => r,
+        Err(_) => return (started.elapsed(), None, false),
+    };
+    let ok = res.status().is_success();
+    let overhead = res
+        .headers()
+        .get("x-keyward-overhead-us")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if stream {
+        use futures_util::StreamExt;
+        let mut body = res.bytes_stream();
+        let mut first = None;
+        let mut ok = ok;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(c) if !c.is_empty() => {
+                    first.get_or_insert_with(|| started.elapsed());
+                }
+                Ok(_) => {}
+                Err(_) => ok = false,
+            }
+        }
+        (
+            first.unwrap_or_else(|| started.elapsed()),
+            overhead,
+            ok && first.is_some(),
+        )
+    } else {
+        let ok = res.bytes().await.is_ok() && ok;
+        (started.elapsed(), overhead, ok)
+    }
+}
+
+/// Runs `concurrency` workers, each sending requests back to back, for `duration` or until
+/// `max_requests` answered in all; the first `warmup` requests of each worker are not counted.
+pub async fn closed_loop(
+    t: &Target,
+    concurrency: usize,
+    duration: Duration,
+    max_requests: usize,
+    warmup: usize,
+    stream: bool,
+) -> Run {
+    let client = client(concurrency);
+    let body = Arc::new(t.body(stream));
+    for _ in 0..warmup {
+        for _ in 0..concurrency.max(1) {
+            let _ = one(&client, t, &body, stream).await;
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let per_worker = max_requests.div_ceil(concurrency.max(1));
+    let started = Instant::now();
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency.max(1) {
+        let (client, t, body, stop) = (client.clone(), t.clone(), body.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_worker.min(1 << 20));
+            let mut over = Vec::new();
+            let mut errors = 0u64;
+            while lat.len() + (errors as usize) < per_worker && !stop.load(Ordering::Relaxed) {
+                let (d, o, ok) = one(&client, &t, &body, stream).await;
+                if started.elapsed() > duration {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                if ok {
+                    lat.push(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+                    over.extend(o);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, over, errors)
+        }));
+    }
+    let mut run = Run::default();
+    for w in workers {
+        if let Ok((lat, over, errors)) = w.await {
+            run.latencies_us.extend(lat);
+            run.reported_overhead_us.extend(over);
+            run.errors += errors;
+        }
+    }
+    run.elapsed = started.elapsed();
+    run.latencies_us.sort_unstable();
+    run.reported_overhead_us.sort_unstable();
+    run
+}
+
+/// A throughput sweep: each concurrency level run for `per_level`, until the p99 exceeds
+/// `give_up` (or errors appear). [`best_within`] then picks the best level within a limit, and
+/// [`peak`] the best level at any latency.
+pub async fn max_rps(
+    t: &Target,
+    give_up: Duration,
+    levels: &[usize],
+    per_level: Duration,
+) -> Vec<(usize, Run)> {
+    let mut out = Vec::new();
+    let limit = u64::try_from(give_up.as_micros()).unwrap_or(u64::MAX);
+    for &c in levels {
+        let run = closed_loop(t, c, per_level, usize::MAX, 2, false).await;
+        let over = run.pct(99.0) > limit || run.errors > 0 || run.count() == 0;
+        out.push((c, run));
+        if over {
+            break;
+        }
+    }
+    out
+}
+
+/// The highest throughput of a sweep at any latency: (concurrency, requests/s, p99 µs).
+pub fn peak(levels: &[(usize, Run)]) -> Option<(usize, f64, u64)> {
+    levels
+        .iter()
+        .filter(|(_, r)| r.errors == 0 && r.count() > 0)
+        .map(|(c, r)| (*c, r.rps(), r.pct(99.0)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// The best level of a sweep within the limit: (concurrency, requests/s, p99 µs).
+pub fn best_within(levels: &[(usize, Run)], p99_limit: Duration) -> Option<(usize, f64, u64)> {
+    let limit = u64::try_from(p99_limit.as_micros()).unwrap_or(u64::MAX);
+    levels
+        .iter()
+        .filter(|(_, r)| r.pct(99.0) <= limit && r.errors == 0 && r.count() > 0)
+        .map(|(c, r)| (*c, r.rps(), r.pct(99.0)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// Resident set size of a process and its descendants, in KiB (Linux `/proc`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) {
+            total += status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
+            stack.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    total
+}
+
+/// Samples a process tree's RSS every 100 ms until dropped; reads the peak.
+pub struct RssSampler {
+    peak: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32) -> Self {
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_kib(pid)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        RssSampler { peak, stop }
+    }
+
+    pub fn peak_kib(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Microseconds as milliseconds with three decimals.
+pub fn ms3(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&v, 0.0), 1);
+        assert_eq!(percentile(&[], 99.0), 0);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(ms3(1234), "1.234");
+    }
+
+    #[test]
+    fn the_best_level_is_the_fastest_within_the_limit() {
+        let run = |lat: Vec<u64>, secs: u64| Run {
+            latencies_us: lat,
+            errors: 0,
+            elapsed: Duration::from_secs(secs),
+            reported_overhead_us: vec![],
+        };
+        let levels = vec![
+            (1, run(vec![100; 1000], 1)),
+            (2, run(vec![200; 3000], 1)),
+            (4, run(vec![9000; 5000], 1)),
+        ];
+        assert_eq!(
+            best_within(&levels, Duration::from_millis(5)),
+            Some((2, 3000.0, 200))
+        );
+        assert_eq!(best_within(&levels[2..], Duration::from_millis(5)), None);
+    }
+
+    #[test]
+    fn rss_of_this_process_is_read() {
+        assert!(rss_kib(std::process::id()) > 0);
+        assert_eq!(rss_kib(u32::MAX), 0);
+    }
+}

@@ -1,0 +1,469 @@
+//! The management REST API, `/api/v1/workspaces/{workspace}/…` (JSON): keys (masked), chatbots,
+//! API tokens and usage, with its OpenAPI 3.1 document at `/api/v1/openapi.json`.
+//!
+//! Two ways in, one check each:
+//! * a workspace API token with the `management` scope (`Authorization: Bearer kw_…` or
+//!   `x-api-key`), which acts in its own workspace with an admin's rights — it manages chatbots
+//!   and tokens and reads keys and usage, but never adds or removes provider keys;
+//! * a browser session (cookie) plus the CSRF proof on every state-changing request, with the
+//!   member's own role.
+//!
+//! Either way the one guard ([`keyward::policy::can`]) decides, and the handlers call the same
+//! services as the dashboard's server functions. The routes and the document are built from one
+//! table ([`endpoints`]), so they cannot drift apart.
+
+mod openapi;
+
+use crate::auth::authorize;
+use crate::entities::workspace;
+use crate::error::ApiError;
+use crate::routes::chat::session_user;
+use crate::services::audit::By;
+use crate::services::{api_tokens, chatbots, keys, usage};
+use crate::state::AppState;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use keyward::policy::{Action, Actor, Role, can};
+use keyward::tokens::{NewApiToken, TokenScope};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Who is calling, allowed to do what they asked, in which workspace.
+struct Access {
+    workspace: workspace::Model,
+    actor: Actor,
+    by: By,
+}
+
+/// Whether a request presents a token (then only the token counts; cookies are ignored).
+fn has_token(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::AUTHORIZATION) || headers.contains_key("x-api-key")
+}
+
+async fn access(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    workspace: &str,
+    action: Action,
+) -> Result<Access, ApiError> {
+    let ws = Uuid::parse_str(workspace).map_err(|_| ApiError::NotFound)?;
+    if has_token(headers) {
+        let token = crate::api::presented(headers).unwrap_or("");
+        let auth = state
+            .tokens
+            .authenticate(&state.db, token)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        if !auth.allows(TokenScope::Management) {
+            return Err(ApiError::Forbidden);
+        }
+        // Another workspace's ids are indistinguishable from missing ones.
+        if auth.workspace != ws {
+            return Err(ApiError::NotFound);
+        }
+        let actor = Actor {
+            signed_in: true,
+            platform_admin: false,
+            role: Some(Role::Admin),
+        };
+        if !can(actor, action) {
+            return Err(ApiError::Forbidden);
+        }
+        let workspace = crate::services::workspaces::get(&state.db, ws).await?;
+        let shown = format!(
+            "{}…",
+            &token[..keyward::tokens::SHOWN_CHARS.min(token.len())]
+        );
+        return Ok(Access {
+            workspace,
+            actor,
+            by: By {
+                id: None,
+                email: format!("API token {shown}"),
+            },
+        });
+    }
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        crate::routes::csrf::check(headers).map_err(|_| ApiError::Forbidden)?;
+    }
+    let who = session_user(state, headers).await?;
+    let ok = authorize(&state.db, who.as_ref(), ws, action).await?;
+    Ok(Access {
+        by: By::user(&ok.user),
+        workspace: ok.workspace,
+        actor: ok.actor,
+    })
+}
+
+/// A JSON body, or a 400 saying what is wrong with it.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
+}
+
+fn id(s: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s).map_err(|_| ApiError::NotFound)
+}
+
+fn created(v: Value) -> Response {
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+// --- keys ----------------------------------------------------------------------------------
+
+async fn list_keys(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(ws): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let a = access(&state, &headers, &method, &ws, Action::ViewKeys).await?;
+    let page = keys::page(
+        &state.db,
+        keys::Scope::Workspace(a.workspace.id),
+        can(a.actor, Action::ManageKeys),
+    )
+    .await?;
+    let keys: Vec<_> = page.rows.into_iter().filter_map(|r| r.key).collect();
+    Ok(Json(json!({ "keys": keys })))
+}
+
+#[derive(Deserialize)]
+struct NewKeyBody {
+    provider: String,
+    key: String,
+    #[serde(default)]
+    default_model: String,
+    #[serde(default)]
+    base_url: String,
+}
+
+async fn add_key(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(ws): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let a = access(&state, &headers, &method, &ws, Action::ManageKeys).await?;
+    let b: NewKeyBody = body(&bytes)?;
+    let view = keys::add(
+        &state.db,
+        &state.vault,
+        &state.gateway,
+        &a.by,
+        keys::Scope::Workspace(a.workspace.id),
+        keys::NewKey {
+            provider: b.provider,
+            key: secrecy::SecretString::from(b.key),
+            default_model: b.default_model,
+            base_url: b.base_url,
+        },
+    )
+    .await?;
+    Ok(created(json!(view)))
+}
+
+async fn delete_key(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path((ws, key)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let a = access(&state, &headers, &method, &ws, Action::ManageKeys).await?;
+    keys::delete(
+        &state.db,
+        &a.by,
+        keys::Scope::Workspace(a.workspace.id),
+        id(&key)?,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- chatbots ------------------------------------------------------------------------------
+
+async fn list_chatbots(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(ws): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let a = access(&state, &headers, &method, &ws, Action::ViewKeys).await?;
+    let rows = chatbots::list(&state.db, a.workspace.id).await?;
+    let list: Vec<_> = rows.iter().map(chatbots::view).collect();
+    Ok(Json(json!({ "chatbots": list })))
+}
+
+#[derive(Deserialize)]
+struct NewChatbotBody {
+    name: String,
+    provider: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    system_prompt: String,
+    #[serde(default)]
+    greeting: String,
+    #[serde(default)]
+    public: bool,
+}
+
+async fn create_chatbot(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(ws): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let a = access(&state, &headers, &method, &ws, Action::ManageChatbots).await?;
+    let b: NewChatbotBody = body(&bytes)?;
+    let row = chatbots::create(
+        &state.db,
+        &a.by,
+        a.workspace.id,
+        chatbots::NewChatbot {
+            name: b.name,
+            provider: b.provider,
+            model: b.model,
+            system_prompt: b.system_prompt,
+            greeting: b.greeting,
+            public: b.public,
+        },
+    )
+    .await?;
+    Ok(created(json!(chatbots::view(&row))))
+}
+
+async fn delete_chatbot(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path((ws, bot)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let a = access(&state, &headers, &method, &ws, Action::ManageChatbots).await?;
+    chatbots::delete(&state.db, &a.by, a.workspace.id, id(&bot)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- tokens --------------------------------------------------------------------------------
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(ws): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let a = access(&state, &headers, &method, &ws, Action::ViewKeys).await?;
+    let tokens = api_tokens::list(&state.db, a.workspace.id).await?;
+    Ok(Json(json!({ "tokens": tokens })))
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(ws): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let a = access(&state, &headers, &method, &ws, Action::ManageApiTokens).await?;
+    let new: NewApiToken = body(&bytes)?;
+    let new: api_tokens::NewToken = new.try_into()?;
+    let (view, token) = api_tokens::create(&state.db, &a.by, a.workspace.id, new).await?;
+    Ok(created(json!(keyward::tokens::CreatedApiToken {
+        token: token.to_string(),
+        view,
+    })))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path((ws, token)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let a = access(&state, &headers, &method, &ws, Action::ManageApiTokens).await?;
+    api_tokens::revoke(&state.db, &a.by, a.workspace.id, id(&token)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- usage ---------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct Range {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+async fn get_usage(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(ws): Path<String>,
+    Query(r): Query<Range>,
+) -> Result<Json<Value>, ApiError> {
+    let a = access(&state, &headers, &method, &ws, Action::ViewUsage).await?;
+    let report = usage::report(
+        &state.db,
+        &state.credits,
+        Some(&a.workspace),
+        &r.from,
+        &r.to,
+    )
+    .await?;
+    Ok(Json(json!(report)))
+}
+
+async fn document() -> Json<Value> {
+    Json(openapi::document(&endpoints()))
+}
+
+/// One operation of the API: its route, and what the document says of it.
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub id: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    /// Component schema of the JSON body, if any.
+    pub request: Option<&'static str>,
+    /// Status and component schema of the answer (`None`: no body).
+    pub response: (u16, Option<&'static str>),
+    pub query: &'static [&'static str],
+    route: fn() -> MethodRouter<AppState>,
+}
+
+/// Every operation, in the document's order.
+pub fn endpoints() -> Vec<Endpoint> {
+    let e = |method, path, id, summary, tag, request, response, route| Endpoint {
+        method,
+        path,
+        id,
+        summary,
+        tag,
+        request,
+        response,
+        query: &[],
+        route,
+    };
+    vec![
+        e(
+            "get",
+            "/api/v1/workspaces/{workspace}/keys",
+            "listKeys",
+            "The workspace's provider keys, masked (never a plaintext key).",
+            "keys",
+            None,
+            (200, Some("KeyList")),
+            || get(list_keys),
+        ),
+        e(
+            "post",
+            "/api/v1/workspaces/{workspace}/keys",
+            "addKey",
+            "Adds the workspace's key for a provider, after testing it (owners, by session).",
+            "keys",
+            Some("NewKey"),
+            (201, Some("Key")),
+            || post(add_key),
+        ),
+        e(
+            "delete",
+            "/api/v1/workspaces/{workspace}/keys/{id}",
+            "deleteKey",
+            "Deletes a key (owners, by session).",
+            "keys",
+            None,
+            (204, None),
+            || delete(delete_key),
+        ),
+        e(
+            "get",
+            "/api/v1/workspaces/{workspace}/chatbots",
+            "listChatbots",
+            "The workspace's chatbots.",
+            "chatbots",
+            None,
+            (200, Some("ChatbotList")),
+            || get(list_chatbots),
+        ),
+        e(
+            "post",
+            "/api/v1/workspaces/{workspace}/chatbots",
+            "createChatbot",
+            "Creates a chatbot.",
+            "chatbots",
+            Some("NewChatbot"),
+            (201, Some("Chatbot")),
+            || post(create_chatbot),
+        ),
+        e(
+            "delete",
+            "/api/v1/workspaces/{workspace}/chatbots/{id}",
+            "deleteChatbot",
+            "Deletes a chatbot with its own keys and the tokens bound to it.",
+            "chatbots",
+            None,
+            (204, None),
+            || delete(delete_chatbot),
+        ),
+        e(
+            "get",
+            "/api/v1/workspaces/{workspace}/tokens",
+            "listTokens",
+            "The workspace's API tokens (never a token, only its first characters).",
+            "tokens",
+            None,
+            (200, Some("TokenList")),
+            || get(list_tokens),
+        ),
+        e(
+            "post",
+            "/api/v1/workspaces/{workspace}/tokens",
+            "createToken",
+            "Creates an API token; the answer holds it, shown this once.",
+            "tokens",
+            Some("NewToken"),
+            (201, Some("CreatedToken")),
+            || post(create_token),
+        ),
+        e(
+            "delete",
+            "/api/v1/workspaces/{workspace}/tokens/{id}",
+            "revokeToken",
+            "Revokes a token; it stops working at once.",
+            "tokens",
+            None,
+            (204, None),
+            || delete(revoke_token),
+        ),
+        Endpoint {
+            query: &["from", "to"],
+            ..e(
+                "get",
+                "/api/v1/workspaces/{workspace}/usage",
+                "getUsage",
+                "Usage and credits over a date range (UTC days, default the last 30).",
+                "usage",
+                None,
+                (200, Some("UsageReport")),
+                || get(get_usage),
+            )
+        },
+    ]
+}
+
+pub fn router() -> Router<AppState> {
+    let mut r = Router::new().route("/api/v1/openapi.json", get(document));
+    for e in endpoints() {
+        r = r.route(e.path, (e.route)());
+    }
+    r
+}

@@ -1,0 +1,302 @@
+//! The management REST API `/api/v1` on SQLite and PostgreSQL: a management-scoped token acts in
+//! its own workspace with an admin's rights; a session acts with the member's role and needs the
+//! CSRF proof on changes; the OpenAPI document lists exactly the routes that answer.
+
+use crate::chat::{Chat, chat_world};
+use crate::helpers::{Backend, both_backends};
+use keyward::tokens::TokenScope;
+use keyward_server::mock_provider::MockConfig;
+use keyward_server::services::api_tokens::{self, NewToken};
+use keyward_server::services::audit::By;
+use serde_json::{Value, json};
+
+async fn token(c: &Chat, scopes: &[TokenScope]) -> String {
+    let (_, t) = api_tokens::create(
+        &c.w.app.db,
+        &By::cli(),
+        c.w.ws.id,
+        NewToken {
+            name: "automation".into(),
+            scopes: scopes.to_vec(),
+            chatbot: None,
+            expires_in_days: None,
+        },
+    )
+    .await
+    .unwrap();
+    t.to_string()
+}
+
+/// Sends a request; `auth` is a header pair, `body` JSON or none.
+async fn call(
+    c: &Chat,
+    method: &str,
+    path: &str,
+    auth: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req =
+        c.w.app
+            .client
+            .request(method.parse().unwrap(), c.w.app.url(path));
+    for (k, v) in auth {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn management_api(backend: Backend) {
+    let c = chat_world(backend, MockConfig::default(), |_| {}).await;
+    let ws = c.ws();
+    let base = format!("/api/v1/workspaces/{ws}");
+    let mgmt = token(&c, &[TokenScope::Management]).await;
+    let bearer = format!("Bearer {mgmt}");
+    let t: &[(&str, &str)] = &[("authorization", bearer.as_str())];
+
+    // Keys: masked, never plaintext.
+    let (s, out) = call(&c, "GET", &format!("{base}/keys"), t, None).await;
+    assert_eq!(s, 200, "{out}");
+    let keys = out["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["provider"], "openai");
+    assert!(keys[0]["hint"].as_str().unwrap().contains('…'));
+    assert!(!out.to_string().contains(crate::chat::WS_KEY));
+    // A token acts as an admin: it never adds or removes provider keys.
+    let (s, _) = call(
+        &c,
+        "POST",
+        &format!("{base}/keys"),
+        t,
+        Some(json!({"provider": "groq", "key": "gsk_not-allowed-0000000000"})),
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // Chatbots: list, create, delete.
+    let (s, out) = call(&c, "GET", &format!("{base}/chatbots"), t, None).await;
+    assert_eq!((s, out["chatbots"].as_array().unwrap().len()), (200, 1));
+    let (s, bot) = call(
+        &c,
+        "POST",
+        &format!("{base}/chatbots"),
+        t,
+        Some(json!({"name": "Support", "provider": "openai", "public": true})),
+    )
+    .await;
+    assert_eq!(s, 201, "{bot}");
+    assert_eq!(bot["slug"], "support");
+    let (s, out) = call(
+        &c,
+        "POST",
+        &format!("{base}/chatbots"),
+        t,
+        Some(json!({"name": ""})),
+    )
+    .await;
+    assert_eq!(s, 400, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid body")
+    );
+
+    // Tokens: create one (shown once), it works on /v1, revoke it, it stops.
+    let (s, created) = call(
+        &c,
+        "POST",
+        &format!("{base}/tokens"),
+        t,
+        Some(json!({"name": "app", "scopes": ["chat"], "expires_in_days": 30})),
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    let new_token = created["token"].as_str().unwrap().to_string();
+    assert!(new_token.starts_with("kw_"));
+    let chat_body =
+        json!({"model": "openai/mock-small", "messages": [{"role": "user", "content": "hi"}]});
+    let bearer_new = format!("Bearer {new_token}");
+    let (s, _) = call(
+        &c,
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", bearer_new.as_str())],
+        Some(chat_body.clone()),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, out) = call(&c, "GET", &format!("{base}/tokens"), t, None).await;
+    assert_eq!(s, 200);
+    let listed = out["tokens"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        !out.to_string().contains(&new_token[9..]),
+        "never the token itself"
+    );
+    let id = created["view"]["id"].as_str().unwrap();
+    let (s, _) = call(&c, "DELETE", &format!("{base}/tokens/{id}"), t, None).await;
+    assert_eq!(s, 204);
+    let (s, _) = call(
+        &c,
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", bearer_new.as_str())],
+        Some(chat_body),
+    )
+    .await;
+    assert_eq!(s, 401);
+
+    // Usage: the request above is in it.
+    c.w.app.state.usage.flush().await;
+    let (s, report) = call(&c, "GET", &format!("{base}/usage"), t, None).await;
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["totals"]["requests"], 1, "{}", report["totals"]);
+
+    // Deleting the chatbot.
+    let bot_id = bot["id"].as_str().unwrap();
+    let (s, _) = call(&c, "DELETE", &format!("{base}/chatbots/{bot_id}"), t, None).await;
+    assert_eq!(s, 204);
+
+    // Refusals: no credentials, a token without the scope, another workspace, a bad id.
+    let (s, _) = call(&c, "GET", &format!("{base}/keys"), &[], None).await;
+    assert_eq!(s, 401);
+    let chat_only = token(&c, &[TokenScope::Chat]).await;
+    let (s, _) = call(
+        &c,
+        "GET",
+        &format!("{base}/keys"),
+        &[("x-api-key", chat_only.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    let other = uuid::Uuid::new_v4();
+    let (s, _) = call(
+        &c,
+        "GET",
+        &format!("/api/v1/workspaces/{other}/keys"),
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = call(&c, "GET", "/api/v1/workspaces/not-a-uuid/keys", t, None).await;
+    assert_eq!(s, 404);
+
+    // Sessions: the member's role, and the CSRF proof on changes.
+    let owner = c.w.owner.clone();
+    let cookie: &[(&str, &str)] = &[("cookie", owner.as_str())];
+    let (s, _) = call(&c, "GET", &format!("{base}/keys"), cookie, None).await;
+    assert_eq!(s, 200);
+    let new_bot = json!({"name": "Sales", "provider": "openai"});
+    let (s, _) = call(
+        &c,
+        "POST",
+        &format!("{base}/chatbots"),
+        cookie,
+        Some(new_bot.clone()),
+    )
+    .await;
+    assert_eq!(s, 403, "no CSRF proof");
+    let with_csrf = [
+        ("cookie", owner.as_str()),
+        (keyward::http::CSRF_HEADER, "1"),
+    ];
+    let (s, _) = call(
+        &c,
+        "POST",
+        &format!("{base}/chatbots"),
+        &with_csrf,
+        Some(new_bot),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, key) = call(
+        &c,
+        "POST",
+        &format!("{base}/keys"),
+        &with_csrf,
+        Some(json!({"provider": "groq", "key": "gsk_owner-added-key-000000009999"})),
+    )
+    .await;
+    assert_eq!(
+        (s, key["hint"].as_str().map(|h| h.ends_with("9999"))),
+        (201, Some(true)),
+        "{key}"
+    );
+    let member = c.w.member.clone();
+    let member_csrf = [
+        ("cookie", member.as_str()),
+        (keyward::http::CSRF_HEADER, "1"),
+    ];
+    let (s, _) = call(
+        &c,
+        "POST",
+        &format!("{base}/chatbots"),
+        &member_csrf,
+        Some(json!({"name": "Nope", "provider": "openai"})),
+    )
+    .await;
+    assert_eq!(s, 403, "members read only");
+    let (s, _) = call(&c, "GET", &format!("{base}/chatbots"), &member_csrf, None).await;
+    assert_eq!(s, 200);
+
+    // The document lists exactly the operations that answer (each was exercised above).
+    let (s, doc) = call(&c, "GET", "/api/v1/openapi.json", &[], None).await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut ops: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| format!("{} {p}", m.to_uppercase()))
+        })
+        .collect();
+    ops.sort();
+    assert_eq!(
+        ops,
+        [
+            "DELETE /api/v1/workspaces/{workspace}/chatbots/{id}",
+            "DELETE /api/v1/workspaces/{workspace}/keys/{id}",
+            "DELETE /api/v1/workspaces/{workspace}/tokens/{id}",
+            "GET /api/v1/workspaces/{workspace}/chatbots",
+            "GET /api/v1/workspaces/{workspace}/keys",
+            "GET /api/v1/workspaces/{workspace}/tokens",
+            "GET /api/v1/workspaces/{workspace}/usage",
+            "POST /api/v1/workspaces/{workspace}/chatbots",
+            "POST /api/v1/workspaces/{workspace}/keys",
+            "POST /api/v1/workspaces/{workspace}/tokens",
+        ]
+    );
+    // The key deletion, by its owner (the one operation not yet called).
+    let key_id = key["id"].as_str().unwrap();
+    let (s, _) = call(
+        &c,
+        "DELETE",
+        &format!("{base}/keys/{key_id}"),
+        &with_csrf,
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    // Every $ref resolves.
+    let text = doc.to_string();
+    for r in text.split("\"#/components/schemas/").skip(1) {
+        let name = &r[..r.find('"').unwrap()];
+        assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+    }
+    c.w.app.stop().await;
+}
+both_backends!(management_api, super::management_api);
