@@ -118,7 +118,6 @@ fn UserBar() -> impl IntoView {
         }
     });
     view! {
-        <Transition>
             {move || {
                 auth.state
                     .get()
@@ -157,6 +156,5 @@ fn UserBar() -> impl IntoView {
                         }
                     })
             }}
-        </Transition>
     }
 }

@@ -6,7 +6,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
-mod auth;
+pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod backend;
 #[cfg(feature = "hydrate")]
@@ -36,6 +36,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
+                <auth::SessionData/>
             </head>
             <body>
                 <App/>

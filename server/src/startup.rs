@@ -125,10 +125,18 @@ pub fn router(state: AppState) -> Router {
             "/api/workspaces/{workspace}/playground",
             axum::routing::post(crate::routes::chat::playground_send),
         )
-        .leptos_routes_with_context(&state, routes, context.clone(), {
-            let options = options.clone();
-            move || shell(options.clone())
-        })
+        // Pages (and the server functions Leptos registers with them) learn the session first.
+        .merge(
+            Router::new()
+                .leptos_routes_with_context(&state, routes, context.clone(), {
+                    let options = options.clone();
+                    move || shell(options.clone())
+                })
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::routes::pages::session,
+                )),
+        )
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
             context, shell,
         ))

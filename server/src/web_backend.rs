@@ -65,8 +65,31 @@ impl ServerBackend {
     }
 
     async fn session_token(&self) -> Option<Zeroizing<String>> {
-        let headers = Self::headers().await;
-        crate::routes::chat::cookie(&headers, self.cookie_name()).map(Zeroizing::new)
+        self.session_token_in(&Self::headers().await)
+    }
+
+    fn session_token_in(&self, headers: &HeaderMap) -> Option<Zeroizing<String>> {
+        crate::routes::chat::cookie(headers, self.cookie_name()).map(Zeroizing::new)
+    }
+
+    /// Who sent these request headers: whether the instance needs setting up, and the signed-in
+    /// user if any. The `get_session_state` server function and the page renderer
+    /// (`routes::pages::session`) both answer with this.
+    pub async fn session_state_for(&self, headers: &HeaderMap) -> Result<SessionState, AppError> {
+        let needs_setup = accounts::needs_setup(&self.state.db).await?;
+        let who = match self.session_token_in(headers) {
+            Some(token) => accounts::authenticate(&self.state.db, &token).await?,
+            None => None,
+        };
+        let me = match who {
+            Some(who) => Some(self.me(&who).await?),
+            None => None,
+        };
+        Ok(SessionState {
+            needs_setup,
+            open_sign_up: self.state.settings.open_sign_up,
+            me,
+        })
     }
 
     async fn current(&self) -> Result<Option<SessionUser>, AppError> {
@@ -234,16 +257,7 @@ impl Backend for ServerBackend {
     }
 
     async fn session_state(&self) -> Result<SessionState, AppError> {
-        let needs_setup = accounts::needs_setup(&self.state.db).await?;
-        let me = match self.current().await? {
-            Some(who) => Some(self.me(&who).await?),
-            None => None,
-        };
-        Ok(SessionState {
-            needs_setup,
-            open_sign_up: self.state.settings.open_sign_up,
-            me,
-        })
+        self.session_state_for(&Self::headers().await).await
     }
 
     async fn setup_instance(

@@ -92,7 +92,6 @@ pub fn SignInPage() -> impl IntoView {
     view! {
         <Title text="Sign in"/>
         <h1>"Sign in"</h1>
-        <Transition>
             {move || {
                 auth.state
                     .get()
@@ -110,7 +109,6 @@ pub fn SignInPage() -> impl IntoView {
                         _ => None,
                     })
             }}
-        </Transition>
         <section class="card narrow">
             <ActionForm action=action attr:class="stack">
                 <label>"Email" <input type="email" name="email" required autocomplete="username"/></label>

@@ -3,4 +3,5 @@
 pub mod chat;
 pub mod csrf;
 pub mod health;
+pub mod pages;
 pub mod usage;
