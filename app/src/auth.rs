@@ -49,14 +49,20 @@ impl Auth {
     }
 }
 
+/// The session the server read for this request (see [`ServerSession`]).
+#[cfg(feature = "ssr")]
+fn server_session() -> Option<Session> {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<ServerSession>().cloned())
+        .map(|s| s.0)
+}
+
 /// The session this page was rendered with: from the request on the server, from the page's
 /// `<head>` in the browser.
 fn initial_session() -> Option<Session> {
     #[cfg(feature = "ssr")]
     {
-        use_context::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<ServerSession>().cloned())
-            .map(|s| s.0)
+        server_session()
     }
     #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
     {
@@ -91,14 +97,9 @@ pub fn provide_auth() {
 #[component]
 pub fn SessionData() -> impl IntoView {
     #[cfg(feature = "ssr")]
-    let json = {
-        let session = use_context::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<ServerSession>().cloned())
-            .map(|s| s.0);
-        serde_json::to_string(&session)
-            .unwrap_or_else(|_| "null".into())
-            .replace('<', "\\u003c")
-    };
+    let json = serde_json::to_string(&server_session())
+        .unwrap_or_else(|_| "null".into())
+        .replace('<', "\\u003c");
     #[cfg(not(feature = "ssr"))]
     let json = String::from("null");
     view! { <script id=SESSION_SCRIPT_ID type="application/json" inner_html=json></script> }

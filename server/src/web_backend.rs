@@ -77,11 +77,7 @@ impl ServerBackend {
     /// (`routes::pages::session`) both answer with this.
     pub async fn session_state_for(&self, headers: &HeaderMap) -> Result<SessionState, AppError> {
         let needs_setup = accounts::needs_setup(&self.state.db).await?;
-        let who = match self.session_token_in(headers) {
-            Some(token) => accounts::authenticate(&self.state.db, &token).await?,
-            None => None,
-        };
-        let me = match who {
+        let me = match self.current_in(headers).await? {
             Some(who) => Some(self.me(&who).await?),
             None => None,
         };
@@ -93,7 +89,12 @@ impl ServerBackend {
     }
 
     async fn current(&self) -> Result<Option<SessionUser>, AppError> {
-        match self.session_token().await {
+        self.current_in(&Self::headers().await).await
+    }
+
+    /// The signed-in user of these request headers, if any.
+    async fn current_in(&self, headers: &HeaderMap) -> Result<Option<SessionUser>, AppError> {
+        match self.session_token_in(headers) {
             Some(token) => Ok(accounts::authenticate(&self.state.db, &token).await?),
             None => Ok(None),
         }
