@@ -10,7 +10,9 @@
 //! virtualenv; offline cost map, no database) and `@portkey-ai/gateway` (pinned, from npm).
 
 use keyward::tokens::TokenScope;
-use keyward_server::bench::{self, Run, Target, best_within, closed_loop, max_rps, ms3, peak};
+use keyward_server::bench::{
+    self, IdlePolling, Run, Target, best_within, closed_loop, max_rps, ms3, peak,
+};
 use keyward_server::config::{DatabaseUrl, Settings};
 use keyward_server::services::{accounts, api_tokens, audit::By, keys};
 use secrecy::SecretString;
@@ -100,6 +102,14 @@ async fn wait_ready(url: &str, proc: &mut Proc, what: &str) {
     panic!("{what} not ready at {url}");
 }
 
+/// The cost of crossing CPUs: the mock on the client's CPU (near) and on the gateways' (across),
+/// with idle CPUs polling and, when the run could switch, halting.
+struct Hop {
+    near: Run,
+    across: Run,
+    halting: Option<(Run, Run)>,
+}
+
 /// What one gateway measured.
 struct Measured {
     name: String,
@@ -107,6 +117,8 @@ struct Measured {
     c1_direct: Run,
     c1_20: Run,
     c1_20_direct: Run,
+    /// c=1 (mock 0 ms) again with idle CPUs halting: (through the gateway, direct).
+    c1_halting: Option<(Run, Run)>,
     ttft: Run,
     ttft_direct: Run,
     sweep: Vec<(usize, Run)>,
@@ -117,6 +129,8 @@ struct Measured {
 }
 
 struct Plan {
+    /// Held for the whole run (idle CPUs poll) when the machine allows it.
+    polling: Option<IdlePolling>,
     c1_requests: usize,
     c1_time: Duration,
     ttft_requests: usize,
@@ -135,7 +149,7 @@ async fn measure(
     via0: &Target,
     via20: &Target,
     (direct0, direct20): (&Target, &Target),
-    plan: &Plan,
+    plan: &mut Plan,
     stream_ok: bool,
 ) -> Measured {
     // One request first, so a misconfigured target fails loudly.
@@ -163,6 +177,16 @@ async fn measure(
     let sampler = bench::RssSampler::start(pid);
     let c1_direct = closed_loop(direct0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
     let c1 = closed_loop(via0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
+    let c1_halting = match plan.polling.take() {
+        Some(held) => {
+            drop(held);
+            let direct = closed_loop(direct0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
+            let via = closed_loop(via0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
+            plan.polling = IdlePolling::hold();
+            Some((via, direct))
+        }
+        None => None,
+    };
     let n20 = plan.c1_requests / 10;
     let c1_20_direct = closed_loop(direct20, 1, plan.c1_time, n20, 5, false).await;
     let c1_20 = closed_loop(via20, 1, plan.c1_time, n20, 5, false).await;
@@ -194,6 +218,7 @@ async fn measure(
         c1_direct,
         c1_20,
         c1_20_direct,
+        c1_halting,
         ttft,
         ttft_direct,
         sweep,
@@ -227,8 +252,9 @@ async fn main() {
     let o = opts();
     let work = std::env::temp_dir().join(format!("keyward-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
-    let plan = if o.quick {
+    let mut plan = if o.quick {
         Plan {
+            polling: IdlePolling::hold(),
             c1_requests: 500,
             c1_time: Duration::from_secs(3),
             ttft_requests: 200,
@@ -238,6 +264,7 @@ async fn main() {
         }
     } else {
         Plan {
+            polling: IdlePolling::hold(),
             c1_requests: 5000,
             c1_time: Duration::from_secs(10),
             ttft_requests: 2000,
@@ -299,7 +326,23 @@ async fn main() {
         .await;
         let near = closed_loop(&direct0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
         let across = closed_loop(&direct(m), 1, plan.c1_time, plan.c1_requests, 100, false).await;
-        (near, across)
+        let halting = match plan.polling.take() {
+            Some(held) => {
+                drop(held);
+                let near =
+                    closed_loop(&direct0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
+                let across =
+                    closed_loop(&direct(m), 1, plan.c1_time, plan.c1_requests, 100, false).await;
+                plan.polling = IdlePolling::hold();
+                Some((near, across))
+            }
+            None => None,
+        };
+        Hop {
+            near,
+            across,
+            halting,
+        }
     };
 
     // Keyward: a workspace with keys for openai (→ 0 ms mock) and groq (→ 20 ms mock), set up
@@ -426,7 +469,7 @@ async fn main() {
             &via("openai/mock-small"),
             &via("groq/mock-small"),
             (&direct0, &direct20),
-            &plan,
+            &mut plan,
             true,
         )
         .await,
@@ -490,7 +533,7 @@ async fn main() {
                 &ll_target("mock-0"),
                 &ll_target("mock-20"),
                 (&direct0, &direct20),
-                &plan,
+                &mut plan,
                 true,
             )
             .await,
@@ -539,7 +582,7 @@ async fn main() {
             &pk_target(m0),
             &pk_target(m20),
             (&direct0, &direct20),
-            &plan,
+            &mut plan,
             stream_ok,
         )
         .await;
@@ -562,20 +605,19 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
-fn render(
-    results: &[Measured],
-    versions: &[String],
-    o: &Opts,
-    plan: &Plan,
-    (near, across): &(Run, Run),
-) -> String {
+fn render(results: &[Measured], versions: &[String], o: &Opts, plan: &Plan, hop: &Hop) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Benchmarks\n");
     let _ = writeln!(
         s,
-        "Written by `make bench` ({}) on {}. Every gateway is pinned to CPU 0 with `taskset`; the load generator (in-repo, `server/src/bench.rs`) and the mock providers share CPU 1. The same client measures the mock directly, so *added* = through the gateway − direct, at the same percentile. Requests are OpenAI chat completions (`hello bench`, answer `You said: hello bench`) over keep-alive HTTP/1.1.\n",
+        "Written by `make bench` ({}) on {}. Every gateway is pinned to CPU 0 with `taskset`; the load generator (in-repo, `server/src/bench.rs`) and the mock providers share CPU 1. The same client measures the mock directly, so *added* = through the gateway − direct, at the same percentile. Requests are OpenAI chat completions (`hello bench`, answer `You said: hello bench`) over keep-alive HTTP/1.1. {}\n",
         if o.quick { "quick run" } else { "full run" },
-        sh("date -u +%Y-%m-%dT%H:%MZ")
+        sh("date -u +%Y-%m-%dT%H:%MZ"),
+        if hop.halting.is_some() {
+            "Idle CPUs poll instead of halting during the run (`/dev/cpu_dma_latency` held at 0, as tuned's latency-performance profile does), for every gateway and the direct baseline alike; the c=1 figures with halting CPUs, this VM's default, are given too (rows marked *halting*)."
+        } else {
+            "Idle CPUs halt as the machine is set (the run could not hold `/dev/cpu_dma_latency`; it needs root)."
+        }
     );
     let _ = writeln!(s, "## Machine\n");
     let _ = writeln!(
@@ -618,6 +660,26 @@ fn render(
     row(&mut s, "added latency p99, c=1, mock 0 ms (µs)", &|m| {
         added(&m.c1, &m.c1_direct, 99.0)
     });
+    if results.iter().any(|m| m.c1_halting.is_some()) {
+        row(
+            &mut s,
+            "added latency p50, c=1, mock 0 ms, *halting* (µs)",
+            &|m| {
+                m.c1_halting
+                    .as_ref()
+                    .map_or("—".into(), |(via, direct)| added(via, direct, 50.0))
+            },
+        );
+        row(
+            &mut s,
+            "added latency p99, c=1, mock 0 ms, *halting* (µs)",
+            &|m| {
+                m.c1_halting
+                    .as_ref()
+                    .map_or("—".into(), |(via, direct)| added(via, direct, 99.0))
+            },
+        );
+    }
     row(&mut s, "added latency p50, c=1, mock 20 ms (µs)", &|m| {
         added(&m.c1_20, &m.c1_20_direct, 50.0)
     });
@@ -652,7 +714,8 @@ fn render(
         format!("{:.1}", m.rss_peak_kib as f64 / 1024.0)
     });
     row(&mut s, "requests measured (errors)", &|m| {
-        let runs = [&m.c1, &m.c1_20, &m.ttft];
+        let mut runs = vec![&m.c1, &m.c1_20, &m.ttft];
+        runs.extend(m.c1_halting.as_ref().map(|(via, _)| via));
         let n: usize = runs.iter().map(|r| r.count()).sum::<usize>()
             + m.sweep
                 .iter()
@@ -681,7 +744,13 @@ fn render(
         let p99 = kw.c1.pct(99.0).saturating_sub(kw.c1_direct.pct(99.0));
         let _ = writeln!(
             s,
-            "| added p99 ≤ 250 µs at c=1 | {p99} µs | {} |",
+            "| added p99 ≤ 250 µs at c=1 | {p99} µs{} | {} |",
+            kw.c1_halting
+                .as_ref()
+                .map_or(String::new(), |(via, direct)| format!(
+                    " ({} µs with idle CPUs halting)",
+                    via.pct(99.0).saturating_sub(direct.pct(99.0))
+                )),
             yes(p99 <= 250)
         );
         if best_peer > 0.0 {
@@ -712,13 +781,25 @@ fn render(
             kw.c1.reported_overhead_us.len()
         );
     }
+    let gap = |near: &Run, across: &Run, p: f64| {
+        i64::try_from(across.pct(p)).unwrap_or(0) - i64::try_from(near.pct(p)).unwrap_or(0)
+    };
     let _ = writeln!(
         s,
-        "The floor under *added latency*: the same direct call to a mock pinned to CPU 0 (across CPUs, as each of a gateway's two hops is) takes p50 {} µs / p99 {} µs more than to the mock on CPU 1 (there: p50 {} ms, p99 {} ms). A gateway pays such a crossing on both hops (client → gateway, gateway → mock) plus a second loopback connection; what is left beyond that is its own work, which Keyward reports in `x-keyward-overhead-us`.\n",
-        i64::try_from(across.pct(50.0)).unwrap_or(0) - i64::try_from(near.pct(50.0)).unwrap_or(0),
-        i64::try_from(across.pct(99.0)).unwrap_or(0) - i64::try_from(near.pct(99.0)).unwrap_or(0),
-        ms3(near.pct(50.0)),
-        ms3(near.pct(99.0)),
+        "The floor under *added latency*: the same direct call to a mock pinned to CPU 0 (across CPUs, as each of a gateway's two hops is) takes p50 {} µs / p99 {} µs more than to the mock on CPU 1 (there: p50 {} ms, p99 {} ms){}. A gateway pays such a crossing on both hops (client → gateway, gateway → mock) plus a second loopback connection; what is left beyond that is its own work, which Keyward reports in `x-keyward-overhead-us`.\n",
+        gap(&hop.near, &hop.across, 50.0),
+        gap(&hop.near, &hop.across, 99.0),
+        ms3(hop.near.pct(50.0)),
+        ms3(hop.near.pct(99.0)),
+        hop.halting
+            .as_ref()
+            .map_or(String::new(), |(near, across)| format!(
+                "; with idle CPUs halting, p50 {} µs / p99 {} µs more (there: p50 {} ms, p99 {} ms)",
+                gap(near, across, 50.0),
+                gap(near, across, 99.0),
+                ms3(near.pct(50.0)),
+                ms3(near.pct(99.0)),
+            )),
     );
     let _ = writeln!(
         s,

@@ -281,6 +281,29 @@ impl Drop for RssSampler {
     }
 }
 
+/// Keeps idle CPUs polling instead of halting while held, by holding the kernel's PM QoS
+/// request `/dev/cpu_dma_latency` at 0 µs (what tuned's latency-performance profile does).
+///
+/// On this kind of VM a halted vCPU takes a hypervisor round trip to wake: a loopback ping-pong
+/// between two processes on different CPUs measured p50 148 µs / p99 861 µs halting against
+/// p50 22 µs / p99 87 µs polling. That wake-up is paid by every gateway and by the direct
+/// baseline alike, but the gateway path crosses CPUs and the direct one does not, so it lands in
+/// *added* latency as noise from the hypervisor rather than from the gateway. The bench holds it
+/// for its run and reports the c=1 figures with halting CPUs too. Needs root; `None` otherwise.
+pub struct IdlePolling(#[allow(dead_code)] std::fs::File);
+
+impl IdlePolling {
+    pub fn hold() -> Option<IdlePolling> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/cpu_dma_latency")
+            .ok()?;
+        f.write_all(&0i32.to_ne_bytes()).ok()?;
+        Some(IdlePolling(f))
+    }
+}
+
 /// Microseconds as milliseconds with three decimals.
 pub fn ms3(us: u64) -> String {
     format!("{:.3}", us as f64 / 1000.0)

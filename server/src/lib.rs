@@ -16,6 +16,7 @@ pub mod mock_provider;
 pub mod rest;
 pub mod routes;
 pub mod services;
+pub mod single_flight;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

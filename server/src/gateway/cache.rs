@@ -144,6 +144,8 @@ impl Snapshot {
 pub struct KeyCache {
     snapshots: Arc<RwLock<HashMap<Uuid, Arc<Snapshot>>>>,
     loads: Arc<AtomicU64>,
+    /// Concurrent misses of one workspace load it once.
+    flight: Arc<crate::single_flight::SingleFlight>,
 }
 
 impl KeyCache {
@@ -172,6 +174,10 @@ impl KeyCache {
         vault: &Vault,
         workspace_id: Uuid,
     ) -> Result<Arc<Snapshot>, ServiceError> {
+        if let Some(s) = self.warm(workspace_id) {
+            return Ok(s);
+        }
+        let _turn = self.flight.turn(&workspace_id).await;
         if let Some(s) = self.warm(workspace_id) {
             return Ok(s);
         }

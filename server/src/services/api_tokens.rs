@@ -273,6 +273,8 @@ struct Cached {
 #[derive(Clone, Default)]
 pub struct TokenCache {
     entries: Arc<RwLock<HashMap<String, Cached>>>,
+    /// Concurrent misses of one token read it once.
+    flight: Arc<crate::single_flight::SingleFlight>,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -282,6 +284,39 @@ impl std::fmt::Debug for TokenCache {
 }
 
 impl TokenCache {
+    /// The cached answer for a token hash, if fresh: `Some(None)` for a cached token that has
+    /// since expired. Writes `last_used_at` off the request's path when it is due.
+    fn warm(&self, db: &DatabaseConnection, hash: &str) -> Option<Option<Arc<TokenAuth>>> {
+        let now = Utc::now();
+        let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let c = map.get(hash)?;
+        if c.epoch != EPOCH.load(Ordering::Acquire) || c.loaded.elapsed() >= CACHE_MAX_AGE {
+            return None;
+        }
+        if c.expires_at.is_some_and(|e| e <= now) {
+            return Some(None);
+        }
+        let last = c.last_written.load(Ordering::Relaxed);
+        if now.timestamp() - last >= LAST_USED_EVERY.num_seconds()
+            && c.last_written
+                .compare_exchange(last, now.timestamp(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let (db, id) = (db.clone(), c.auth.token_id);
+            tokio::spawn(async move {
+                let done = api_token::Entity::update_many()
+                    .col_expr(api_token::Column::LastUsedAt, Expr::value(now))
+                    .filter(api_token::Column::Id.eq(id))
+                    .exec(&db)
+                    .await;
+                if let Err(e) = done {
+                    tracing::warn!(token = %id, error = %e, "could not record a token's last use");
+                }
+            });
+        }
+        Some(Some(c.auth.clone()))
+    }
+
     /// [`authenticate`], answered from memory when warm. `last_used_at` is written off the
     /// request's path, at most once a minute per token.
     pub async fn authenticate(
@@ -293,43 +328,15 @@ impl TokenCache {
             return Ok(None);
         }
         let hash = crypto::token_hash(presented);
+        if let Some(hit) = self.warm(db, &hash) {
+            return Ok(hit);
+        }
+        let _turn = self.flight.turn(&hash).await;
+        if let Some(hit) = self.warm(db, &hash) {
+            return Ok(hit);
+        }
         let epoch = EPOCH.load(Ordering::Acquire);
         let now = Utc::now();
-        {
-            let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = map.get(&hash)
-                && c.epoch == epoch
-                && c.loaded.elapsed() < CACHE_MAX_AGE
-            {
-                if c.expires_at.is_some_and(|e| e <= now) {
-                    return Ok(None);
-                }
-                let last = c.last_written.load(Ordering::Relaxed);
-                if now.timestamp() - last >= LAST_USED_EVERY.num_seconds()
-                    && c.last_written
-                        .compare_exchange(
-                            last,
-                            now.timestamp(),
-                            Ordering::AcqRel,
-                            Ordering::Relaxed,
-                        )
-                        .is_ok()
-                {
-                    let (db, id) = (db.clone(), c.auth.token_id);
-                    tokio::spawn(async move {
-                        let done = api_token::Entity::update_many()
-                            .col_expr(api_token::Column::LastUsedAt, Expr::value(now))
-                            .filter(api_token::Column::Id.eq(id))
-                            .exec(&db)
-                            .await;
-                        if let Err(e) = done {
-                            tracing::warn!(token = %id, error = %e, "could not record a token's last use");
-                        }
-                    });
-                }
-                return Ok(Some(c.auth.clone()));
-            }
-        }
         let Some((auth, expires_at)) = check(db, presented).await? else {
             return Ok(None);
         };

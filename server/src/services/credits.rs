@@ -91,6 +91,8 @@ type Stamped<T> = (T, Instant, u64);
 pub struct CreditBook {
     pricing: Arc<RwLock<Option<Stamped<Arc<Pricing>>>>>,
     balances: Arc<RwLock<HashMap<Uuid, Stamped<i64>>>>,
+    /// Concurrent misses of one workspace's balance (or of the prices) read it once.
+    flight: Arc<crate::single_flight::SingleFlight>,
 }
 
 impl CreditBook {
@@ -99,17 +101,39 @@ impl CreditBook {
     }
 
     pub async fn pricing(&self, db: &DatabaseConnection) -> Result<Arc<Pricing>, ServiceError> {
-        let e = epoch();
-        if let Some((p, at, pe)) = &*self.pricing.read().unwrap_or_else(|p| p.into_inner())
-            && *pe == e
-            && at.elapsed() < PRICING_MAX_AGE
-        {
-            return Ok(p.clone());
+        if let Some(p) = self.warm_pricing() {
+            return Ok(p);
         }
+        let _turn = self.flight.turn("pricing").await;
+        if let Some(p) = self.warm_pricing() {
+            return Ok(p);
+        }
+        let e = epoch();
         let p = Arc::new(load_pricing(db).await?);
         *self.pricing.write().unwrap_or_else(|p| p.into_inner()) =
             Some((p.clone(), Instant::now(), e));
         Ok(p)
+    }
+
+    fn warm_pricing(&self) -> Option<Arc<Pricing>> {
+        match &*self.pricing.read().unwrap_or_else(|p| p.into_inner()) {
+            Some((p, at, pe)) if *pe == epoch() && at.elapsed() < PRICING_MAX_AGE => {
+                Some(p.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn warm_balance(&self, workspace: Uuid) -> Option<i64> {
+        match self
+            .balances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&workspace)
+        {
+            Some((b, at, be)) if *be == epoch() && at.elapsed() < BALANCE_MAX_AGE => Some(*b),
+            _ => None,
+        }
     }
 
     /// The workspace's balance; a map lookup when recently read.
@@ -118,16 +142,12 @@ impl CreditBook {
         db: &DatabaseConnection,
         workspace: Uuid,
     ) -> Result<i64, ServiceError> {
-        let e = epoch();
-        if let Some((b, at, be)) = self
-            .balances
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&workspace)
-            && *be == e
-            && at.elapsed() < BALANCE_MAX_AGE
-        {
-            return Ok(*b);
+        if let Some(b) = self.warm_balance(workspace) {
+            return Ok(b);
+        }
+        let _turn = self.flight.turn(&workspace).await;
+        if let Some(b) = self.warm_balance(workspace) {
+            return Ok(b);
         }
         let b = current_balance(db, workspace).await?;
         self.settle(workspace, b);

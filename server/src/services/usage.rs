@@ -44,8 +44,9 @@ pub const BATCH: usize = 512;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 /// `last_used_at` of a key is written at most this often.
 pub const LAST_USED_EVERY: Duration = Duration::from_secs(1);
-/// Rows per INSERT statement (well under both databases' bind-parameter limits).
-const INSERT_CHUNK: usize = 200;
+/// Rows per INSERT statement: well under both databases' bind-parameter limits, and small
+/// enough that building one (synchronous work) never holds the async worker long.
+const INSERT_CHUNK: usize = 32;
 /// Most rows a CSV export holds.
 pub const CSV_MAX_ROWS: u64 = 100_000;
 /// Longest range a report covers.
@@ -480,25 +481,28 @@ async fn write(
 ) -> Result<(), ServiceError> {
     let pricing = book.pricing(db).await?;
     let mut debits: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
-    let rows: Vec<usage_record::ActiveModel> = batch
-        .iter()
-        .map(|r| {
-            let (policy, price) = r
-                .priced
-                .unwrap_or_else(|| (pricing.policy, pricing.price(&r.provider, &r.model)));
-            let c = cost(price, r.input_tokens, r.output_tokens);
-            let credits = credits_for(r.source, policy, c);
-            if credits != 0 {
-                let d = debits.entry(r.workspace).or_default();
-                d.0 += credits;
-                d.1 += 1;
-            }
-            row(r, credits, c)
-        })
-        .collect();
     let txn = crate::db::begin_write(db).await?;
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        usage_record::Entity::insert_many(chunk.to_vec())
+    // Rows are built chunk by chunk, each chunk awaited before the next is built: building a
+    // statement is synchronous work on the async worker, and small slices of it keep requests
+    // that arrive meanwhile from waiting behind a whole batch (the gateway's c=1 tail).
+    for records in batch.chunks(INSERT_CHUNK) {
+        let rows: Vec<usage_record::ActiveModel> = records
+            .iter()
+            .map(|r| {
+                let (policy, price) = r
+                    .priced
+                    .unwrap_or_else(|| (pricing.policy, pricing.price(&r.provider, &r.model)));
+                let c = cost(price, r.input_tokens, r.output_tokens);
+                let credits = credits_for(r.source, policy, c);
+                if credits != 0 {
+                    let d = debits.entry(r.workspace).or_default();
+                    d.0 += credits;
+                    d.1 += 1;
+                }
+                row(r, credits, c)
+            })
+            .collect();
+        usage_record::Entity::insert_many(rows)
             .exec_without_returning(&txn)
             .await?;
     }

@@ -521,6 +521,25 @@ async fn chain_cache_and_policies(backend: Backend) {
     }
     assert_eq!(c.cache.loads(), loads, "the warm path does not reload");
 
+    // Twenty requests that miss at once (after a change) read and decrypt the snapshot once
+    // between them, not twenty times (single flight). The epoch is process-wide, so another
+    // test's change landing in this window may add a load; twenty would mean no coordination.
+    keyward_server::gateway::cache::changed();
+    let before = c.cache.loads();
+    let outs =
+        futures_util::future::join_all((0..20).map(|_| run(&c, call(&c, "openai", None, false))))
+            .await;
+    assert!(
+        outs.iter()
+            .all(|o| o.as_ref().is_ok_and(|o| o.source == KeySource::Workspace))
+    );
+    let reloads = c.cache.loads() - before;
+    assert!(
+        (1..=3).contains(&reloads),
+        "20 concurrent misses loaded {reloads} times"
+    );
+    let loads = c.cache.loads();
+
     // Any key change invalidates: the disabled workspace key gives way to the platform key.
     keys::set_enabled(&c.t.db, &c.by, Scope::Workspace(c.ws), workspace, false)
         .await
