@@ -801,53 +801,23 @@ fn render(results: &[Measured], versions: &[String], o: &Opts, plan: &Plan, hop:
                 ms3(near.pct(99.0)),
             )),
     );
-    let _ = writeln!(
-        s,
-        "## Sweeps (mock 0 ms): concurrency → requests/s, p99 ms\n"
-    );
-    for m in results {
-        let levels: Vec<String> = m
-            .sweep
-            .iter()
-            .map(|(c, r)| {
-                format!(
-                    "c={c}: {:.0}/s, {} ms{}",
-                    r.rps(),
-                    ms3(r.pct(99.0)),
-                    if r.errors > 0 {
-                        format!(", {} errors", r.errors)
-                    } else {
-                        String::new()
-                    }
-                )
-            })
-            .collect();
-        let _ = writeln!(s, "- {}: {}", m.name, levels.join("; "));
+    for (title, sweep_of) in [
+        (
+            "0 ms",
+            (|m: &Measured| &m.sweep) as fn(&Measured) -> &Vec<(usize, Run)>,
+        ),
+        ("20 ms", |m: &Measured| &m.sweep_20),
+    ] {
+        let _ = writeln!(
+            s,
+            "## Sweeps (mock {title}): concurrency → requests/s, p99 ms\n"
+        );
+        for m in results {
+            let _ = writeln!(s, "- {}: {}", m.name, sweep_line(sweep_of(m)));
+        }
+        let _ = writeln!(s);
     }
-    let _ = writeln!(
-        s,
-        "\n## Sweeps (mock 20 ms): concurrency → requests/s, p99 ms\n"
-    );
-    for m in results {
-        let levels: Vec<String> = m
-            .sweep_20
-            .iter()
-            .map(|(c, r)| {
-                format!(
-                    "c={c}: {:.0}/s, {} ms{}",
-                    r.rps(),
-                    ms3(r.pct(99.0)),
-                    if r.errors > 0 {
-                        format!(", {} errors", r.errors)
-                    } else {
-                        String::new()
-                    }
-                )
-            })
-            .collect();
-        let _ = writeln!(s, "- {}: {}", m.name, levels.join("; "));
-    }
-    let _ = writeln!(s, "\n## Notes\n");
+    let _ = writeln!(s, "## Notes\n");
     let _ = writeln!(
         s,
         "- Keyward does per request what a production BYOK gateway must: checks the workspace API token (SHA-256, cached), resolves the key (chatbot > workspace > platform, in memory), checks credits, and hands a usage record to its batched writer (SQLite here). LiteLLM runs with a master key, no database, one worker; Portkey is given provider and destination per request and authenticates nothing."
@@ -865,6 +835,22 @@ fn render(results: &[Measured], versions: &[String], o: &Opts, plan: &Plan, hop:
         }
     }
     s
+}
+
+/// One gateway's sweep: `c=N: R/s, P ms` per level, with errors when there were any.
+fn sweep_line(levels: &[(usize, Run)]) -> String {
+    levels
+        .iter()
+        .map(|(c, r)| {
+            let errors = if r.errors > 0 {
+                format!(", {} errors", r.errors)
+            } else {
+                String::new()
+            };
+            format!("c={c}: {:.0}/s, {} ms{errors}", r.rps(), ms3(r.pct(99.0)))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn yes(b: bool) -> &'static str {
