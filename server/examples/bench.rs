@@ -786,7 +786,7 @@ fn render(results: &[Measured], versions: &[String], o: &Opts, plan: &Plan, hop:
     };
     let _ = writeln!(
         s,
-        "The floor under *added latency*: the same direct call to a mock pinned to CPU 0 (across CPUs, as each of a gateway's two hops is) takes p50 {} µs / p99 {} µs more than to the mock on CPU 1 (there: p50 {} ms, p99 {} ms){}. A gateway pays such a crossing on both hops (client → gateway, gateway → mock) plus a second loopback connection; what is left beyond that is its own work, which Keyward reports in `x-keyward-overhead-us`.\n",
+        "The floor under *added latency*: the same direct call to a mock pinned to CPU 0 (across CPUs, as each of a gateway's two hops is) differs from the call to the mock on CPU 1 by p50 {:+} µs / p99 {:+} µs (there: p50 {} ms, p99 {} ms){}. A gateway pays such a crossing on both hops (client → gateway, gateway → mock) plus a second loopback connection; what is left beyond that is its own work, which Keyward reports in `x-keyward-overhead-us`.\n",
         gap(&hop.near, &hop.across, 50.0),
         gap(&hop.near, &hop.across, 99.0),
         ms3(hop.near.pct(50.0)),
@@ -794,7 +794,7 @@ fn render(results: &[Measured], versions: &[String], o: &Opts, plan: &Plan, hop:
         hop.halting
             .as_ref()
             .map_or(String::new(), |(near, across)| format!(
-                "; with idle CPUs halting, p50 {} µs / p99 {} µs more (there: p50 {} ms, p99 {} ms)",
+                "; with idle CPUs halting, by p50 {:+} µs / p99 {:+} µs (there: p50 {} ms, p99 {} ms)",
                 gap(near, across, 50.0),
                 gap(near, across, 99.0),
                 ms3(near.pct(50.0)),
