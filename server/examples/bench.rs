@@ -139,6 +139,22 @@ struct Plan {
     levels_20: Vec<usize>,
 }
 
+impl Plan {
+    /// A c=1 run of non-streaming requests with the run's request count and time limit.
+    async fn c1(&self, t: &Target) -> Run {
+        closed_loop(t, 1, self.c1_time, self.c1_requests, 100, false).await
+    }
+
+    /// `(c1(a), c1(b))` again with idle CPUs halting: the polling hold is released for the two
+    /// runs and taken again after. `None` when the run holds nothing (it is halting already).
+    async fn c1_halting(&mut self, a: &Target, b: &Target) -> Option<(Run, Run)> {
+        drop(self.polling.take()?);
+        let runs = (self.c1(a).await, self.c1(b).await);
+        self.polling = IdlePolling::hold();
+        Some(runs)
+    }
+}
+
 const P99_LIMIT: Duration = Duration::from_millis(5);
 const MOCK_LATENCY: Duration = Duration::from_millis(20);
 const GIVE_UP: Duration = Duration::from_millis(200);
@@ -175,18 +191,12 @@ async fn measure(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle_kib = bench::rss_kib(pid);
     let sampler = bench::RssSampler::start(pid);
-    let c1_direct = closed_loop(direct0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
-    let c1 = closed_loop(via0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
-    let c1_halting = match plan.polling.take() {
-        Some(held) => {
-            drop(held);
-            let direct = closed_loop(direct0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
-            let via = closed_loop(via0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
-            plan.polling = IdlePolling::hold();
-            Some((via, direct))
-        }
-        None => None,
-    };
+    let c1_direct = plan.c1(direct0).await;
+    let c1 = plan.c1(via0).await;
+    let c1_halting = plan
+        .c1_halting(direct0, via0)
+        .await
+        .map(|(direct, via)| (via, direct));
     let n20 = plan.c1_requests / 10;
     let c1_20_direct = closed_loop(direct20, 1, plan.c1_time, n20, 5, false).await;
     let c1_20 = closed_loop(via20, 1, plan.c1_time, n20, 5, false).await;
@@ -233,9 +243,12 @@ fn added(via: &Run, direct: &Run, p: f64) -> String {
     if via.count() == 0 {
         return "—".into();
     }
-    let d =
-        i64::try_from(via.pct(p)).unwrap_or(i64::MAX) - i64::try_from(direct.pct(p)).unwrap_or(0);
-    format!("{d}")
+    diff_us(via, direct, p).to_string()
+}
+
+/// `a` − `b` at percentile `p`, in µs.
+fn diff_us(a: &Run, b: &Run, p: f64) -> i64 {
+    i64::try_from(a.pct(p)).unwrap_or(i64::MAX) - i64::try_from(b.pct(p)).unwrap_or(0)
 }
 
 fn sh(cmd: &str) -> String {
@@ -324,24 +337,11 @@ async fn main() {
             "mock",
         )
         .await;
-        let near = closed_loop(&direct0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
-        let across = closed_loop(&direct(m), 1, plan.c1_time, plan.c1_requests, 100, false).await;
-        let halting = match plan.polling.take() {
-            Some(held) => {
-                drop(held);
-                let near =
-                    closed_loop(&direct0, 1, plan.c1_time, plan.c1_requests, 100, false).await;
-                let across =
-                    closed_loop(&direct(m), 1, plan.c1_time, plan.c1_requests, 100, false).await;
-                plan.polling = IdlePolling::hold();
-                Some((near, across))
-            }
-            None => None,
-        };
+        let far_target = direct(m);
         Hop {
-            near,
-            across,
-            halting,
+            near: plan.c1(&direct0).await,
+            across: plan.c1(&far_target).await,
+            halting: plan.c1_halting(&direct0, &far_target).await,
         }
     };
 
@@ -661,24 +661,17 @@ fn render(results: &[Measured], versions: &[String], o: &Opts, plan: &Plan, hop:
         added(&m.c1, &m.c1_direct, 99.0)
     });
     if results.iter().any(|m| m.c1_halting.is_some()) {
-        row(
-            &mut s,
-            "added latency p50, c=1, mock 0 ms, *halting* (µs)",
-            &|m| {
-                m.c1_halting
-                    .as_ref()
-                    .map_or("—".into(), |(via, direct)| added(via, direct, 50.0))
-            },
-        );
-        row(
-            &mut s,
-            "added latency p99, c=1, mock 0 ms, *halting* (µs)",
-            &|m| {
-                m.c1_halting
-                    .as_ref()
-                    .map_or("—".into(), |(via, direct)| added(via, direct, 99.0))
-            },
-        );
+        for p in [50, 99] {
+            row(
+                &mut s,
+                &format!("added latency p{p}, c=1, mock 0 ms, *halting* (µs)"),
+                &|m| {
+                    m.c1_halting.as_ref().map_or("—".into(), |(via, direct)| {
+                        added(via, direct, f64::from(p))
+                    })
+                },
+            );
+        }
     }
     row(&mut s, "added latency p50, c=1, mock 20 ms (µs)", &|m| {
         added(&m.c1_20, &m.c1_20_direct, 50.0)
@@ -749,7 +742,7 @@ fn render(results: &[Measured], versions: &[String], o: &Opts, plan: &Plan, hop:
                 .as_ref()
                 .map_or(String::new(), |(via, direct)| format!(
                     " ({} µs with idle CPUs halting)",
-                    via.pct(99.0).saturating_sub(direct.pct(99.0))
+                    added(via, direct, 99.0)
                 )),
             yes(p99 <= 250)
         );
@@ -781,22 +774,19 @@ fn render(results: &[Measured], versions: &[String], o: &Opts, plan: &Plan, hop:
             kw.c1.reported_overhead_us.len()
         );
     }
-    let gap = |near: &Run, across: &Run, p: f64| {
-        i64::try_from(across.pct(p)).unwrap_or(0) - i64::try_from(near.pct(p)).unwrap_or(0)
-    };
     let _ = writeln!(
         s,
         "The floor under *added latency*: the same direct call to a mock pinned to CPU 0 (across CPUs, as each of a gateway's two hops is) differs from the call to the mock on CPU 1 by p50 {:+} µs / p99 {:+} µs (there: p50 {} ms, p99 {} ms){}. A gateway pays such a crossing on both hops (client → gateway, gateway → mock) plus a second loopback connection; what is left beyond that is its own work, which Keyward reports in `x-keyward-overhead-us`.\n",
-        gap(&hop.near, &hop.across, 50.0),
-        gap(&hop.near, &hop.across, 99.0),
+        diff_us(&hop.across, &hop.near, 50.0),
+        diff_us(&hop.across, &hop.near, 99.0),
         ms3(hop.near.pct(50.0)),
         ms3(hop.near.pct(99.0)),
         hop.halting
             .as_ref()
             .map_or(String::new(), |(near, across)| format!(
                 "; with idle CPUs halting, by p50 {:+} µs / p99 {:+} µs (there: p50 {} ms, p99 {} ms)",
-                gap(near, across, 50.0),
-                gap(near, across, 99.0),
+                diff_us(across, near, 50.0),
+                diff_us(across, near, 99.0),
                 ms3(near.pct(50.0)),
                 ms3(near.pct(99.0)),
             )),
