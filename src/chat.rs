@@ -9,6 +9,26 @@ use serde::{Deserialize, Serialize};
 /// The longest message a user may send, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 16_000;
 
+/// The longest reply Keyward keeps of one answer (to store it, or to estimate its tokens), in
+/// bytes. The rest is still forwarded to the reader, but not kept.
+pub const MAX_REPLY_BYTES: usize = 1 << 20;
+
+/// Appends `piece` to `reply` while the reply stays within [`MAX_REPLY_BYTES`], cut on a
+/// character boundary. Returns whether all of it fit.
+pub fn push_capped(reply: &mut String, piece: &str) -> bool {
+    let room = MAX_REPLY_BYTES.saturating_sub(reply.len());
+    if piece.len() <= room {
+        reply.push_str(piece);
+        return true;
+    }
+    let mut end = room;
+    while !piece.is_char_boundary(end) {
+        end -= 1;
+    }
+    reply.push_str(&piece[..end]);
+    false
+}
+
 /// The user's new message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatSend {
@@ -182,5 +202,28 @@ mod tests {
         assert_eq!(group_label(KeySource::Chatbot), "Your keys");
         assert_eq!(group_label(KeySource::Workspace), "Your keys");
         assert_eq!(group_label(KeySource::Platform), "Platform");
+    }
+}
+
+#[cfg(test)]
+mod capped_tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_reply_stops_at_the_cap_on_a_character_boundary() {
+        let mut reply = "a".repeat(MAX_REPLY_BYTES - 1);
+        assert!(
+            !push_capped(&mut reply, "éé"),
+            "2 bytes each, 1 byte of room"
+        );
+        assert_eq!(reply.len(), MAX_REPLY_BYTES - 1, "no half character");
+        let mut reply = "a".repeat(MAX_REPLY_BYTES - 2);
+        assert!(!push_capped(&mut reply, "éé"));
+        assert!(reply.ends_with('é') && reply.len() == MAX_REPLY_BYTES);
+        assert!(!push_capped(&mut reply, "x"));
+        assert_eq!(reply.len(), MAX_REPLY_BYTES);
+        let mut short = String::from("ab");
+        assert!(push_capped(&mut short, "cd"));
+        assert_eq!(short, "abcd");
     }
 }

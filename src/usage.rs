@@ -150,10 +150,33 @@ pub fn parse_credits(s: &str) -> Result<i64, Invalid> {
 pub fn parse_price(s: &str) -> Result<i64, Invalid> {
     let v = parse_credits(s)
         .map_err(|_| Invalid("enter a price in dollars per million tokens, like 0.15"))?;
-    if v < 0 {
+    check_price(v)
+}
+
+/// The highest price a row may set: 10,000 credits per million tokens.
+pub const MAX_PRICE: i64 = 10_000 * MICRO;
+
+/// The most tokens one answer may be counted as, each way. Providers report their own counts;
+/// a hostile or broken upstream's absurd count is clamped here, so that a request's cost stays
+/// bounded (at most [`MAX_REPORTED_TOKENS`] × 2 × [`MAX_PRICE`] / 10^6) and sums never overflow.
+pub const MAX_REPORTED_TOKENS: u64 = 1_000_000_000;
+
+/// A provider-reported token count, clamped to [`MAX_REPORTED_TOKENS`].
+pub fn reported_tokens(n: u64) -> u64 {
+    n.min(MAX_REPORTED_TOKENS)
+}
+
+/// A price is between 0 and [`MAX_PRICE`] micro-credits per million tokens.
+pub fn check_price(micro: i64) -> Result<i64, Invalid> {
+    if micro < 0 {
         return Err(Invalid("a price cannot be negative"));
     }
-    Ok(v)
+    if micro > MAX_PRICE {
+        return Err(Invalid(
+            "a price can be at most 10000 credits per million tokens",
+        ));
+    }
+    Ok(micro)
 }
 
 /// The default monthly credit allowance of a plan, in micro-credits.

@@ -282,11 +282,8 @@ pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<
                 default_model: keep(default_model, current.default_model.clone()),
                 byok_enabled: byok.unwrap_or(current.byok_enabled),
             };
-            let policy = crate::gateway::ssrf::Allowlist::new(settings.allowed_private_upstreams())
-                .with_http(settings.allow_http_upstreams);
-            let gateway =
-                crate::gateway::Gateway::with(policy, crate::gateway::ssrf::system_lookup())
-                    .map_err(|e| CliError::Mock(e.to_string()))?;
+            let gateway = crate::gateway::Gateway::from_settings(&settings)
+                .map_err(|e| CliError::Mock(e.to_string()))?;
             let by = crate::services::audit::By::cli();
             let result =
                 crate::services::keys::update_provider(&conn, &gateway, &by, &provider, change)

@@ -33,6 +33,11 @@ const KEYS: &[&str] = &[
     "allowed_private_upstreams",
     "allow_http_upstreams",
     "visitor_messages_per_minute",
+    "upstream_max_body_bytes",
+    "upstream_max_event_bytes",
+    "upstream_max_stream_bytes",
+    "upstream_timeout_secs",
+    "upstream_idle_timeout_secs",
 ];
 
 /// Settings that may also come from `KEYWARD_<NAME>_FILE`.
@@ -79,6 +84,16 @@ pub struct Settings {
     /// Chat messages one visitor may send per minute on public chat pages (and 3× that for one
     /// client address).
     pub visitor_messages_per_minute: u32,
+    /// Largest non-streamed answer (or model list) read from a provider.
+    pub upstream_max_body_bytes: u64,
+    /// Largest single server-sent event (and so line) read from a provider's stream.
+    pub upstream_max_event_bytes: u64,
+    /// Largest whole streamed answer read from a provider.
+    pub upstream_max_stream_bytes: u64,
+    /// Time a non-streamed provider answer may take, from request to its last byte.
+    pub upstream_timeout_secs: u64,
+    /// Longest silence allowed between two events of a provider's stream.
+    pub upstream_idle_timeout_secs: u64,
 }
 
 impl Default for Settings {
@@ -101,6 +116,11 @@ impl Default for Settings {
             allowed_private_upstreams: String::new(),
             allow_http_upstreams: false,
             visitor_messages_per_minute: 20,
+            upstream_max_body_bytes: 4 << 20,
+            upstream_max_event_bytes: 1 << 20,
+            upstream_max_stream_bytes: 64 << 20,
+            upstream_timeout_secs: 300,
+            upstream_idle_timeout_secs: 60,
         }
     }
 }
@@ -189,6 +209,14 @@ impl fmt::Debug for Settings {
             .field(
                 "visitor_messages_per_minute",
                 &self.visitor_messages_per_minute,
+            )
+            .field("upstream_max_body_bytes", &self.upstream_max_body_bytes)
+            .field("upstream_max_event_bytes", &self.upstream_max_event_bytes)
+            .field("upstream_max_stream_bytes", &self.upstream_max_stream_bytes)
+            .field("upstream_timeout_secs", &self.upstream_timeout_secs)
+            .field(
+                "upstream_idle_timeout_secs",
+                &self.upstream_idle_timeout_secs,
             )
             .finish()
     }
@@ -321,6 +349,36 @@ impl Settings {
                 reason: "must be at least 1".into(),
             });
         }
+        for (key, value, least) in [
+            (
+                "upstream_max_body_bytes",
+                self.upstream_max_body_bytes,
+                1024,
+            ),
+            (
+                "upstream_max_event_bytes",
+                self.upstream_max_event_bytes,
+                1024,
+            ),
+            (
+                "upstream_max_stream_bytes",
+                self.upstream_max_stream_bytes,
+                1024,
+            ),
+            ("upstream_timeout_secs", self.upstream_timeout_secs, 1),
+            (
+                "upstream_idle_timeout_secs",
+                self.upstream_idle_timeout_secs,
+                1,
+            ),
+        ] {
+            if value < least {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("must be at least {least}"),
+                });
+            }
+        }
         if self.vault_refresh_secs == 0 {
             return Err(ConfigError::Invalid {
                 key: "vault_refresh_secs",
@@ -376,6 +434,21 @@ impl Settings {
     /// The operator's exact `host:port` exceptions to the upstream SSRF rules.
     pub fn allowed_private_upstreams(&self) -> Vec<(String, u16)> {
         parse_allowlist(&self.allowed_private_upstreams).unwrap_or_default()
+    }
+
+    /// The limits on every read from a provider.
+    pub fn upstream_limits(&self) -> crate::gateway::Limits {
+        let secs = std::time::Duration::from_secs;
+        let idle = secs(self.upstream_idle_timeout_secs);
+        crate::gateway::Limits {
+            max_body_bytes: usize::try_from(self.upstream_max_body_bytes).unwrap_or(usize::MAX),
+            max_event_bytes: usize::try_from(self.upstream_max_event_bytes).unwrap_or(usize::MAX),
+            max_stream_bytes: self.upstream_max_stream_bytes,
+            first_byte: crate::gateway::chat::FIRST_BYTE_TIMEOUT
+                .min(secs(self.upstream_timeout_secs)),
+            total: secs(self.upstream_timeout_secs),
+            idle,
+        }
     }
 
     /// Whether people reach this instance over https (cookies are then `Secure`).

@@ -20,6 +20,19 @@
 //! | `cut` | streams a few tokens, then drops the connection |
 //! | `slow` | answers after 20 s |
 //! | `nousage` | success, without token usage (OpenAI shape) |
+//! | `error200` | 200 carrying an error object: the body, or a stream event after one chunk |
+//! | `hugeusage` | success, reporting 10^18 tokens each way |
+//!
+//! Hostile answers (200, then a body no well-behaved provider sends; `GET /__mock/stats`
+//! counts the bytes they managed to send in `hostile_bytes`):
+//!
+//! | the key contains | answer |
+//! |---|---|
+//! | `endless` | a body that never ends: JSON that never closes, or valid stream events forever |
+//! | `huge` | a 100 MB JSON answer (a 100 MB model list for `/models`) |
+//! | `longline` | a stream whose first line never ends |
+//! | `trickle` | a body that sends one byte every 100 ms, forever |
+//! | `stall` | a stream that sends one chunk, then nothing, forever |
 //! | anything else | success |
 //!
 //! Chat replies are deterministic: `You said: <last user message>` (prefixed with
@@ -66,6 +79,8 @@ pub struct MockState {
     revoked: Arc<std::sync::Mutex<Vec<String>>>,
     /// The top-level fields of the last chat request (tests check what was passed through).
     last_fields: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Bytes sent by hostile answers (a client that stops reading stops this count).
+    hostile_bytes: Arc<AtomicU64>,
     config: Arc<MockConfig>,
 }
 
@@ -105,6 +120,7 @@ pub fn router_with(config: MockConfig) -> Router {
             last_key_tail: Arc::default(),
             revoked: Arc::default(),
             last_fields: Arc::default(),
+            hostile_bytes: Arc::default(),
             config: Arc::new(config),
         })
 }
@@ -246,6 +262,209 @@ async fn injected(state: &MockState, caller: &Caller) -> Option<Response> {
     None
 }
 
+/// What a hostile answer is made of: `head`, then `body` repeated (every `every`) until `total`
+/// bytes were sent (`None`: forever), then `tail`.
+struct Hostile {
+    content_type: &'static str,
+    head: String,
+    body: String,
+    every: Duration,
+    total: Option<u64>,
+    tail: String,
+}
+
+impl Hostile {
+    fn into_response(self, state: &MockState) -> Response {
+        let sent = state.hostile_bytes.clone();
+        let Hostile {
+            content_type,
+            head,
+            body,
+            every,
+            total,
+            tail,
+        } = self;
+        let body = axum::body::Bytes::from(body);
+        let limit = total.unwrap_or(u64::MAX);
+        let pieces = stream::unfold(0u64, move |done| {
+            let body = body.clone();
+            async move {
+                if done >= limit {
+                    return None;
+                }
+                if !every.is_zero() {
+                    tokio::time::sleep(every).await;
+                }
+                let next = done.saturating_add(body.len() as u64);
+                Some((body, next))
+            }
+        });
+        let all = stream::once(std::future::ready(axum::body::Bytes::from(head)))
+            .chain(pieces)
+            .chain(stream::once(std::future::ready(axum::body::Bytes::from(
+                tail,
+            ))))
+            .map(move |b| {
+                sent.fetch_add(b.len() as u64, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(b)
+            });
+        let mut r = axum::body::Body::from_stream(all).into_response();
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static(content_type));
+        r
+    }
+}
+
+/// The hostile answer the key asks for, if any (`what`: the endpoint's kind of answer).
+fn hostile(key: &str, what: Answer) -> Option<Hostile> {
+    const JSON: &str = "application/json";
+    const SSE: &str = "text/event-stream";
+    let filler = |n: usize| "a".repeat(n);
+    let chunk = r#"data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"spam "},"finish_reason":null}]}"#;
+    let json_head = match what {
+        Answer::Models => r#"{"object":"list","data":[{"id":""#,
+        _ => {
+            r#"{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":""#
+        }
+    };
+    let json_tail = match what {
+        Answer::Models => r#""}]}"#,
+        _ => r#""},"finish_reason":"stop"}]}"#,
+    };
+    let plain = |body: String, every: Duration, total: Option<u64>, tail: &str| Hostile {
+        content_type: JSON,
+        head: json_head.into(),
+        body,
+        every,
+        total,
+        tail: tail.into(),
+    };
+    if key.contains("endless") {
+        return Some(match what {
+            Answer::Stream => Hostile {
+                content_type: SSE,
+                head: String::new(),
+                body: format!("{chunk}\n\n").repeat(64),
+                every: Duration::ZERO,
+                total: None,
+                tail: String::new(),
+            },
+            _ => plain(filler(64 << 10), Duration::ZERO, None, ""),
+        });
+    }
+    if key.contains("huge") && !key.contains("hugeusage") {
+        return Some(plain(
+            filler(64 << 10),
+            Duration::ZERO,
+            Some(100_000_000),
+            json_tail,
+        ));
+    }
+    if key.contains("longline") && what == Answer::Stream {
+        return Some(Hostile {
+            content_type: SSE,
+            head: "data: ".into(),
+            body: filler(64 << 10),
+            every: Duration::ZERO,
+            total: None,
+            tail: String::new(),
+        });
+    }
+    if key.contains("trickle") {
+        return Some(Hostile {
+            content_type: if what == Answer::Stream { SSE } else { JSON },
+            head: if what == Answer::Stream {
+                format!("{chunk}\n\n: ")
+            } else {
+                json_head.into()
+            },
+            body: " ".into(),
+            every: Duration::from_millis(100),
+            total: None,
+            tail: String::new(),
+        });
+    }
+    if key.contains("stall") && what == Answer::Stream {
+        return Some(Hostile {
+            content_type: SSE,
+            head: format!("{chunk}\n\n"),
+            body: String::new(),
+            every: Duration::from_secs(3600),
+            total: None,
+            tail: String::new(),
+        });
+    }
+    None
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    Models,
+    Complete,
+    Stream,
+}
+
+/// The hostile or error-in-200 answer the key asks for on a chat endpoint, if any.
+fn chat_override(state: &MockState, who: &Caller, req: &Value) -> Option<Response> {
+    let streaming = req.get("stream").and_then(Value::as_bool) == Some(true);
+    let what = if streaming {
+        Answer::Stream
+    } else {
+        Answer::Complete
+    };
+    if let Some(h) = hostile(key_of(who), what) {
+        return Some(h.into_response(state));
+    }
+    if !key_of(who).contains("error200") {
+        return None;
+    }
+    let anthropic = matches!(who, Caller::Anthropic(_));
+    let detail = "Internal error at 10.1.2.3: upstream worker pool exhausted.";
+    let error = if anthropic {
+        json!({"type": "error", "error": {"type": "overloaded_error", "message": detail}})
+    } else {
+        json!({"error": {"message": detail, "type": "server_error", "code": 500}})
+    };
+    if !streaming {
+        return Some(Json(error).into_response());
+    }
+    let first = if anthropic {
+        Event::default().event("message_start").data(
+            json!({"type": "message_start", "message": {"id": "msg_e", "type": "message",
+                "role": "assistant", "model": "m", "content": [],
+                "usage": {"input_tokens": 1, "output_tokens": 1}}})
+            .to_string(),
+        )
+    } else {
+        Event::default().data(
+            json!({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": null}]})
+            .to_string(),
+        )
+    };
+    let failure = if anthropic {
+        Event::default().event("error").data(error.to_string())
+    } else {
+        Event::default().data(error.to_string())
+    };
+    Some(Sse::new(paced(state, vec![first, failure], false)).into_response())
+}
+
+/// Token counts as the provider reports them (`hugeusage`: absurd ones).
+fn reported(who: &Caller, tokens: u64) -> u64 {
+    if key_of(who).contains("hugeusage") {
+        1_000_000_000_000_000_000
+    } else {
+        tokens
+    }
+}
+
+fn key_of(who: &Caller) -> &str {
+    match who {
+        Caller::OpenAi(k) | Caller::Anthropic(k) => k,
+    }
+}
+
 async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response {
     let Some(who) = caller(&headers) else {
         return error(
@@ -258,6 +477,9 @@ async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response 
     state.authenticated_requests.fetch_add(1, Ordering::Relaxed);
     if let Some(failure) = injected(&state, &who).await {
         return failure;
+    }
+    if let Some(h) = hostile(key_of(&who), Answer::Models) {
+        return h.into_response(&state);
     }
     match who {
         Caller::OpenAi(_) => Json(json!({
@@ -281,6 +503,7 @@ async fn stats(State(state): State<MockState>) -> Json<serde_json::Value> {
         "open_streams": state.open_streams.load(Ordering::Relaxed),
         "last_key_tail": state.last_key_tail.lock().map(|t| t.clone()).unwrap_or_default(),
         "last_fields": state.last_fields.lock().map(|t| t.clone()).unwrap_or_default(),
+        "hostile_bytes": state.hostile_bytes.load(Ordering::Relaxed),
     }))
 }
 
@@ -448,6 +671,9 @@ async fn chat_completions(
     if let Some(failure) = injected(&state, &who).await {
         return failure;
     }
+    if let Some(answer) = chat_override(&state, &who, &req) {
+        return answer;
+    }
     let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_string) else {
         return bad_request(false, "you must provide a model parameter");
     };
@@ -484,8 +710,11 @@ async fn chat_completions(
     } else {
         r.finish
     };
-    let completion = r.tokens.len() as u64;
-    let usage = json!({"prompt_tokens": r.prompt_tokens, "completion_tokens": completion, "total_tokens": r.prompt_tokens + completion});
+    let (prompt, completion) = (
+        reported(&who, r.prompt_tokens),
+        reported(&who, r.tokens.len() as u64),
+    );
+    let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt.saturating_add(completion)});
     let id = format!(
         "chatcmpl-mock{}",
         state.authenticated_requests.load(Ordering::Relaxed)
@@ -570,6 +799,9 @@ async fn messages(
     if let Some(failure) = injected(&state, &who).await {
         return failure;
     }
+    if let Some(answer) = chat_override(&state, &who, &req) {
+        return answer;
+    }
     let (Some(model), Some(messages), Some(max)) = (
         req.get("model").and_then(Value::as_str).map(str::to_string),
         req.get("messages").and_then(Value::as_array),
@@ -601,7 +833,8 @@ async fn messages(
         "stop_sequence" => "stop_sequence",
         _ => "end_turn",
     };
-    let output = r.tokens.len() as u64;
+    let output = reported(&who, r.tokens.len() as u64);
+    let prompt_tokens = reported(&who, r.prompt_tokens);
     let id = format!(
         "msg_mock{}",
         state.authenticated_requests.load(Ordering::Relaxed)
@@ -611,7 +844,7 @@ async fn messages(
             "id": id, "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": r.tokens.concat()}],
             "stop_reason": stop_reason, "stop_sequence": null,
-            "usage": {"input_tokens": r.prompt_tokens, "output_tokens": output},
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": output},
         }))
         .into_response();
     }
@@ -622,7 +855,7 @@ async fn messages(
             json!({"type": "message_start", "message": {
             "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": r.prompt_tokens, "output_tokens": 1}}}),
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": 1}}}),
         ),
         ev(
             "content_block_start",

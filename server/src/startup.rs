@@ -63,9 +63,7 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
     let vault = Vault::open(db.clone(), master).await?;
     services::system::ensure_instance(&db).await?;
     let leptos_options = leptos_options(&settings);
-    let policy = crate::gateway::ssrf::Allowlist::new(settings.allowed_private_upstreams())
-        .with_http(settings.allow_http_upstreams);
-    let gateway = crate::gateway::Gateway::with(policy, crate::gateway::ssrf::system_lookup())
+    let gateway = crate::gateway::Gateway::from_settings(&settings)
         .map_err(|e| StartupError::Serve(format!("cannot build the outbound HTTP client: {e}")))?;
     let credits = crate::services::credits::CreditBook::new();
     let usage =

@@ -112,7 +112,7 @@ impl SseBody {
             if m.first_token_ms.is_none() {
                 m.first_token_ms = Some(ms(m.meter.started));
             }
-            m.text.push_str(&piece);
+            keyward::chat::push_capped(&mut m.text, &piece);
         }
         match &mut self.format {
             Format::OpenAi { usage_chunk } => {

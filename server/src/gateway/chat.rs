@@ -22,6 +22,8 @@ use std::time::Duration;
 pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest silence allowed between two streamed events.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed to read the start of an error answer (only to classify it).
+pub const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `max_tokens` sent to Anthropic when the request gives none (Anthropic requires one).
 pub const DEFAULT_MAX_TOKENS: u64 = 1024;
 
@@ -106,14 +108,70 @@ impl std::fmt::Debug for ChatReply {
     }
 }
 
+/// A token count the provider reported, clamped (a hostile upstream cannot break the sums).
+fn tokens(v: Option<&Value>) -> u64 {
+    keyward::usage::reported_tokens(v.and_then(Value::as_u64).unwrap_or(0))
+}
+
 fn usage_of_openai(v: &Value) -> Option<Usage> {
-    let u = v.get("usage").filter(|u| u.is_object())?;
+    v.get("usage").and_then(usage_from)
+}
+
+/// OpenAI's `usage` object.
+fn usage_from(u: &Value) -> Option<Usage> {
+    u.is_object().then_some(())?;
     Some(Usage {
-        input_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-        output_tokens: u
-            .get("completion_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
+        input_tokens: tokens(u.get("prompt_tokens")),
+        output_tokens: tokens(u.get("completion_tokens")),
+    })
+}
+
+/// An error object a provider put inside a successful (200) answer or stream event: OpenAI
+/// style `{"error": {…}}` (OpenRouter does this mid-stream) or Anthropic's `{"type": "error"}`.
+/// Becomes Keyward's own classified error; the provider's text is never passed on.
+fn error_inside(v: &Value, mid_stream: bool) -> Option<UpstreamError> {
+    v.get("error").and_then(|e| error_object(e, mid_stream))
+}
+
+/// Classifies a provider's error object by its `type` and `code`.
+fn error_object(err: &Value, mid_stream: bool) -> Option<UpstreamError> {
+    if !(err.is_object() || err.is_string()) {
+        return None;
+    }
+    let field = |name: &str| {
+        err.get(name)
+            .map(|f| match f {
+                Value::String(s) => s.to_ascii_lowercase(),
+                other => other.to_string(),
+            })
+            .unwrap_or_default()
+    };
+    let (kind, code) = (field("type"), field("code"));
+    let status = code.parse::<u16>().ok().filter(|s| (400..600).contains(s));
+    let has = |w: &str| kind.contains(w) || code.contains(w);
+    let class = if has("quota") || has("billing") || has("credit") {
+        ErrorClass::NoQuota
+    } else if has("rate_limit") || status == Some(429) {
+        ErrorClass::RateLimited
+    } else if has("auth")
+        || has("permission")
+        || has("api_key")
+        || matches!(status, Some(401 | 403))
+    {
+        ErrorClass::InvalidKey
+    } else if has("invalid_request") || matches!(status, Some(400 | 404 | 422)) {
+        ErrorClass::Rejected
+    } else {
+        ErrorClass::ProviderUnavailable
+    };
+    let when = if mid_stream {
+        " (during the answer)"
+    } else {
+        ""
+    };
+    Some(UpstreamError {
+        mid_stream,
+        ..UpstreamError::new(class, None, format!("{}{when}", describe(class, None)))
     })
 }
 
@@ -256,14 +314,8 @@ pub fn from_anthropic(answer: &Value, created: u64) -> (Value, Usage) {
         })
         .unwrap_or_default();
     let usage = Usage {
-        input_tokens: answer
-            .pointer("/usage/input_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-        output_tokens: answer
-            .pointer("/usage/output_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
+        input_tokens: tokens(answer.pointer("/usage/input_tokens")),
+        output_tokens: tokens(answer.pointer("/usage/output_tokens")),
     };
     let body = json!({
         "id": answer.get("id").cloned().unwrap_or(json!("msg")),
@@ -278,7 +330,7 @@ pub fn from_anthropic(answer: &Value, created: u64) -> (Value, Usage) {
         "usage": {
             "prompt_tokens": usage.input_tokens,
             "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens,
+            "total_tokens": usage.input_tokens.saturating_add(usage.output_tokens),
         },
     });
     (body, usage)
@@ -371,10 +423,7 @@ impl AnthropicStreamTranslator {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .into();
-                self.usage.input_tokens = v
-                    .pointer("/message/usage/input_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
+                self.usage.input_tokens = tokens(v.pointer("/message/usage/input_tokens"));
                 self.set_prefix();
                 vec![StreamEvent::Chunk(self.chunk(
                     json!({"role": "assistant", "content": ""}),
@@ -388,8 +437,8 @@ impl AnthropicStreamTranslator {
                 None => vec![],
             },
             "message_delta" => {
-                if let Some(out) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
-                    self.usage.output_tokens = out;
+                if let Some(out) = v.pointer("/usage/output_tokens") {
+                    self.usage.output_tokens = tokens(Some(out));
                 }
                 let finish = finish_reason(v.pointer("/delta/stop_reason").and_then(Value::as_str));
                 vec![StreamEvent::Chunk(self.chunk(json!({}), json!(finish)))]
@@ -403,7 +452,7 @@ impl AnthropicStreamTranslator {
                             "id": self.id, "object": "chat.completion.chunk", "created": self.created,
                             "model": self.model, "choices": [],
                             "usage": {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
-                                      "total_tokens": u.input_tokens + u.output_tokens},
+                                      "total_tokens": u.input_tokens.saturating_add(u.output_tokens)},
                         })
                         .to_string(),
                     ));
@@ -412,19 +461,9 @@ impl AnthropicStreamTranslator {
                 out
             }
             "error" => {
-                let class = match v.pointer("/error/type").and_then(Value::as_str) {
-                    Some("rate_limit_error") => ErrorClass::RateLimited,
-                    Some("authentication_error" | "permission_error") => ErrorClass::InvalidKey,
-                    _ => ErrorClass::ProviderUnavailable,
-                };
-                return Err(UpstreamError {
-                    mid_stream: true,
-                    ..UpstreamError::new(
-                        class,
-                        None,
-                        format!("{} (during the answer)", describe(class, None)),
-                    )
-                });
+                return Err(error_inside(&v, true).unwrap_or_else(|| {
+                    UpstreamError::cut("the provider reported an error during the answer")
+                }));
             }
             _ => vec![],
         })
@@ -446,7 +485,9 @@ async fn refused(res: reqwest::Response) -> UpstreamError {
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = super::read_prefix(res, 4096).await.to_ascii_lowercase();
+    let body = super::read_prefix(res, 4096, ERROR_BODY_TIMEOUT)
+        .await
+        .to_ascii_lowercase();
     let quota = ["quota", "billing", "credit balance", "insufficient"]
         .iter()
         .any(|w| body.contains(w));
@@ -479,7 +520,70 @@ fn transport(e: &reqwest::Error) -> UpstreamError {
     }
 }
 
+/// The error for a stream that broke: over a size limit, or the connection failed.
+fn stream_broke(
+    e: &eventsource_stream::EventStreamError<super::BoundedError<reqwest::Error>>,
+    limits: &super::Limits,
+) -> UpstreamError {
+    use super::BoundedError;
+    match e {
+        eventsource_stream::EventStreamError::Transport(BoundedError::EventTooLarge) => {
+            UpstreamError::cut(&format!(
+                "the provider sent a stream event larger than {}, so the stream was stopped",
+                size(limits.max_event_bytes as u64)
+            ))
+        }
+        eventsource_stream::EventStreamError::Transport(BoundedError::StreamTooLarge) => {
+            UpstreamError::cut(&format!(
+                "the provider's streamed answer passed {}, so the stream was stopped",
+                size(limits.max_stream_bytes)
+            ))
+        }
+        _ => UpstreamError::cut("the stream from the provider broke off mid-answer"),
+    }
+}
+
+/// A byte count for people: `4 MiB`, `512 KiB`, `900 bytes`.
+pub fn size(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 impl Gateway {
+    /// Reads a whole non-streamed answer within the size limit and `deadline`, or says why not
+    /// (`what`: "answer", "model list").
+    async fn read_answer(
+        &self,
+        res: reqwest::Response,
+        deadline: tokio::time::Instant,
+        what: &str,
+    ) -> Result<Vec<u8>, UpstreamError> {
+        use super::ReadError;
+        super::read_body(res, self.limits.max_body_bytes, deadline)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => UpstreamError::new(
+                    ErrorClass::ProviderUnavailable,
+                    None,
+                    format!(
+                        "the provider's {what} is larger than {}, so it was not read",
+                        size(self.limits.max_body_bytes as u64)
+                    ),
+                ),
+                ReadError::TooSlow => UpstreamError::new(
+                    ErrorClass::ProviderUnavailable,
+                    None,
+                    format!("the provider did not finish sending its {what} in time"),
+                ),
+                ReadError::Transport(e) => transport(&e),
+            })
+    }
+
     /// The checked base URL and the auth headers for a call: the only way a request gets them.
     fn destination(
         &self,
@@ -515,11 +619,13 @@ impl Gateway {
             .headers(headers)
             .timeout(super::TEST_TIMEOUT)
             .send();
+        let deadline = tokio::time::Instant::now() + super::TEST_TIMEOUT;
         let res = send.await.map_err(|e| transport(&e))?;
         if !res.status().is_success() {
             return Err(refused(res).await);
         }
-        let v: Value = res.json().await.map_err(|_| {
+        let body = self.read_answer(res, deadline, "model list").await?;
+        let v: Value = serde_json::from_slice(&body).map_err(|_| {
             UpstreamError::new(
                 ErrorClass::ProviderUnavailable,
                 None,
@@ -569,7 +675,8 @@ impl Gateway {
             ),
         };
         let send = self.client.post(url).headers(headers).json(&body).send();
-        let res = match tokio::time::timeout(self.first_byte, send).await {
+        let deadline = tokio::time::Instant::now() + self.limits.total;
+        let res = match tokio::time::timeout(self.limits.first_byte, send).await {
             Err(_) => {
                 return Err(UpstreamError::new(
                     ErrorClass::ProviderUnavailable,
@@ -584,17 +691,18 @@ impl Gateway {
             return Err(refused(res).await);
         }
         if !stream {
-            let answer: Value = res.json().await.map_err(|e| {
-                if e.is_decode() {
-                    UpstreamError::new(
-                        ErrorClass::ProviderUnavailable,
-                        None,
-                        "the provider sent an unreadable answer",
-                    )
-                } else {
-                    transport(&e)
-                }
+            let body = self.read_answer(res, deadline, "answer").await?;
+            let answer: Value = serde_json::from_slice(&body).map_err(|_| {
+                UpstreamError::new(
+                    ErrorClass::ProviderUnavailable,
+                    None,
+                    "the provider sent an unreadable answer",
+                )
             })?;
+            // `{"error": {…}}` (OpenAI style) or `{"type": "error", "error": {…}}` (Anthropic).
+            if let Some(e) = error_inside(&answer, false) {
+                return Err(e);
+            }
             return Ok(match up.wire {
                 WireFormat::OpenAi => {
                     let usage = usage_of_openai(&answer);
@@ -613,9 +721,15 @@ impl Gateway {
                 }
             });
         }
-        let events = res.bytes_stream().eventsource();
+        let limits = self.limits;
+        let events = super::bounded_events(
+            res.bytes_stream(),
+            limits.max_event_bytes,
+            limits.max_stream_bytes,
+        )
+        .eventsource();
         let wire = up.wire;
-        let idle = self.first_byte.min(IDLE_TIMEOUT);
+        let idle = limits.idle;
         let mut translator = AnthropicStreamTranslator::new(now_secs(), include_usage);
         let stream = futures_util::stream::unfold(
             (Box::pin(events), false),
@@ -636,12 +750,7 @@ impl Gateway {
                         )),
                         (events, true),
                     )),
-                    Ok(Some(Err(_))) => Some((
-                        Err(UpstreamError::cut(
-                            "the stream from the provider broke off mid-answer",
-                        )),
-                        (events, true),
-                    )),
+                    Ok(Some(Err(e))) => Some((Err(stream_broke(&e, &limits)), (events, true))),
                     Ok(Some(Ok(ev))) => Some((Ok(ev), (events, false))),
                 }
             },
@@ -654,12 +763,21 @@ impl Gateway {
                         if ev.data.trim() == "[DONE]" {
                             vec![Ok(StreamEvent::Done)]
                         } else {
-                            let usage = serde_json::from_str::<Value>(&ev.data)
-                                .ok()
-                                .and_then(|v| usage_of_openai(&v));
+                            // Only `usage` and `error` are read; the rest is skipped unparsed.
+                            #[derive(serde::Deserialize)]
+                            struct Probe {
+                                usage: Option<Value>,
+                                error: Option<Value>,
+                            }
+                            let probe = serde_json::from_str::<Probe>(&ev.data).ok();
                             let mut out = Vec::with_capacity(2);
-                            if let Some(u) = usage {
-                                out.push(Ok(StreamEvent::Usage(u)));
+                            if let Some(p) = probe {
+                                if let Some(e) = p.error.and_then(|e| error_object(&e, true)) {
+                                    return futures_util::stream::iter(vec![Err(e)]);
+                                }
+                                if let Some(u) = p.usage.as_ref().and_then(usage_from) {
+                                    out.push(Ok(StreamEvent::Usage(u)));
+                                }
                             }
                             out.push(Ok(StreamEvent::Chunk(ev.data)));
                             out

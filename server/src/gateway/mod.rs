@@ -26,8 +26,39 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub struct Gateway {
     client: reqwest::Client,
     allow: Allowlist,
-    /// Time allowed until the first byte of an answer (and between streamed events).
-    first_byte: std::time::Duration,
+    limits: Limits,
+}
+
+/// How much, and for how long, Keyward reads from any upstream. Every read from a provider is
+/// bounded by these: an upstream that sends too much, or too slowly, gets its connection dropped
+/// and the caller a classified error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// A whole non-streamed answer or model list.
+    pub max_body_bytes: usize,
+    /// One server-sent event (and so any one line of a stream).
+    pub max_event_bytes: usize,
+    /// A whole streamed answer.
+    pub max_stream_bytes: u64,
+    /// From sending the request to the first byte of the answer.
+    pub first_byte: Duration,
+    /// From sending a non-streamed request to the last byte of its answer.
+    pub total: Duration,
+    /// Longest silence between two streamed events.
+    pub idle: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 << 20,
+            max_event_bytes: 1 << 20,
+            max_stream_bytes: 64 << 20,
+            first_byte: chat::FIRST_BYTE_TIMEOUT,
+            total: Duration::from_secs(300),
+            idle: chat::IDLE_TIMEOUT,
+        }
+    }
 }
 
 /// Builds the auth headers for a key. The value is marked sensitive so that no debug output or
@@ -78,14 +109,32 @@ impl Gateway {
         Ok(Gateway {
             client,
             allow,
-            first_byte: chat::FIRST_BYTE_TIMEOUT,
+            limits: Limits::default(),
         })
+    }
+
+    /// The gateway the server runs with: the operator's upstream policy and read limits.
+    pub fn from_settings(settings: &crate::config::Settings) -> Result<Self, reqwest::Error> {
+        let policy = Allowlist::new(settings.allowed_private_upstreams())
+            .with_http(settings.allow_http_upstreams);
+        Ok(Self::with(policy, ssrf::system_lookup())?.with_limits(settings.upstream_limits()))
+    }
+
+    /// Replaces the read limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Shortens the first-byte and idle timeouts (tests of a hanging provider).
     pub fn with_first_byte_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.first_byte = timeout;
+        self.limits.first_byte = timeout;
+        self.limits.idle = self.limits.idle.min(timeout);
         self
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub fn allowlist(&self) -> &Allowlist {
@@ -141,16 +190,154 @@ fn is_refused_address(e: &reqwest::Error) -> bool {
     false
 }
 
-async fn read_prefix(mut res: reqwest::Response, limit: usize) -> String {
+/// At most `limit` bytes of an (error) body, for at most `within`; whatever arrived by then.
+async fn read_prefix(mut res: reqwest::Response, limit: usize, within: Duration) -> String {
     let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
     while out.len() < limit {
-        match res.chunk().await {
-            Ok(Some(chunk)) => out.extend_from_slice(&chunk),
+        match tokio::time::timeout_at(deadline, res.chunk()).await {
+            Ok(Ok(Some(chunk))) => out.extend_from_slice(&chunk),
             _ => break,
         }
     }
     out.truncate(limit);
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Why a bounded read stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The body is larger than allowed.
+    TooLarge,
+    /// The body did not arrive in time.
+    TooSlow,
+    /// The connection failed.
+    Transport(reqwest::Error),
+}
+
+/// Reads a whole body, refusing it as soon as it passes `limit` bytes (by its declared length or
+/// by what arrived) or `deadline` passes. The response is dropped on error, which closes the
+/// connection instead of reading the rest.
+pub async fn read_body(
+    mut res: reqwest::Response,
+    limit: usize,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<u8>, ReadError> {
+    if res.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    let mut out = Vec::with_capacity(res.content_length().map_or(8 << 10, |n| n as usize));
+    loop {
+        match tokio::time::timeout_at(deadline, res.chunk()).await {
+            Err(_) => return Err(ReadError::TooSlow),
+            Ok(Err(e)) => return Err(ReadError::Transport(e)),
+            Ok(Ok(None)) => return Ok(out),
+            Ok(Ok(Some(chunk))) => {
+                if out.len() + chunk.len() > limit {
+                    return Err(ReadError::TooLarge);
+                }
+                out.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
+/// Enforces the size limits on a server-sent-event byte stream before it is parsed: no one event
+/// (and so no one line) may pass `max_event` bytes, and the whole stream may not pass
+/// `max_total`. Over a limit the stream yields one error and ends, which drops the connection.
+///
+/// Written by hand, not taken from a crate: it is a byte scan on the hot path of every stream,
+/// and the SSE parser it feeds (eventsource-stream) buffers an unfinished event without a bound.
+pub fn bounded_events<S, E>(
+    bytes: S,
+    max_event: usize,
+    max_total: u64,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, BoundedError<E>>>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+{
+    use futures_util::StreamExt;
+    let mut scan = EventScan::default();
+    let mut total = 0u64;
+    let mut over = false;
+    bytes
+        .map(move |item| {
+            if over {
+                return None;
+            }
+            let chunk = match item {
+                Ok(c) => c,
+                Err(e) => return Some(Err(BoundedError::Source(e))),
+            };
+            total = total.saturating_add(chunk.len() as u64);
+            if total > max_total {
+                over = true;
+                return Some(Err(BoundedError::StreamTooLarge));
+            }
+            if scan.feed(&chunk) > max_event {
+                over = true;
+                return Some(Err(BoundedError::EventTooLarge));
+            }
+            Some(Ok(chunk))
+        })
+        .take_while(|item| std::future::ready(item.is_some()))
+        .filter_map(std::future::ready)
+}
+
+/// A stream error from [`bounded_events`].
+#[derive(Debug)]
+pub enum BoundedError<E> {
+    Source(E),
+    EventTooLarge,
+    StreamTooLarge,
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for BoundedError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BoundedError::Source(e) => e.fmt(f),
+            BoundedError::EventTooLarge => f.write_str("a stream event is too large"),
+            BoundedError::StreamTooLarge => f.write_str("the stream is too large"),
+        }
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for BoundedError<E> {}
+
+/// Tracks the size of the event being received: bytes since the last blank line. Lines end in
+/// CR, LF or CRLF, as the SSE grammar allows.
+#[derive(Debug, Default)]
+struct EventScan {
+    event: usize,
+    line: usize,
+    after_cr: bool,
+}
+
+impl EventScan {
+    /// Feeds a chunk; returns the largest event size seen while scanning it.
+    fn feed(&mut self, chunk: &[u8]) -> usize {
+        let mut largest = 0;
+        for &b in chunk {
+            match b {
+                b'\n' if self.after_cr => self.after_cr = false,
+                b'\r' | b'\n' => {
+                    self.after_cr = b == b'\r';
+                    if self.line == 0 {
+                        self.event = 0;
+                    } else {
+                        self.line = 0;
+                    }
+                }
+                _ => {
+                    self.after_cr = false;
+                    self.line += 1;
+                    self.event += 1;
+                    largest = largest.max(self.event);
+                }
+            }
+        }
+        largest
+    }
 }
 
 /// The owner-facing explanation of an error class. Never quotes the provider's body.
@@ -166,5 +353,51 @@ pub fn describe(class: ErrorClass, status: Option<u16>) -> String {
         }
         ErrorClass::ProviderUnavailable => format!("the provider is unavailable{code}"),
         ErrorClass::Rejected => format!("the provider refused the request{code}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[test]
+    fn an_event_is_measured_across_lines_and_chunks_with_any_line_ending() {
+        let mut scan = EventScan::default();
+        // Two lines of one event (9 + 6 bytes), CRLF endings, then a blank line ends it.
+        assert_eq!(scan.feed(b"data: abc\r\nid: 12\r\n"), 15);
+        assert_eq!(scan.feed(b"\r\n"), 0);
+        // A new event, split over chunks, LF and lone-CR endings.
+        assert_eq!(scan.feed(b"data: "), 6);
+        assert_eq!(scan.feed(b"xy\rdata: z\n\n"), 15);
+        assert_eq!(scan.feed(b"data: 1\r\r"), 7);
+        // A CRLF split between chunks is one line ending, not a blank line.
+        assert_eq!(scan.feed(b"data: 12\r"), 8);
+        assert_eq!(scan.feed(b"\ndata: 3"), 15);
+    }
+
+    #[tokio::test]
+    async fn bounded_events_stop_at_the_first_limit() {
+        let chunks = |v: Vec<&'static [u8]>| {
+            futures_util::stream::iter(
+                v.into_iter()
+                    .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from_static(c))),
+            )
+        };
+        let out: Vec<_> = bounded_events(chunks(vec![b"data: 1\n\n", b"data: 22\n\n"]), 8, 100)
+            .collect()
+            .await;
+        assert!(out.iter().all(Result::is_ok) && out.len() == 2);
+        let out: Vec<_> =
+            bounded_events(chunks(vec![b"data: 1\n\n", b"data: 223\n\n", b"x"]), 8, 100)
+                .collect()
+                .await;
+        assert_eq!(out.len(), 2, "nothing follows the error");
+        assert!(matches!(out[1], Err(BoundedError::EventTooLarge)));
+        let out: Vec<_> = bounded_events(chunks(vec![b"data: 1\n\n"; 5]), 8, 30)
+            .collect()
+            .await;
+        assert_eq!(out.len(), 4);
+        assert!(matches!(out[3], Err(BoundedError::StreamTooLarge)));
     }
 }

@@ -329,8 +329,8 @@ pub async fn set_price(
     price: Price,
 ) -> Result<(), ServiceError> {
     let (provider, model) = check_price_key(provider, model)?;
-    if price.input < 0 || price.output < 0 {
-        return Err(ServiceError::Invalid("a price cannot be negative".into()));
+    for p in [price.input, price.output] {
+        keyward::usage::check_price(p).map_err(|e| ServiceError::Invalid(e.0.into()))?;
     }
     let txn = crate::db::begin_write(db).await?;
     model_price::Entity::insert(model_price::ActiveModel {

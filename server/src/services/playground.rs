@@ -407,7 +407,7 @@ async fn pump(
                 .pointer("/choices/0/message/content")
                 .and_then(Value::as_str)
             {
-                text.push_str(t);
+                keyward::chat::push_capped(&mut text, t);
                 first_token = Some(ms(started));
                 if tx.send(ChatEvent::Delta { text: t.into() }).await.is_err() {
                     status = MessageStatus::Stopped;
@@ -425,7 +425,7 @@ async fn pump(
                     Some(Ok(StreamEvent::Chunk(chunk))) => {
                         if let Some(piece) = delta_text(&chunk) {
                             first_token.get_or_insert_with(|| ms(started));
-                            text.push_str(&piece);
+                            keyward::chat::push_capped(&mut text, &piece);
                             if tx.send(ChatEvent::Delta { text: piece }).await.is_err() {
                                 status = MessageStatus::Stopped;
                                 break;

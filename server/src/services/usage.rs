@@ -496,8 +496,8 @@ async fn write(
                 let credits = credits_for(r.source, policy, c);
                 if credits != 0 {
                     let d = debits.entry(r.workspace).or_default();
-                    d.0 += credits;
-                    d.1 += 1;
+                    d.0 = d.0.saturating_add(credits);
+                    d.1 = d.1.saturating_add(1);
                 }
                 row(r, credits, c)
             })
@@ -631,13 +631,13 @@ impl Agg {
 }
 
 fn add(a: &mut UsageTotals, b: &UsageTotals) {
-    a.requests += b.requests;
-    a.errors += b.errors;
-    a.input_tokens += b.input_tokens;
-    a.output_tokens += b.output_tokens;
-    a.estimated += b.estimated;
-    a.credits += b.credits;
-    a.cost += b.cost;
+    a.requests = a.requests.saturating_add(b.requests);
+    a.errors = a.errors.saturating_add(b.errors);
+    a.input_tokens = a.input_tokens.saturating_add(b.input_tokens);
+    a.output_tokens = a.output_tokens.saturating_add(b.output_tokens);
+    a.estimated = a.estimated.saturating_add(b.estimated);
+    a.credits = a.credits.saturating_add(b.credits);
+    a.cost = a.cost.saturating_add(b.cost);
 }
 
 /// Groups rows by a label, largest token use first.
@@ -684,7 +684,17 @@ pub async fn report(
     use usage_record::Column as C;
     let (from, to) = range(from, to)?;
     let (from_s, to_s) = (from.to_string(), to.to_string());
-    let sum = |c: &str| Expr::cust(format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT)"));
+    // PostgreSQL sums BIGINT into NUMERIC: clamp before casting back, so that no total can
+    // break the report. (SQLite sums integers exactly; every row is bounded, see
+    // `keyward::usage::MAX_REPORTED_TOKENS`.)
+    let sum = |c: &str| {
+        Expr::cust(match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                format!("CAST(LEAST(COALESCE(SUM({c}), 0), 9223372036854775807) AS BIGINT)")
+            }
+            _ => format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT)"),
+        })
+    };
     let mut q = usage_record::Entity::find()
         .select_only()
         .column(C::Day)

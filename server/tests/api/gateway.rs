@@ -1106,3 +1106,191 @@ async fn the_mock_checks_keys_against_its_configured_list() {
         assert!(!gw.test_key(wire, &b, &other).await.ok);
     }
 }
+
+async fn hostile_bytes(mock: SocketAddr) -> u64 {
+    let v: Value = reqwest::get(format!("http://{mock}/__mock/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["hostile_bytes"].as_u64().unwrap()
+}
+
+/// How much a hostile answer may have sent before Keyward dropped it: the cap, plus what the
+/// loopback socket buffers and the HTTP stack hold (a few MiB). Far below what it would send.
+const SENT_BOUND: u64 = 24 << 20;
+
+#[tokio::test]
+async fn hostile_upstreams_are_cut_off_with_a_clear_error() {
+    use keyward_server::gateway::Limits;
+    let mock = spawn_mock_with(MockConfig::default()).await;
+    let gw = Gateway::new(vec![("127.0.0.1".into(), mock.port())])
+        .unwrap()
+        .with_limits(Limits {
+            max_body_bytes: 1 << 20,
+            max_event_bytes: 64 << 10,
+            max_stream_bytes: 4 << 20,
+            first_byte: Duration::from_secs(5),
+            total: Duration::from_secs(2),
+            idle: Duration::from_secs(1),
+        });
+    for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
+        let b = base(mock, wire);
+        // (key marker, streamed, what the error says)
+        for (marker, stream, says) in [
+            ("endless", false, "larger than 1 MiB"),
+            ("huge", false, "larger than 1 MiB"),
+            (
+                "trickle",
+                false,
+                "did not finish sending its answer in time",
+            ),
+            ("endless", true, "passed 4 MiB"),
+            ("longline", true, "larger than 64 KiB"),
+            ("stall", true, "stopped sending"),
+            ("trickle", true, "stopped sending"),
+        ] {
+            let key = SecretString::from(format!("sk-{marker}-0000000000000000"));
+            let up = Upstream {
+                wire,
+                base_url: &b,
+                key: &key,
+            };
+            let before = hostile_bytes(mock).await;
+            let started = Instant::now();
+            let err = match gw.chat(&up, &chat_request(), "m", stream).await {
+                Err(e) => e,
+                Ok(reply) => {
+                    let (_, _, done, err, _) = drain(reply).await;
+                    assert!(!done, "{wire:?} {marker}: a hostile stream never ends well");
+                    let e = err.expect("the stream ends with an error");
+                    assert!(e.mid_stream, "{wire:?} {marker}");
+                    e
+                }
+            };
+            assert_eq!(
+                err.class,
+                ErrorClass::ProviderUnavailable,
+                "{wire:?} {marker}"
+            );
+            assert!(
+                err.message.contains(says),
+                "{wire:?} {marker} streamed={stream}: {}",
+                err.message
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{wire:?} {marker}: the read was cut off, not waited out"
+            );
+            // The connection was dropped: the upstream could not keep sending.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let sent = hostile_bytes(mock).await - before;
+            assert!(sent < SENT_BOUND, "{wire:?} {marker}: {sent} bytes sent");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let later = hostile_bytes(mock).await - before;
+            assert!(
+                later - sent < (1 << 20),
+                "{wire:?} {marker}: still sending after the error ({sent} then {later})"
+            );
+        }
+        // The model list (the key test): a 100 MB list is refused after 1 MiB.
+        let key = SecretString::from("sk-huge-0000000000000000");
+        let up = Upstream {
+            wire,
+            base_url: &b,
+            key: &key,
+        };
+        let before = hostile_bytes(mock).await;
+        let err = gw.list_models(&up).await.unwrap_err();
+        assert!(
+            err.message.contains("model list is larger than 1 MiB"),
+            "{}",
+            err.message
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(hostile_bytes(mock).await - before < SENT_BOUND);
+    }
+}
+
+#[tokio::test]
+async fn error_objects_inside_a_successful_answer_are_classified() {
+    let (gw, mock) = setup(MockConfig::default()).await;
+    for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
+        let b = base(mock, wire);
+        let key = SecretString::from("sk-error200-0000000000000000");
+        let up = Upstream {
+            wire,
+            base_url: &b,
+            key: &key,
+        };
+        let err = gw.chat(&up, &chat_request(), "m", false).await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::ProviderUnavailable, "{wire:?}");
+        assert!(!err.message.contains("10.1.2.3"), "{}", err.message);
+        let reply = gw.chat(&up, &chat_request(), "m", true).await.unwrap();
+        let ChatReply::Stream(mut s) = reply else {
+            panic!("a stream")
+        };
+        let mut forwarded = Vec::new();
+        let mut failure = None;
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(StreamEvent::Chunk(c)) => forwarded.push(c),
+                Ok(_) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        let e = failure.expect("the error object ends the stream as an error");
+        assert!(
+            e.mid_stream && e.message.contains("during the answer"),
+            "{e:?}"
+        );
+        assert!(
+            forwarded
+                .iter()
+                .all(|c| !c.contains("10.1.2.3") && !c.contains("\"error\"")),
+            "{wire:?}: the provider's error object is never forwarded: {forwarded:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn absurd_token_counts_are_clamped() {
+    let (gw, mock) = setup(MockConfig::default()).await;
+    let max = keyward::usage::MAX_REPORTED_TOKENS;
+    for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
+        let b = base(mock, wire);
+        let key = SecretString::from("sk-hugeusage-0000000000000000");
+        let up = Upstream {
+            wire,
+            base_url: &b,
+            key: &key,
+        };
+        let ChatReply::Complete { usage, .. } =
+            gw.chat(&up, &chat_request(), "m", false).await.unwrap()
+        else {
+            panic!("complete")
+        };
+        assert_eq!(
+            usage,
+            Some(Usage {
+                input_tokens: max,
+                output_tokens: max
+            }),
+            "{wire:?}"
+        );
+        let mut req = chat_request();
+        req.insert("stream_options".into(), json!({"include_usage": true}));
+        let reply = gw.chat(&up, &req, "m", true).await.unwrap();
+        let (_, usage, done, _, _) = drain(reply).await;
+        assert!(done);
+        assert_eq!(
+            usage,
+            Some(Usage {
+                input_tokens: max,
+                output_tokens: max
+            }),
+            "{wire:?} streamed"
+        );
+    }
+}
