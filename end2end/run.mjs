@@ -67,6 +67,9 @@ const server = spawn(binary, ['serve'], { env, stdio: ['ignore', logFd, logFd] }
 let code = 1;
 try {
   await waitReady(base, server);
+  // A fresh instance prints its one-time set-up link; the suites set it up with that token.
+  const setupToken = (readFileSync(serverLog, 'utf8').match(/\/setup\?token=([A-Za-z0-9_-]+)/) ?? [])[1];
+  if (!setupToken) throw new Error('the server printed no set-up link');
   const files = readdirSync(join(root, 'end2end/tests'))
     .filter((f) => f.endsWith('.test.mjs'))
     .map((f) => join(root, 'end2end/tests', f));
@@ -77,6 +80,7 @@ try {
       KEYWARD_E2E_WORKDIR: work,
       KEYWARD_E2E_SERVER_LOG: serverLog,
       KEYWARD_E2E_MOCK_URL: mockUrl,
+      KEYWARD_E2E_SETUP_TOKEN: setupToken,
     },
     stdio: 'inherit',
   });

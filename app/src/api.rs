@@ -32,13 +32,14 @@ pub async fn get_session_state() -> Result<SessionState, AppError> {
 /// First run: creates the platform admin, their first workspace, and signs them in.
 #[server(client = CsrfClient)]
 pub async fn setup_instance(
+    token: String,
     email: String,
     display_name: String,
     password: String,
     workspace_name: String,
 ) -> Result<(), AppError> {
     backend()?
-        .setup_instance(email, display_name, password, workspace_name)
+        .setup_instance(token, email, display_name, password, workspace_name)
         .await
 }
 

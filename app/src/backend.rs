@@ -28,6 +28,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn session_state(&self) -> Result<SessionState, AppError>;
     async fn setup_instance(
         &self,
+        token: String,
         email: String,
         display_name: String,
         password: String,

@@ -26,10 +26,16 @@ fn gateway_bench(c: &mut Criterion) {
         let vault = Vault::open(db.clone(), &MasterKey::generate().unwrap())
             .await
             .unwrap();
-        let (user, ws) =
-            accounts::setup_first_user(&db, "b@example.com", "B", "correct horse battery", "Bench")
-                .await
-                .unwrap();
+        let (user, ws) = accounts::setup_first_user(
+            &db,
+            &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+            "b@example.com",
+            "B",
+            "correct horse battery",
+            "Bench",
+        )
+        .await
+        .unwrap();
         workspaces::set_plan(&db, ws.id, Plan::Business)
             .await
             .unwrap();

@@ -29,10 +29,16 @@ fn usage_bench(c: &mut Criterion) {
             .await
             .unwrap();
         keyward_server::db::migrate(&db).await.unwrap();
-        let (_, ws) =
-            accounts::setup_first_user(&db, "b@example.com", "B", "correct horse battery", "Bench")
-                .await
-                .unwrap();
+        let (_, ws) = accounts::setup_first_user(
+            &db,
+            &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+            "b@example.com",
+            "B",
+            "correct horse battery",
+            "Bench",
+        )
+        .await
+        .unwrap();
         let book = CreditBook::new();
         let writer = UsageWriter::spawn(db.clone(), book.clone(), WriterConfig::default());
         let pricing = load_pricing(&db).await.unwrap();

@@ -387,6 +387,7 @@ async fn main() {
         }
         let (_, ws) = accounts::setup_first_user(
             &state.db,
+            &keyward_server::services::accounts::SignInThrottle::new(100, 100),
             "bench@example.com",
             "Bench",
             "a long bench passphrase",

@@ -241,11 +241,24 @@ pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<
             drop(master);
             let refresher = state.vault.spawn_refresher(refresh);
             let conn = state.db.clone();
+            let address = listener
+                .local_addr()
+                .map_or_else(|_| state.settings.bind.to_string(), |a| a.to_string());
             tracing::info!(
-                address = %state.settings.bind,
+                address = %address,
                 database = %state.settings.database_url,
-                "keyward is serving on http://{}", state.settings.bind
+                "keyward is serving on http://{address}"
             );
+            // A fresh instance: the one-time set-up link, printed (never logged) for whoever
+            // started the server. Only its hash is stored.
+            if let Some(token) = crate::services::accounts::new_setup_token(&conn).await? {
+                let base = state
+                    .settings
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{address}"));
+                println!("{}", setup_banner(base.trim_end_matches('/'), &token));
+            }
             let served = startup::run(listener, state, startup::shutdown_signal()).await;
             refresher.abort();
             close(conn).await;
@@ -441,4 +454,16 @@ async fn run_vault(
         VaultCommand::Rekey { .. } => unreachable!("handled before the vault is opened"),
     };
     Ok(event)
+}
+
+/// The first-run message with the set-up link.
+fn setup_banner(base: &str, token: &str) -> String {
+    format!(
+        "\n\
+         ************************************************************************\n\
+         * First run: open this link to create the first account (the platform  *\n\
+         * admin). It works once; restarting the server prints a new one.       *\n\
+         ************************************************************************\n\
+         \n    {base}/setup?token={token}\n"
+    )
 }

@@ -38,6 +38,7 @@ const KEYS: &[&str] = &[
     "upstream_max_stream_bytes",
     "upstream_timeout_secs",
     "upstream_idle_timeout_secs",
+    "trusted_proxies",
 ];
 
 /// Settings that may also come from `KEYWARD_<NAME>_FILE`.
@@ -94,6 +95,10 @@ pub struct Settings {
     pub upstream_timeout_secs: u64,
     /// Longest silence allowed between two events of a provider's stream.
     pub upstream_idle_timeout_secs: u64,
+    /// Comma-separated addresses or CIDR ranges of the reverse proxies in front of Keyward.
+    /// Only requests from these peers may name the client in `Forwarded` / `X-Forwarded-For`
+    /// (and the scheme in `X-Forwarded-Proto`). Empty: the TCP peer is the client.
+    pub trusted_proxies: String,
 }
 
 impl Default for Settings {
@@ -121,6 +126,7 @@ impl Default for Settings {
             upstream_max_stream_bytes: 64 << 20,
             upstream_timeout_secs: 300,
             upstream_idle_timeout_secs: 60,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -154,18 +160,35 @@ impl DatabaseUrl {
         })
     }
 
-    /// The URL with any password replaced by `***`.
+    /// The URL with any password replaced by `***` and every query parameter but a few
+    /// harmless ones dropped (`?password=…` is a password too). Parsed as a URL, so a password
+    /// that holds `@` or `:` is hidden whole.
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
+        /// Query parameters that never carry a secret and help to read a log.
+        const SHOWN: &[&str] = &["mode", "sslmode", "application_name", "connect_timeout"];
+        let Ok(mut url) = url::Url::parse(&self.0) else {
             return "<unparsed url>".into();
         };
-        match rest.split_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => self.0.clone(),
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
         }
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let shown = SHOWN.contains(&k.to_ascii_lowercase().as_str());
+                (
+                    k.into_owned(),
+                    if shown { v.into_owned() } else { "***".into() },
+                )
+            })
+            .collect();
+        if kept.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        url.set_fragment(None);
+        url.to_string().replacen("%2A%2A%2A", "***", usize::MAX)
     }
 }
 
@@ -347,6 +370,12 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "visitor_messages_per_minute",
                 reason: "must be at least 1".into(),
+            });
+        }
+        if let Err(reason) = crate::client::TrustedProxies::parse(&self.trusted_proxies) {
+            return Err(ConfigError::Invalid {
+                key: "trusted_proxies",
+                reason,
             });
         }
         for (key, value, least) in [
@@ -568,5 +597,40 @@ mod tests {
         let shown = format!("{s:?} {}", s.database_url);
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://kw:***@db:5432/k"), "{shown}");
+    }
+
+    #[test]
+    fn every_spelling_of_a_database_password_is_hidden() {
+        for (url, secret, shown) in [
+            ("postgres://u:p@ss@db/k", "ss@db", "postgres://u:***@db/k"),
+            ("postgres://u:p%40ss:w@db/k", "ss", "postgres://u:***@db/k"),
+            (
+                "postgres://db/k?password=hunter2&sslmode=require",
+                "hunter2",
+                "postgres://db/k?password=***&sslmode=require",
+            ),
+            (
+                "postgres://u@db/k?PassWord=hunter2",
+                "hunter2",
+                "postgres://u@db/k?PassWord=***",
+            ),
+            (
+                "postgres://u:hunter2@db/k?options=-c%20secret%3Dx",
+                "secret",
+                "postgres://u:***@db/k?options=***",
+            ),
+            (
+                "sqlite://data/keyward.db?mode=rwc",
+                "",
+                "sqlite://data/keyward.db?mode=rwc",
+            ),
+        ] {
+            let r = DatabaseUrl::new(url).redacted();
+            assert_eq!(r, shown, "{url}");
+            if !secret.is_empty() {
+                assert!(!r.contains(secret), "{url} -> {r}");
+            }
+        }
+        assert_eq!(DatabaseUrl::new("not a url").redacted(), "<unparsed url>");
     }
 }

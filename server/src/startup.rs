@@ -84,6 +84,9 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
         visitor_limits: crate::services::playground::VisitorLimits::new(
             settings.visitor_messages_per_minute,
         ),
+        key_tests: crate::throttle::Throttle::per_minute(crate::state::KEY_TESTS_PER_MINUTE),
+        proxies: crate::client::TrustedProxies::parse(&settings.trusted_proxies)
+            .map_err(|e| StartupError::Serve(format!("trusted_proxies: {e}")))?,
         settings: Arc::new(settings),
         vault,
     })
@@ -149,7 +152,7 @@ pub fn router(state: AppState) -> Router {
             TraceLayer::new_for_http()
                 // The path only: query strings are caller-controlled and could carry anything.
                 .make_span_with(|req: &Request<_>| {
-                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                    tracing::info_span!("http", method = %req.method(), path = %crate::telemetry::loggable_path(req.uri().path()))
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
@@ -158,6 +161,11 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::router())
         // The management REST API checks tokens, sessions and CSRF itself (see `rest`).
         .merge(crate::rest::router())
+        // Every route learns the real client address (behind trusted proxies) first.
+        .layer(axum::middleware::from_fn_with_state(
+            state.proxies.clone(),
+            crate::client::layer,
+        ))
         .with_state(state)
 }
 

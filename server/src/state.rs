@@ -22,4 +22,24 @@ pub struct AppState {
     pub credits: crate::services::credits::CreditBook,
     pub usage: crate::services::usage::UsageWriter,
     pub tokens: crate::services::api_tokens::TokenCache,
+    /// The operator's trusted reverse proxies (where client addresses come from).
+    pub proxies: crate::client::TrustedProxies,
+    /// Live key tests (test, add, replace) per workspace per minute; the platform is `nil`.
+    pub key_tests: crate::throttle::Throttle<uuid::Uuid>,
+}
+
+/// Live key tests one workspace may run a minute (each one is a request to a provider, and a
+/// Custom URL makes it a probe of wherever that URL points).
+pub const KEY_TESTS_PER_MINUTE: u32 = 20;
+
+impl AppState {
+    /// Counts one live key test in `workspace` (`None`: platform keys).
+    pub fn key_test(
+        &self,
+        workspace: Option<uuid::Uuid>,
+    ) -> Result<(), crate::error::ServiceError> {
+        self.key_tests
+            .check(&workspace.unwrap_or(uuid::Uuid::nil()))
+            .map_err(crate::error::ServiceError::RateLimited)
+    }
 }

@@ -20,3 +20,52 @@ pub fn init(format: LogFormat, filter: &str) {
         LogFormat::Text => registry.with(fmt::layer().with_target(true)).try_init(),
     };
 }
+
+/// Path segments that are secrets: the one after each of these prefixes (bearer links).
+const SECRET_AFTER: &[&str] = &["/invite/"];
+
+/// A request path as it may be logged: secret segments (an invitation link's token, anything
+/// shaped like an API token) become `<redacted>`, and control characters are escaped so that a
+/// path cannot forge a log line.
+pub fn loggable_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut redact_next = false;
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let secret = redact_next || segment.starts_with("kw_");
+        redact_next = SECRET_AFTER
+            .iter()
+            .any(|p| p.trim_matches('/') == segment && i == 1);
+        if secret && !segment.is_empty() {
+            out.push_str("<redacted>");
+        } else {
+            out.extend(segment.chars().flat_map(char::escape_default));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn secret_path_segments_never_reach_a_log() {
+        assert_eq!(loggable_path("/invite/abcDEF123"), "/invite/<redacted>");
+        assert_eq!(
+            loggable_path("/invite/abc/extra"),
+            "/invite/<redacted>/extra"
+        );
+        assert_eq!(loggable_path("/invite/"), "/invite/");
+        assert_eq!(loggable_path("/x/kw_secret"), "/x/<redacted>");
+        assert_eq!(
+            loggable_path("/w/invite/x"),
+            "/w/invite/x",
+            "only the route"
+        );
+        assert_eq!(loggable_path("/keys"), "/keys");
+        assert_eq!(loggable_path("/a\nforged line"), "/a\\nforged line");
+    }
+}

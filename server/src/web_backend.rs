@@ -26,7 +26,6 @@ use keyward_app::error::AppError;
 use leptos::prelude::use_context;
 use sea_orm::EntityTrait;
 use secrecy::SecretString;
-use std::net::SocketAddr;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -56,6 +55,13 @@ impl ServerBackend {
         } else {
             SESSION_COOKIE
         }
+    }
+
+    /// The caller's address (behind trusted proxies), as the client layer worked it out.
+    fn client() -> Option<std::net::IpAddr> {
+        use_context::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<crate::client::ClientAddr>().copied())
+            .map(|c| c.ip)
     }
 
     async fn headers() -> HeaderMap {
@@ -225,10 +231,7 @@ impl ServerBackend {
 
     async fn sign_in_as(&self, email: &str, password: &str) -> Result<(), AppError> {
         let headers = Self::headers().await;
-        let client = leptos_axum::extract::<axum::extract::ConnectInfo<SocketAddr>>()
-            .await
-            .ok()
-            .map(|c| c.0.ip());
+        let client = Self::client();
         let ua = headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -263,20 +266,21 @@ impl Backend for ServerBackend {
 
     async fn setup_instance(
         &self,
+        token: String,
         email: String,
         display_name: String,
         password: String,
         workspace_name: String,
     ) -> Result<(), AppError> {
         let password = Zeroizing::new(password);
-        accounts::setup_first_user(
-            &self.state.db,
-            &email,
-            &display_name,
-            &password,
-            &workspace_name,
-        )
-        .await?;
+        let form = accounts::SetupForm {
+            email: &email,
+            display_name: &display_name,
+            password: &password,
+            workspace_name: &workspace_name,
+        };
+        let guard = &self.state.sign_in_throttle;
+        accounts::setup_with_token(&self.state.db, guard, Self::client(), &token, form).await?;
         self.sign_in_as(&email, &password).await
     }
 
@@ -303,7 +307,8 @@ impl Backend for ServerBackend {
     async fn change_password(&self, current: String, new: String) -> Result<(), AppError> {
         let who = self.require().await?;
         let (current, new) = (Zeroizing::new(current), Zeroizing::new(new));
-        Ok(accounts::change_password(&self.state.db, &who, &current, &new).await?)
+        let guard = &self.state.sign_in_throttle;
+        Ok(accounts::change_password(&self.state.db, guard, &who, &current, &new).await?)
     }
 
     async fn list_sessions(&self) -> Result<Vec<SessionView>, AppError> {
@@ -481,9 +486,16 @@ impl Backend for ServerBackend {
         password: String,
     ) -> Result<(), AppError> {
         let password = Zeroizing::new(password);
-        let user =
-            workspaces::sign_up_with_invitation(&self.state.db, &token, &display_name, &password)
-                .await?;
+        let guard = &self.state.sign_in_throttle;
+        let user = workspaces::sign_up_with_invitation(
+            &self.state.db,
+            guard,
+            Self::client(),
+            &token,
+            &display_name,
+            &password,
+        )
+        .await?;
         self.sign_in_as(&user.email, &password).await
     }
 
@@ -525,6 +537,8 @@ impl Backend for ServerBackend {
         let password = Zeroizing::new(password);
         accounts::sign_up_open(
             &self.state.db,
+            &self.state.sign_in_throttle,
+            Self::client(),
             &email,
             &display_name,
             &password,
@@ -560,9 +574,11 @@ impl Backend for ServerBackend {
         base_url: String,
     ) -> Result<KeyTestResult, AppError> {
         let key = SecretString::from(key.into_inner());
-        self.key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+        let (_, scope, _) = self
+            .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
             .await?;
         let s = &self.state;
+        s.key_test(scope.workspace_id())?;
         Ok(keys::test_unsaved(&s.db, &s.gateway, &provider, &key, &base_url).await?)
     }
 
@@ -580,6 +596,7 @@ impl Backend for ServerBackend {
             .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
             .await?;
         let s = &self.state;
+        s.key_test(scope.workspace_id())?;
         let new = NewKey {
             provider,
             key,
@@ -599,6 +616,7 @@ impl Backend for ServerBackend {
             .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
             .await?;
         let s = &self.state;
+        s.key_test(scope.workspace_id())?;
         Ok(keys::test_saved(&s.db, &s.vault, &s.gateway, &by, scope, id(&key_id)?).await?)
     }
 
@@ -617,6 +635,7 @@ impl Backend for ServerBackend {
             .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
             .await?;
         let s = &self.state;
+        s.key_test(scope.workspace_id())?;
         let new = NewKey {
             provider,
             key,

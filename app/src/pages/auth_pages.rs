@@ -68,12 +68,19 @@ where
 pub fn Setup() -> impl IntoView {
     let action = ServerAction::<SetupInstance>::new();
     on_success(action, "/");
+    // The one-time token from the link the server printed when it started.
+    let query = leptos_router::hooks::use_query_map();
+    let token = move || query.read().get("token").unwrap_or_default();
     view! {
         <Title text="Set up Keyward"/>
         <h1>"Set up Keyward"</h1>
         <section class="card narrow">
             <p>"Create the first account. It becomes the platform admin and owner of your first workspace."</p>
             <ActionForm action=action attr:class="stack">
+                <label>
+                    "Set-up token (in the link the server printed when it started)"
+                    <input type="text" name="token" required autocomplete="off" value=token/>
+                </label>
                 <NewAccountFields/>
                 <ActionError error=error_of(action)/>
                 <button class="button" type="submit" disabled=move || action.pending().get()>

@@ -499,18 +499,24 @@ async fn refused(res: reqwest::Response) -> UpstreamError {
     }
 }
 
+/// The owner-facing answer when no connection could be made. The same whether the name did
+/// not resolve, nothing listened, or the name resolved to a private address the SSRF guard
+/// refused: a key test must not tell a tenant how internal names resolve. The precise reason
+/// goes to the operator's log.
+pub const UNREACHABLE: &str =
+    "could not connect to the provider (the address is unreachable or not allowed)";
+
 fn transport(e: &reqwest::Error) -> UpstreamError {
     if super::is_refused_address(e) {
-        return UpstreamError::new(
-            ErrorClass::Rejected,
-            None,
-            "the provider address resolves to a private or local address, which is not allowed",
+        tracing::warn!(
+            "a provider address resolved to a private or local address; the connection was refused"
         );
+        return UpstreamError::new(ErrorClass::ProviderUnavailable, None, UNREACHABLE);
     }
     let why = if e.is_timeout() {
         "the provider did not answer in time"
     } else if e.is_connect() {
-        "could not connect to the provider"
+        UNREACHABLE
     } else {
         "the connection to the provider failed"
     };
@@ -614,7 +620,7 @@ impl Gateway {
             WireFormat::Anthropic => format!("{base}/v1/models?limit=1000"),
         };
         let send = self
-            .client
+            .client_for(&base)
             .get(url)
             .headers(headers)
             .timeout(super::TEST_TIMEOUT)
@@ -649,7 +655,7 @@ impl Gateway {
     /// Sends one chat request (OpenAI-shaped) to the upstream with the given key and model.
     /// Nothing has reached the caller when this returns an error, so the caller may retry (with
     /// the fallback key, say); errors inside a returned stream come after output started.
-    #[tracing::instrument(skip_all, fields(wire = ?up.wire, model = %model, stream))]
+    #[tracing::instrument(skip_all, fields(wire = ?up.wire, model = ?model, stream))]
     pub async fn chat(
         &self,
         up: &Upstream<'_>,
@@ -674,7 +680,8 @@ impl Gateway {
                     .map_err(|m| UpstreamError::new(ErrorClass::Rejected, None, m))?,
             ),
         };
-        let send = self.client.post(url).headers(headers).json(&body).send();
+        let client = self.client_for(&base);
+        let send = client.post(url).headers(headers).json(&body).send();
         let deadline = tokio::time::Instant::now() + self.limits.total;
         let res = match tokio::time::timeout(self.limits.first_byte, send).await {
             Err(_) => {

@@ -24,7 +24,13 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 #[derive(Clone, Debug)]
 pub struct Gateway {
+    /// The client for every public destination: its resolver refuses any name with a
+    /// non-public address.
     client: reqwest::Client,
+    /// One client per allowlisted `host:port` whose host is a name: only its resolver may
+    /// return that name's private addresses, and it is only used for that exact host and port.
+    /// (A resolver never sees the port, so the port is enforced by choosing the client.)
+    pinned: Arc<std::collections::HashMap<(String, u16), reqwest::Client>>,
     allow: Allowlist,
     limits: Limits,
 }
@@ -94,23 +100,46 @@ impl Gateway {
 
     /// A gateway with an explicit upstream policy and name lookup (tests use a rebinding one).
     pub fn with(allow: Allowlist, lookup: ssrf::Lookup) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow: allow.clone(),
-                lookup,
-            }))
-            .build()?;
+        let build = |names: Allowlist| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
+                .dns_resolver(Arc::new(GuardedResolver {
+                    allow: names,
+                    lookup: lookup.clone(),
+                }))
+                .build()
+        };
+        let mut pinned = std::collections::HashMap::new();
+        for (host, port) in allow.entries() {
+            if host.parse::<std::net::IpAddr>().is_err() {
+                let only = Allowlist::new(vec![(host.clone(), *port)]);
+                pinned.insert((host.clone(), *port), build(only)?);
+            }
+        }
         Ok(Gateway {
-            client,
+            client: build(Allowlist::default())?,
+            pinned: Arc::new(pinned),
             allow,
             limits: Limits::default(),
         })
+    }
+
+    /// The client for a checked base URL: the pinned one of its exact `host:port`, if the
+    /// operator allowlisted that name and port, otherwise the public one.
+    fn client_for(&self, base: &str) -> &reqwest::Client {
+        url::Url::parse(base)
+            .ok()
+            .and_then(|u| {
+                let host = u.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+                let port = u.port_or_known_default()?;
+                self.pinned.get(&(host, port))
+            })
+            .unwrap_or(&self.client)
     }
 
     /// The gateway the server runs with: the operator's upstream policy and read limits.
@@ -139,10 +168,6 @@ impl Gateway {
 
     pub fn allowlist(&self) -> &Allowlist {
         &self.allow
-    }
-
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
     }
 
     /// A live, authenticated call to the provider's cheapest endpoint (its model list). Says OK

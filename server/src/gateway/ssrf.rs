@@ -51,9 +51,15 @@ impl Allowlist {
         self.entries.iter().any(|(h, p)| *h == host && *p == port)
     }
 
+    /// Whether the resolver may return private addresses for `host`. Only the pinned client of
+    /// an exact allowlisted `host:port` holds such an allowlist (see `Gateway::client_for`).
     pub fn allows_host(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.entries.iter().any(|(h, _)| *h == host)
+    }
+
+    pub fn entries(&self) -> &[(String, u16)] {
+        &self.entries
     }
 }
 

@@ -152,6 +152,7 @@ async fn add_key(
 ) -> Result<Response, ApiError> {
     let a = access(&state, &headers, &method, &ws, Action::ManageKeys).await?;
     let b: NewKeyBody = body(&bytes)?;
+    state.key_test(Some(a.workspace.id))?;
     let view = keys::add(
         &state.db,
         &state.vault,

@@ -21,7 +21,7 @@ use crate::services::playground::{self, Turn};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -31,7 +31,6 @@ use keyward::http::{SESSION_COOKIE, SESSION_COOKIE_SECURE, VISITOR_COOKIE, VISIT
 use keyward::policy::Action;
 use serde::Serialize;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -284,7 +283,7 @@ async fn is_member(state: &AppState, who: Option<&SessionUser>, bot: &chatbot::M
 pub async fn visitor_send(
     State(state): State<AppState>,
     Path((workspace_slug, chatbot_slug)): Path<(String, String)>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     payload: Result<Json<ChatSend>, JsonRejection>,
 ) -> Result<Response, ChatRouteError> {
@@ -308,7 +307,7 @@ pub async fn visitor_send(
     let hash = conversations::visitor_hash(&visitor);
     state
         .visitor_limits
-        .check(&hash, Some(addr.ip()))
+        .check(&hash, client.map(|c| c.ip))
         .map_err(ChatRouteError::TooFast)?;
     if bot.daily_cap > 0
         && conversations::visitor_messages_today(&state.db, bot.id).await?

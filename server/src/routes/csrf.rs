@@ -15,7 +15,7 @@ pub async fn csrf_guard(req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     if let Err(reason) = check(req.headers()) {
-        tracing::warn!(reason, method = %req.method(), path = %req.uri().path(), "CSRF check refused a request");
+        tracing::warn!(reason, method = %req.method(), path = %crate::telemetry::loggable_path(req.uri().path()), "CSRF check refused a request");
         return ApiError::Forbidden.into_response();
     }
     next.run(req).await

@@ -3,9 +3,9 @@
 
 use crate::entities::{membership, session, setting, user, workspace};
 use crate::error::ServiceError;
+use crate::throttle::Throttle;
 use crate::vault::crypto;
 use chrono::{DateTime, Duration, Utc};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use keyward::account::{Email, check_new_password, parse_display_name, parse_workspace_name};
 use keyward::policy::{Plan, Role};
 use sea_orm::sea_query::Expr;
@@ -14,7 +14,6 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, Set,
 };
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -26,6 +25,12 @@ pub const ABSOLUTE_TIMEOUT: Duration = Duration::days(30);
 /// `last_seen_at` is written at most this often per session.
 const TOUCH_EVERY: Duration = Duration::seconds(60);
 const SETUP_DONE: &str = "setup_completed";
+/// The settings row holding the SHA-256 of the current one-time set-up token.
+const SETUP_TOKEN: &str = "setup_token_sha256";
+/// The answer when an account cannot be created with an email. The same whether the address
+/// is taken or not usable, so that sign-up does not tell strangers who has an account.
+pub const ACCOUNT_REFUSED: &str =
+    "an account cannot be created with this email here; if you already have one, sign in";
 
 /// A user as the rest of the server sees them after authentication. No secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,52 +50,115 @@ pub struct NewSession {
     pub user: SessionUser,
 }
 
-/// Sign-in throttling, per account and per client address (in memory, per instance).
+/// Password work, guarded: sign-in attempts per account and per client address, password
+/// changes per user, and how many argon2 runs (19 MiB and tens of milliseconds each) may run at
+/// once — the rest wait their turn for a while, then are told to retry. In memory, per instance.
 #[derive(Clone)]
 pub struct SignInThrottle {
-    per_account: Arc<DefaultKeyedRateLimiter<String>>,
-    per_address: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    per_account: Throttle<String>,
+    per_address: Throttle<IpAddr>,
+    changes: Throttle<Uuid>,
+    hashing: Arc<tokio::sync::Semaphore>,
+    slots: usize,
+    queue_wait: std::time::Duration,
+    /// The most argon2 runs seen at once (tests check the cap holds).
+    peak: Arc<std::sync::atomic::AtomicUsize>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Argon2 runs allowed at once.
+pub const CONCURRENT_HASHES: usize = 4;
+/// How long a password check waits for its turn before the caller is asked to retry.
+const HASH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Password changes (each checks the current password) allowed per user per minute.
+const CHANGES_PER_MINUTE: u32 = 5;
 
 impl SignInThrottle {
     /// `per_account` attempts a minute for one email, `per_address` for one client address.
     pub fn new(per_account: u32, per_address: u32) -> Self {
-        let quota =
-            |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        Self::with_hash_slots(per_account, per_address, CONCURRENT_HASHES, HASH_QUEUE_WAIT)
+    }
+
+    /// Like [`Self::new`] with `slots` concurrent argon2 runs, each caller waiting at most
+    /// `queue_wait` for one.
+    pub fn with_hash_slots(
+        per_account: u32,
+        per_address: u32,
+        slots: usize,
+        queue_wait: std::time::Duration,
+    ) -> Self {
         Self {
-            per_account: Arc::new(RateLimiter::keyed(quota(per_account))),
-            per_address: Arc::new(RateLimiter::keyed(quota(per_address))),
+            per_account: Throttle::per_minute(per_account),
+            per_address: Throttle::per_minute(per_address),
+            changes: Throttle::per_minute(CHANGES_PER_MINUTE),
+            hashing: Arc::new(tokio::sync::Semaphore::new(slots)),
+            slots,
+            queue_wait,
+            peak: Arc::default(),
+            running: Arc::default(),
         }
     }
 
-    fn check(&self, email: &str, addr: Option<IpAddr>) -> Result<(), ServiceError> {
-        let clock = governor::clock::DefaultClock::default();
-        let wait = |nu: governor::NotUntil<_>| {
-            use governor::clock::Clock;
-            let secs = nu.wait_time_from(clock.now()).as_secs_f64().ceil();
-            ServiceError::RateLimited((secs as u32).max(1))
-        };
+    /// Counts an attempt for `key` (an email, or a set-up/sign-up form) from `addr`.
+    pub fn check(&self, key: &str, addr: Option<IpAddr>) -> Result<(), ServiceError> {
         if let Some(ip) = addr {
-            self.per_address.check_key(&ip).map_err(wait)?;
+            self.per_address
+                .check(&crate::client::bucket(ip))
+                .map_err(ServiceError::RateLimited)?;
         }
-        self.per_account.check_key(&email.to_string()).map_err(wait)
+        self.per_account
+            .check(&key.to_string())
+            .map_err(ServiceError::RateLimited)
     }
-}
 
-async fn hash_password(password: &str) -> Result<String, ServiceError> {
-    let password = Zeroizing::new(password.to_string());
-    tokio::task::spawn_blocking(move || crypto::hash_password(&password))
+    /// Runs argon2 work when a slot is free (waiting a while for one).
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let permit = tokio::time::timeout(self.queue_wait, self.hashing.clone().acquire_owned())
+            .await
+            .map_err(|_| ServiceError::RateLimited(2))?
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let (running, peak) = (self.running.clone(), self.peak.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            let now = running.fetch_add(1, SeqCst) + 1;
+            peak.fetch_max(now, SeqCst);
+            let out = work();
+            running.fetch_sub(1, SeqCst);
+            drop(permit);
+            out
+        })
         .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?
-        .map_err(|e| ServiceError::Internal(e.to_string()))
-}
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(out)
+    }
 
-async fn verify_password(password: &str, hash: &str) -> Result<bool, ServiceError> {
-    let password = Zeroizing::new(password.to_string());
-    let hash = hash.to_string();
-    tokio::task::spawn_blocking(move || crypto::verify_password(&password, &hash))
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))
+    /// Hashes a new password (never inside a database transaction: it takes a while).
+    pub async fn hash(&self, password: &str) -> Result<String, ServiceError> {
+        let password = Zeroizing::new(password.to_string());
+        self.run(move || crypto::hash_password(&password))
+            .await?
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    pub async fn verify(&self, password: &str, hash: &str) -> Result<bool, ServiceError> {
+        let password = Zeroizing::new(password.to_string());
+        let hash = hash.to_string();
+        self.run(move || crypto::verify_password(&password, &hash))
+            .await
+    }
+
+    /// The most argon2 runs that were ever in progress at once.
+    pub fn peak_hashing(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The cap on concurrent argon2 runs.
+    pub fn hash_slots(&self) -> usize {
+        self.slots
+    }
 }
 
 /// A hash to verify against when the email is unknown, so that timing does not reveal which
@@ -99,8 +167,10 @@ async fn dummy_hash() -> &'static str {
     static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     DUMMY
         .get_or_init(|| async {
-            hash_password("keyward-dummy-password")
+            tokio::task::spawn_blocking(|| crypto::hash_password("keyward-dummy-password"))
                 .await
+                .ok()
+                .and_then(Result::ok)
                 .unwrap_or_default()
         })
         .await
@@ -136,9 +206,7 @@ async fn insert_user<C: ConnectionTrait>(
         .await?
         > 0
     {
-        return Err(ServiceError::Conflict(
-            "an account with this email already exists".into(),
-        ));
+        return Err(ServiceError::Conflict(ACCOUNT_REFUSED.into()));
     }
     let now = Utc::now();
     Ok(user::ActiveModel {
@@ -209,36 +277,156 @@ async fn close_setup_latch<C: ConnectionTrait>(db: &C) -> Result<bool, ServiceEr
     Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(_)))
 }
 
+/// A new account's checked fields and password hash, made before any transaction opens
+/// (hashing takes a while and must never hold the database's write lock).
+pub struct NewAccount {
+    email: Email,
+    name: String,
+    hash: String,
+}
+
+impl NewAccount {
+    /// Checks the fields, then hashes the password (waiting for a hashing slot).
+    pub async fn prepare(
+        guard: &SignInThrottle,
+        email: &str,
+        display_name: &str,
+        password: &str,
+    ) -> Result<Self, ServiceError> {
+        let email = Email::parse(email).map_err(invalid)?;
+        let name = parse_display_name(display_name).map_err(invalid)?;
+        check_new_password(password).map_err(invalid)?;
+        let hash = guard.hash(password).await?;
+        Ok(NewAccount { email, name, hash })
+    }
+
+    pub fn email(&self) -> &str {
+        self.email.as_str()
+    }
+
+    /// Inserts the user row in the caller's transaction.
+    pub async fn insert<C: ConnectionTrait>(
+        self,
+        db: &C,
+        platform_admin: bool,
+    ) -> Result<user::Model, ServiceError> {
+        insert_user(db, &self.email, &self.name, self.hash, platform_admin).await
+    }
+}
+
+/// Whether first-run set-up has been done (the latch, or any account).
+async fn set_up_already(db: &DatabaseConnection) -> Result<bool, ServiceError> {
+    Ok(setting::Entity::find_by_id(SETUP_DONE.to_string())
+        .one(db)
+        .await?
+        .is_some()
+        || !needs_setup(db).await?)
+}
+
 /// First run: the first account becomes platform admin and owner of a first workspace. Refused
-/// once any account exists (a settings row acts as the one-time latch, even under races).
+/// once any account exists — checked before any hashing, and again under the write lock (a
+/// settings row acts as the one-time latch, even under races).
 pub async fn setup_first_user(
     db: &DatabaseConnection,
+    guard: &SignInThrottle,
     email: &str,
     display_name: &str,
     password: &str,
     workspace_name: &str,
 ) -> Result<(user::Model, workspace::Model), ServiceError> {
-    let email = Email::parse(email).map_err(invalid)?;
-    let name = parse_display_name(display_name).map_err(invalid)?;
+    let already = || ServiceError::Conflict("this instance is already set up".into());
+    if set_up_already(db).await? {
+        return Err(already());
+    }
     let ws_name = parse_workspace_name(workspace_name).map_err(invalid)?;
-    check_new_password(password).map_err(invalid)?;
-    let hash = hash_password(password).await?;
-
+    let account = NewAccount::prepare(guard, email, display_name, password).await?;
     let txn = crate::db::begin_write(db).await?;
-    if user::Entity::find().count(&txn).await? > 0 {
-        return Err(ServiceError::Conflict(
-            "this instance is already set up".into(),
-        ));
+    if user::Entity::find().count(&txn).await? > 0 || !close_setup_latch(&txn).await? {
+        return Err(already());
     }
-    if !close_setup_latch(&txn).await? {
-        return Err(ServiceError::Conflict(
-            "this instance is already set up".into(),
-        ));
-    }
-    let user = insert_user(&txn, &email, &name, hash, true).await?;
+    let user = account.insert(&txn, true).await?;
     let ws = insert_workspace(&txn, &ws_name, user.id).await?;
+    setting::Entity::delete_by_id(SETUP_TOKEN.to_string())
+        .exec(&txn)
+        .await?;
     txn.commit().await?;
     Ok((user, ws))
+}
+
+/// Makes a new one-time set-up token for a fresh instance and stores its hash (replacing any
+/// earlier one). `None` once the instance is set up. The server prints the link at start.
+pub async fn new_setup_token(
+    db: &DatabaseConnection,
+) -> Result<Option<Zeroizing<String>>, ServiceError> {
+    if set_up_already(db).await? {
+        return Ok(None);
+    }
+    let token = crypto::random_token().map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let now = Utc::now();
+    setting::Entity::insert(setting::ActiveModel {
+        key: Set(SETUP_TOKEN.into()),
+        value: Set(crypto::token_hash(&token)),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(setting::Column::Key)
+            .update_columns([setting::Column::Value, setting::Column::UpdatedAt])
+            .to_owned(),
+    )
+    .exec(db)
+    .await?;
+    Ok(Some(token))
+}
+
+/// What the set-up form carries besides the token.
+pub struct SetupForm<'a> {
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub password: &'a str,
+    pub workspace_name: &'a str,
+}
+
+/// First run from the web: the set-up form must carry the token the server printed, so that an
+/// instance reachable from the internet cannot be claimed by whoever finds it first. Checked
+/// (and throttled) before any password work.
+pub async fn setup_with_token(
+    db: &DatabaseConnection,
+    guard: &SignInThrottle,
+    client: Option<IpAddr>,
+    token: &str,
+    form: SetupForm<'_>,
+) -> Result<(user::Model, workspace::Model), ServiceError> {
+    guard.check("setup", client)?;
+    if set_up_already(db).await? {
+        return Err(ServiceError::Conflict(
+            "this instance is already set up".into(),
+        ));
+    }
+    let stored = setting::Entity::find_by_id(SETUP_TOKEN.to_string())
+        .one(db)
+        .await?
+        .map(|s| s.value);
+    let given = crypto::token_hash(token.trim());
+    let matches = stored.is_some_and(|h| {
+        use subtle::ConstantTimeEq;
+        bool::from(h.as_bytes().ct_eq(given.as_bytes()))
+    });
+    if !matches {
+        return Err(ServiceError::Invalid(
+            "the set-up link is not valid: open the link the server printed when it started \
+             (restarting the server prints a new one)"
+                .into(),
+        ));
+    }
+    setup_first_user(
+        db,
+        guard,
+        form.email,
+        form.display_name,
+        form.password,
+        form.workspace_name,
+    )
+    .await
 }
 
 /// `keyward admin create`: a platform admin from the command line.
@@ -248,29 +436,16 @@ pub async fn create_platform_admin(
     display_name: &str,
     password: &str,
 ) -> Result<user::Model, ServiceError> {
-    let email = Email::parse(email).map_err(invalid)?;
-    let name = parse_display_name(display_name).map_err(invalid)?;
-    check_new_password(password).map_err(invalid)?;
-    let hash = hash_password(password).await?;
+    let account =
+        NewAccount::prepare(&SignInThrottle::new(1, 1), email, display_name, password).await?;
     let txn = crate::db::begin_write(db).await?;
-    let user = insert_user(&txn, &email, &name, hash, true).await?;
+    let user = account.insert(&txn, true).await?;
     close_setup_latch(&txn).await?;
+    setting::Entity::delete_by_id(SETUP_TOKEN.to_string())
+        .exec(&txn)
+        .await?;
     txn.commit().await?;
     Ok(user)
-}
-
-/// Creates an account for an invited person (the invitation is accepted by the caller).
-pub async fn create_user(
-    db: &impl ConnectionTrait,
-    email: &str,
-    display_name: &str,
-    password: &str,
-) -> Result<user::Model, ServiceError> {
-    let email = Email::parse(email).map_err(invalid)?;
-    let name = parse_display_name(display_name).map_err(invalid)?;
-    check_new_password(password).map_err(invalid)?;
-    let hash = hash_password(password).await?;
-    insert_user(db, &email, &name, hash, false).await
 }
 
 /// Checks credentials (throttled) and opens a new session. Any session the browser already had
@@ -292,10 +467,10 @@ pub async fn sign_in(
         .one(db)
         .await?;
     let Some(user) = found else {
-        verify_password(password, dummy_hash().await).await?;
+        throttle.verify(password, dummy_hash().await).await?;
         return Err(generic());
     };
-    if !verify_password(password, &user.password_hash).await? {
+    if !throttle.verify(password, &user.password_hash).await? {
         return Err(generic());
     }
     if let Some(old) = previous_token {
@@ -400,24 +575,30 @@ pub async fn sign_out_everywhere(
     Ok(delete.exec(db).await?.rows_affected)
 }
 
-/// Changes a password after checking the current one; ends the user's other sessions.
+/// Changes a password after checking the current one (throttled per user); ends the user's
+/// other sessions.
 pub async fn change_password(
     db: &DatabaseConnection,
+    guard: &SignInThrottle,
     who: &SessionUser,
     current: &str,
     new: &str,
 ) -> Result<(), ServiceError> {
     check_new_password(new).map_err(invalid)?;
+    guard
+        .changes
+        .check(&who.user_id)
+        .map_err(ServiceError::RateLimited)?;
     let user = user::Entity::find_by_id(who.user_id)
         .one(db)
         .await?
         .ok_or(ServiceError::Unauthorized)?;
-    if !verify_password(current, &user.password_hash).await? {
+    if !guard.verify(current, &user.password_hash).await? {
         return Err(ServiceError::Invalid(
             "the current password is not correct".into(),
         ));
     }
-    let hash = hash_password(new).await?;
+    let hash = guard.hash(new).await?;
     let txn = crate::db::begin_write(db).await?;
     let mut am: user::ActiveModel = user.into();
     am.password_hash = Set(hash);
@@ -478,16 +659,21 @@ pub async fn switch_workspace(
 }
 
 /// Open sign-up (only when the operator enabled it): a new account with its own workspace.
+/// Throttled per client address; the password is hashed before the transaction opens.
 pub async fn sign_up_open(
     db: &DatabaseConnection,
+    guard: &SignInThrottle,
+    client: Option<IpAddr>,
     email: &str,
     display_name: &str,
     password: &str,
     workspace_name: &str,
 ) -> Result<(user::Model, workspace::Model), ServiceError> {
+    guard.check("sign-up", client)?;
     let ws_name = parse_workspace_name(workspace_name).map_err(invalid)?;
+    let account = NewAccount::prepare(guard, email, display_name, password).await?;
     let txn = crate::db::begin_write(db).await?;
-    let user = create_user(&txn, email, display_name, password).await?;
+    let user = account.insert(&txn, false).await?;
     let ws = insert_workspace(&txn, &ws_name, user.id).await?;
     txn.commit().await?;
     Ok((user, ws))

@@ -170,7 +170,7 @@ pub async fn chat(deps: &Deps<'_>, call: ChatCall) -> Result<ChatOutcome, ChatEr
 }
 
 /// [`chat`], also saying which key the request was sent with when it failed.
-#[tracing::instrument(skip_all, fields(workspace = %call.workspace, provider = %call.provider))]
+#[tracing::instrument(skip_all, fields(workspace = %call.workspace, provider = ?call.provider))]
 pub async fn chat_traced(
     deps: &Deps<'_>,
     call: ChatCall,

@@ -533,7 +533,7 @@ fn trimmed(key: &SecretString) -> SecretString {
 }
 
 /// Adds this scope's key for a provider (one per provider per scope).
-#[tracing::instrument(skip_all, fields(provider = %new.provider))]
+#[tracing::instrument(skip_all, fields(provider = ?new.provider))]
 pub async fn add(
     db: &DatabaseConnection,
     vault: &Vault,

@@ -447,7 +447,7 @@ async fn pump(
     let latency = ms(started);
     tracing::info!(
         provider = %provider,
-        model = %outcome.model,
+        model = ?outcome.model,
         source = outcome.source.as_str(),
         status = status.as_str(),
         latency_ms = latency,
@@ -569,50 +569,28 @@ mod tests {
 }
 
 /// Per-visitor and per-address message limits of the public chat pages (in memory, per
-/// instance). Keys are forgotten once their quota has refilled.
+/// instance). Addresses are bucketed (IPv6 per /64); idle keys are pruned.
 #[derive(Clone)]
 pub struct VisitorLimits {
-    per_visitor: std::sync::Arc<governor::DefaultKeyedRateLimiter<String>>,
-    per_address: std::sync::Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    per_visitor: crate::throttle::Throttle<String>,
+    per_address: crate::throttle::Throttle<std::net::IpAddr>,
 }
 
 impl VisitorLimits {
     /// `per_minute` messages for one visitor, 3× that for one client address.
     pub fn new(per_minute: u32) -> Self {
-        use governor::{Quota, RateLimiter};
-        use std::num::NonZeroU32;
-        let quota =
-            |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        use crate::throttle::Throttle;
         Self {
-            per_visitor: std::sync::Arc::new(RateLimiter::keyed(quota(per_minute))),
-            per_address: std::sync::Arc::new(RateLimiter::keyed(quota(
-                per_minute.saturating_mul(3),
-            ))),
+            per_visitor: Throttle::per_minute(per_minute),
+            per_address: Throttle::per_minute(per_minute.saturating_mul(3)),
         }
     }
 
     /// `Err(seconds)` to wait when the visitor (or their address) is over the limit.
     pub fn check(&self, visitor: &str, addr: Option<std::net::IpAddr>) -> Result<(), u32> {
-        use governor::clock::{Clock, DefaultClock};
-        const TIDY_ABOVE: usize = 50_000;
-        if self.per_visitor.len() > TIDY_ABOVE {
-            self.per_visitor.retain_recent();
-        }
-        if self.per_address.len() > TIDY_ABOVE {
-            self.per_address.retain_recent();
-        }
-        let wait = |nu: governor::NotUntil<_>| {
-            let secs = nu
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs_f64()
-                .ceil();
-            (secs as u32).max(1)
-        };
         if let Some(ip) = addr {
-            self.per_address.check_key(&ip).map_err(wait)?;
+            self.per_address.check(&crate::client::bucket(ip))?;
         }
-        self.per_visitor
-            .check_key(&visitor.to_string())
-            .map_err(wait)
+        self.per_visitor.check(&visitor.to_string())
     }
 }

@@ -374,13 +374,18 @@ pub async fn accept_invitation(
 /// Someone without an account signs up through an invitation (its email becomes theirs).
 pub async fn sign_up_with_invitation(
     db: &DatabaseConnection,
+    guard: &accounts::SignInThrottle,
+    client: Option<std::net::IpAddr>,
     token: &str,
     display_name: &str,
     password: &str,
 ) -> Result<user::Model, ServiceError> {
+    guard.check("sign-up", client)?;
     let (inv, _) = invitation_info(db, token).await?;
+    // Hashed before the transaction: argon2 never runs under the write lock.
+    let account = accounts::NewAccount::prepare(guard, &inv.email, display_name, password).await?;
     let txn = crate::db::begin_write(db).await?;
-    let user = accounts::create_user(&txn, &inv.email, display_name, password).await?;
+    let user = account.insert(&txn, false).await?;
     accept_for(&txn, token, user.id, &user.email).await?;
     txn.commit().await?;
     Ok(user)

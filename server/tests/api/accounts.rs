@@ -9,6 +9,7 @@ use keyward_server::error::ServiceError;
 use keyward_server::services::accounts::{self, SessionUser, SignInThrottle};
 use keyward_server::services::workspaces;
 use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+use std::time::Duration;
 use uuid::Uuid;
 
 const PW: &str = "correct horse battery";
@@ -31,9 +32,16 @@ async fn sign_in(w: &World, email: &str) -> SessionUser {
 /// another workspace.
 async fn world(backend: Backend) -> (World, Vec<(Role, SessionUser)>, SessionUser, Uuid) {
     let t = open_vault(backend).await;
-    let (_, ws) = accounts::setup_first_user(&t.db, "Owner@Example.com", "Olive Owner", PW, "Acme")
-        .await
-        .unwrap();
+    let (_, ws) = accounts::setup_first_user(
+        &t.db,
+        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        "Owner@Example.com",
+        "Olive Owner",
+        PW,
+        "Acme",
+    )
+    .await
+    .unwrap();
     let throttle = SignInThrottle::new(1000, 1000);
     let owner = accounts::sign_in(&t.db, &throttle, "owner@example.com", PW, None, None, None)
         .await
@@ -51,9 +59,16 @@ async fn world(backend: Backend) -> (World, Vec<(Role, SessionUser)>, SessionUse
         let (_, token) = workspaces::invite(&w.t.db, w.ws, w.owner.user_id, &email, role)
             .await
             .unwrap();
-        workspaces::sign_up_with_invitation(&w.t.db, &token, role.label(), PW)
-            .await
-            .unwrap();
+        workspaces::sign_up_with_invitation(
+            &w.t.db,
+            &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+            None,
+            &token,
+            role.label(),
+            PW,
+        )
+        .await
+        .unwrap();
         people.push((role, sign_in(&w, &email).await));
     }
     // An outsider: platform-less user owning a workspace of their own.
@@ -66,9 +81,16 @@ async fn world(backend: Backend) -> (World, Vec<(Role, SessionUser)>, SessionUse
     )
     .await
     .unwrap();
-    workspaces::sign_up_with_invitation(&w.t.db, &token, "Eve", PW)
-        .await
-        .unwrap();
+    workspaces::sign_up_with_invitation(
+        &w.t.db,
+        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        None,
+        &token,
+        "Eve",
+        PW,
+    )
+    .await
+    .unwrap();
     let eve = sign_in(&w, "eve@example.com").await;
     workspaces::remove_member(&w.t.db, w.ws, eve.user_id)
         .await
@@ -82,9 +104,16 @@ async fn world(backend: Backend) -> (World, Vec<(Role, SessionUser)>, SessionUse
 async fn first_run_setup_happens_once(backend: Backend) {
     let t = open_vault(backend).await;
     assert!(accounts::needs_setup(&t.db).await.unwrap());
-    let (user, ws) = accounts::setup_first_user(&t.db, " Ada@Example.COM ", "Ada", PW, "Acme Inc.")
-        .await
-        .unwrap();
+    let (user, ws) = accounts::setup_first_user(
+        &t.db,
+        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        " Ada@Example.COM ",
+        "Ada",
+        PW,
+        "Acme Inc.",
+    )
+    .await
+    .unwrap();
     assert!(user.platform_admin);
     assert_eq!(user.email, "ada@example.com");
     assert_eq!(ws.slug, "acme-inc");
@@ -98,12 +127,29 @@ async fn first_run_setup_happens_once(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(m.role, "owner");
-    let again = accounts::setup_first_user(&t.db, "mallory@example.com", "M", PW, "X").await;
+    let again = accounts::setup_first_user(
+        &t.db,
+        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        "mallory@example.com",
+        "M",
+        PW,
+        "X",
+    )
+    .await;
     assert!(matches!(again, Err(ServiceError::Conflict(_))));
     assert!(!accounts::needs_setup(&t.db).await.unwrap());
     // Bad input is refused with a message that does not echo the password.
     let t2 = open_vault(backend).await;
-    match accounts::setup_first_user(&t2.db, "ada@example.com", "Ada", "short", "Acme").await {
+    match accounts::setup_first_user(
+        &t2.db,
+        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        "ada@example.com",
+        "Ada",
+        "short",
+        "Acme",
+    )
+    .await
+    {
         Err(ServiceError::Invalid(m)) => assert!(m.contains("at least 10") && !m.contains("short")),
         other => panic!("{other:?}"),
     }
@@ -213,7 +259,7 @@ async fn sessions_rotate_expire_and_end(backend: Backend) {
     let b = accounts::sign_in(db, &w.throttle, "owner@example.com", PW, None, None, None)
         .await
         .unwrap();
-    accounts::change_password(db, &a.user, PW, "a brand new passphrase")
+    accounts::change_password(db, &w.throttle, &a.user, PW, "a brand new passphrase")
         .await
         .unwrap();
     assert!(
@@ -487,7 +533,15 @@ async fn invitations_are_single_use_and_expire(backend: Backend) {
     am.expires_at = Set(chrono::Utc::now() - chrono::Duration::seconds(1));
     am.update(db).await.unwrap();
     assert!(matches!(
-        workspaces::sign_up_with_invitation(db, &expiring, "Carol", PW).await,
+        workspaces::sign_up_with_invitation(
+            db,
+            &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+            None,
+            &expiring,
+            "Carol",
+            PW
+        )
+        .await,
         Err(ServiceError::NotFound)
     ));
     // Revoked.
@@ -499,9 +553,16 @@ async fn invitations_are_single_use_and_expire(backend: Backend) {
         .await
         .unwrap();
     assert!(
-        workspaces::sign_up_with_invitation(db, &revoked, "Dan", PW)
-            .await
-            .is_err()
+        workspaces::sign_up_with_invitation(
+            db,
+            &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+            None,
+            &revoked,
+            "Dan",
+            PW
+        )
+        .await
+        .is_err()
     );
     // Tokens are stored hashed.
     let stored = invitation::Entity::find_by_id(rev_id)
@@ -557,9 +618,17 @@ both_backends!(
 async fn open_sign_up_creates_an_account_with_its_own_workspace(backend: Backend) {
     let (w, _, _, _) = world(backend).await;
     let db = &w.t.db;
-    let (user, ws) = accounts::sign_up_open(db, "zoe@example.com", "Zoe", PW, "Zoe's lab")
-        .await
-        .unwrap();
+    let (user, ws) = accounts::sign_up_open(
+        db,
+        &w.throttle,
+        None,
+        "zoe@example.com",
+        "Zoe",
+        PW,
+        "Zoe's lab",
+    )
+    .await
+    .unwrap();
     assert!(!user.platform_admin);
     let m = membership::Entity::find_by_id((ws.id, user.id))
         .one(db)
@@ -568,7 +637,7 @@ async fn open_sign_up_creates_an_account_with_its_own_workspace(backend: Backend
         .unwrap();
     assert_eq!(m.role, "owner");
     assert!(matches!(
-        accounts::sign_up_open(db, "ZOE@example.com", "Zoe", PW, "Again").await,
+        accounts::sign_up_open(db, &w.throttle, None, "ZOE@example.com", "Zoe", PW, "Again").await,
         Err(ServiceError::Conflict(_))
     ));
 }
@@ -576,3 +645,109 @@ both_backends!(
     open_sign_up_creates_an_account_with_its_own_workspace,
     super::open_sign_up_creates_an_account_with_its_own_workspace
 );
+
+/// Password hashing is no free CPU and memory sink: set-up refuses before hashing, a few
+/// hashes run at once, argon2 never holds the write lock, password changes are throttled.
+async fn password_work_is_bounded(backend: Backend) {
+    use keyward_server::services::accounts::{NewAccount, SetupForm};
+    let (w, _, _, _) = world(backend).await;
+    let db = &w.t.db;
+    // No hashing slot at all: any attempt to hash would wait, then be told to retry.
+    let no_slots = SignInThrottle::with_hash_slots(100, 100, 0, Duration::from_millis(300));
+    // A set-up instance refuses set-up before any password work.
+    let again = accounts::setup_first_user(db, &no_slots, "new@example.com", "New", PW, "X").await;
+    assert!(matches!(again, Err(ServiceError::Conflict(_))), "{again:?}");
+    let form = || SetupForm {
+        email: "new@example.com",
+        display_name: "New",
+        password: PW,
+        workspace_name: "X",
+    };
+    let web = accounts::setup_with_token(db, &no_slots, None, "anything", form()).await;
+    assert!(matches!(web, Err(ServiceError::Conflict(_))), "{web:?}");
+    assert_eq!(no_slots.peak_hashing(), 0, "no hash ran");
+    assert!(accounts::new_setup_token(db).await.unwrap().is_none());
+    // With no slot free, work queues and is then refused with a retry hint (not piled up).
+    let busy = NewAccount::prepare(&no_slots, "q@example.com", "Q", PW).await;
+    assert!(
+        matches!(busy, Err(ServiceError::RateLimited(_))),
+        "{}",
+        busy.is_ok()
+    );
+
+    // At most `slots` hashes run at once, however many arrive.
+    let two = SignInThrottle::with_hash_slots(1000, 1000, 2, Duration::from_secs(60));
+    let attempts = (0..6).map(|i| {
+        let two = two.clone();
+        let db = db.clone();
+        async move {
+            let email = if i % 2 == 0 {
+                "owner@example.com"
+            } else {
+                "nobody@example.com"
+            };
+            accounts::sign_in(&db, &two, email, "wrong password!", None, None, None).await
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(ServiceError::Invalid(_))))
+    );
+    assert!(
+        two.peak_hashing() >= 1 && two.peak_hashing() <= two.hash_slots(),
+        "peak {}",
+        two.peak_hashing()
+    );
+
+    // Argon2 never runs under the write lock: a sign-up waiting for its hash does not hold
+    // back another writer. The writer commits while the sign-up is still hashing.
+    let slow = SignInThrottle::with_hash_slots(100, 100, 0, Duration::from_millis(1500));
+    let signing_up = {
+        let (db, slow) = (db.clone(), slow.clone());
+        tokio::spawn(async move {
+            accounts::sign_up_open(&db, &slow, None, "late@example.com", "L", PW, "L").await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let txn = keyward_server::db::begin_write(db).await.unwrap();
+    accounts::insert_workspace(&txn, "Written meanwhile", w.owner.user_id)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    assert!(
+        !signing_up.is_finished(),
+        "the write did not wait for the hash"
+    );
+    let late = signing_up.await.unwrap();
+    assert!(
+        matches!(late, Err(ServiceError::RateLimited(_))),
+        "{}",
+        late.is_ok()
+    );
+
+    // Password changes are throttled per user, wrong guesses included.
+    let mut refused = None;
+    for i in 0..8 {
+        match accounts::change_password(
+            db,
+            &w.throttle,
+            &w.owner,
+            "not the password",
+            "x new passphrase",
+        )
+        .await
+        {
+            Err(ServiceError::RateLimited(s)) => {
+                refused = Some((i, s));
+                break;
+            }
+            Err(ServiceError::Invalid(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let (after, _) = refused.expect("throttled");
+    assert_eq!(after, 5, "five tries a minute");
+}
+both_backends!(password_work_is_bounded, super::password_work_is_bounded);

@@ -151,7 +151,7 @@ fn admin_create_reads_the_password_from_a_file_never_an_argument() {
     );
     // The same email again is a clear conflict.
     let again = keyward(&[&args[..], &[pw.to_str().unwrap()]].concat(), &env);
-    assert_clean_failure(&again, "already exists");
+    assert_clean_failure(&again, "cannot be created with this email");
     // There is no --password flag, and without a terminal or file it says what to do.
     let flag = keyward(
         &[

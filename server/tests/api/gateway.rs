@@ -388,10 +388,16 @@ struct Chat {
 async fn chat_world(backend: Backend, config: MockConfig) -> Chat {
     let t = open_vault(backend).await;
     let (gw, mock) = setup(config).await;
-    let (user, ws) =
-        accounts::setup_first_user(&t.db, "o@example.com", "O", "correct horse battery", "Acme")
-            .await
-            .unwrap();
+    let (user, ws) = accounts::setup_first_user(
+        &t.db,
+        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        "o@example.com",
+        "O",
+        "correct horse battery",
+        "Acme",
+    )
+    .await
+    .unwrap();
     workspaces::set_plan(&t.db, ws.id, Plan::Business)
         .await
         .unwrap();
@@ -1293,4 +1299,72 @@ async fn absurd_token_counts_are_clamped() {
             "{wire:?} streamed"
         );
     }
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// An allowlisted name opens exactly its `host:port`: the same name on another port is treated
+/// like any other name (its private address refused at connection time), and the allowlisted
+/// pair is resolved and connected to as usual.
+#[tokio::test]
+async fn an_allowlisted_name_opens_only_its_port() {
+    use keyward_server::gateway::ssrf::{Allowlist, Lookup};
+    let allowed = crate::keys::spawn_mock().await;
+    let other = crate::keys::spawn_mock().await;
+    let lookup: Lookup = std::sync::Arc::new(|_host: String| {
+        Box::pin(async { Ok(vec!["127.0.0.1".parse().unwrap()]) })
+    });
+    let allow = Allowlist::new(vec![("gpu.corp.example".into(), allowed.port())]).with_http(true);
+    let gw = Gateway::with(allow, lookup).unwrap();
+    let key = SecretString::from("sk-good-0000000000000000");
+    let at = |port: u16| format!("http://gpu.corp.example:{port}/v1");
+    let (yes, no) = (at(allowed.port()), at(other.port()));
+    let up = |url| Upstream {
+        wire: WireFormat::OpenAi,
+        base_url: url,
+        key: &key,
+    };
+    assert!(
+        gw.chat(&up(&yes), &chat_request(), "m", false)
+            .await
+            .is_ok()
+    );
+    assert_eq!(authenticated_requests(allowed).await, 1);
+    for _ in 0..2 {
+        let e = gw
+            .chat(&up(&no), &chat_request(), "m", false)
+            .await
+            .unwrap_err();
+        // One answer for "refused: private" and "nothing there": no internal-DNS oracle.
+        assert_eq!(
+            e.message,
+            keyward_server::gateway::chat::UNREACHABLE,
+            "{e:?}"
+        );
+        let test = gw.test_key(WireFormat::OpenAi, &no, &key).await;
+        assert_eq!(test.message, keyward_server::gateway::chat::UNREACHABLE);
+        // Nothing listening at an allowlisted pair: the same answer.
+        let closed = closed_port();
+        let lookup: Lookup = std::sync::Arc::new(|_host: String| {
+            Box::pin(async { Ok(vec!["127.0.0.1".parse().unwrap()]) })
+        });
+        let gw2 = Gateway::with(
+            Allowlist::new(vec![("gpu.corp.example".into(), closed)]),
+            lookup,
+        )
+        .unwrap();
+        let nothing = format!("http://gpu.corp.example:{closed}/v1");
+        let test2 = gw2.test_key(WireFormat::OpenAi, &nothing, &key).await;
+        assert_eq!((test2.class, test2.message), (test.class, test.message));
+    }
+    // The allowlisted pair still works after a refusal on the other port (separate pools).
+    assert!(gw.chat(&up(&yes), &chat_request(), "m", true).await.is_ok());
+    assert_eq!(
+        authenticated_requests(other).await,
+        0,
+        "another port got a key"
+    );
 }

@@ -293,6 +293,7 @@ pub async fn owner_cookie(app: &TestApp) -> String {
     use keyward_server::services::accounts::{self, SignInThrottle};
     accounts::setup_first_user(
         &app.db,
+        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
         "owner@example.com",
         "Owner",
         "correct horse battery",

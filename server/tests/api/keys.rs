@@ -59,6 +59,7 @@ async fn world(backend: Backend) -> World {
     let gw = Gateway::new(vec![("127.0.0.1".into(), mock.port())]).unwrap();
     let (user, ws) = accounts::setup_first_user(
         &t.db,
+        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
         "owner@example.com",
         "Olive",
         "correct horse battery",
@@ -619,9 +620,16 @@ async fn only_owners_manage_keys(backend: Backend) {
             let (_, token) = workspaces::invite(db, w.ws, owner_id, &email, role)
                 .await
                 .unwrap();
-            workspaces::sign_up_with_invitation(db, &token, "X", "correct horse battery")
-                .await
-                .unwrap();
+            workspaces::sign_up_with_invitation(
+                db,
+                &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+                None,
+                &token,
+                "X",
+                "correct horse battery",
+            )
+            .await
+            .unwrap();
             accounts::sign_in(
                 db,
                 &throttle,
@@ -693,9 +701,16 @@ pub(crate) async fn http_world_with(
     let (_, token) = workspaces::invite(db, ws.id, owner_id, "mia@example.com", Role::Member)
         .await
         .unwrap();
-    workspaces::sign_up_with_invitation(db, &token, "Mia", "another good passphrase")
-        .await
-        .unwrap();
+    workspaces::sign_up_with_invitation(
+        db,
+        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        None,
+        &token,
+        "Mia",
+        "another good passphrase",
+    )
+    .await
+    .unwrap();
     let mia = accounts::sign_in(
         db,
         &SignInThrottle::new(100, 100),
@@ -1128,3 +1143,54 @@ async fn chatbot_keys_over_http(backend: Backend) {
     app.stop().await;
 }
 both_backends!(chatbot_keys_over_http, super::chatbot_keys_over_http);
+
+/// Live key tests are throttled per workspace: each one is a request to wherever the URL
+/// points.
+async fn key_tests_are_throttled_per_workspace(backend: Backend) {
+    use keyward_app::api::TestNewKey;
+    use leptos::server_fn::ServerFn;
+    let app = crate::helpers::spawn_app(backend).await;
+    let cookie = crate::helpers::owner_cookie(&app).await;
+    let ws = keyward_server::entities::workspace::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let form = |ws: Uuid| {
+        vec![
+            ("workspace_id", ws.to_string()),
+            ("chatbot_id", String::new()),
+            ("provider", "custom".to_string()),
+            ("key", "sk-throttle-0000000000000000".to_string()),
+            ("base_url", "https://127.0.0.1:9/v1".to_string()),
+        ]
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..=keyward_server::state::KEY_TESTS_PER_MINUTE {
+        let res = app
+            .client
+            .post(app.url(TestNewKey::PATH))
+            .header("cookie", &cookie)
+            .header(keyward::http::CSRF_HEADER, "1")
+            .form(&form(ws))
+            .send()
+            .await
+            .unwrap();
+        statuses.push((res.status().as_u16(), res.text().await.unwrap()));
+    }
+    let (last, body) = statuses.pop().unwrap();
+    // Each test is answered (here: the URL is refused) until the budget is spent.
+    assert!(
+        statuses
+            .iter()
+            .all(|(_, b)| b.contains("base URL") && !b.contains("RateLimited")),
+        "{statuses:?}"
+    );
+    assert_ne!(last, 200);
+    assert!(body.contains("RateLimited"), "{body}");
+}
+both_backends!(
+    key_tests_are_throttled_per_workspace,
+    super::key_tests_are_throttled_per_workspace
+);

@@ -8,6 +8,7 @@ mod gateway;
 mod health;
 mod helpers;
 mod keys;
+mod logs;
 mod pages;
 mod public_api;
 mod rest;

@@ -280,9 +280,16 @@ async fn forbidden_server_function_calls_change_nothing(backend: Backend) {
     let (inv_id, token) = workspaces::invite(db, ws.id, owner, "mia@example.com", Role::Member)
         .await
         .unwrap();
-    workspaces::sign_up_with_invitation(db, &token, "Mia", "another good passphrase")
-        .await
-        .unwrap();
+    workspaces::sign_up_with_invitation(
+        db,
+        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        None,
+        &token,
+        "Mia",
+        "another good passphrase",
+    )
+    .await
+    .unwrap();
     let (pending, _) = workspaces::invite(db, ws.id, owner, "pat@example.com", Role::Member)
         .await
         .unwrap();
