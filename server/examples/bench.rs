@@ -433,6 +433,7 @@ async fn main() {
                 chatbot: None,
                 expires_in_days: None,
             },
+            None,
         )
         .await
         .unwrap();

@@ -776,7 +776,9 @@ impl Backend for ServerBackend {
     ) -> Result<(), AppError> {
         let (_, ok) = self.guard(&workspace_id, Action::ManageChatbots).await?;
         let by = By::user(&ok.user);
-        Ok(chatbots::delete(&self.state.db, &by, ok.workspace.id, id(&chatbot_id)?).await?)
+        let keys = keyward::policy::can(ok.actor, Action::ManageKeys);
+        let bot = id(&chatbot_id)?;
+        Ok(chatbots::delete(&self.state.db, &by, ok.workspace.id, bot, keys).await?)
     }
 
     async fn update_chatbot(
@@ -971,7 +973,8 @@ impl Backend for ServerBackend {
         let (_, ok) = self.guard(&workspace_id, Action::ManageApiTokens).await?;
         let by = By::user(&ok.user);
         let (view, token) =
-            svc::api_tokens::create(&self.state.db, &by, ok.workspace.id, new.try_into()?).await?;
+            svc::api_tokens::create(&self.state.db, &by, ok.workspace.id, new.try_into()?, None)
+                .await?;
         Ok(keyward::tokens::CreatedApiToken {
             token: token.to_string(),
             view,

@@ -38,6 +38,8 @@ struct Access {
     workspace: workspace::Model,
     actor: Actor,
     by: By,
+    /// The token the caller presented (`None`: a session).
+    token: Option<std::sync::Arc<api_tokens::TokenAuth>>,
 }
 
 /// Whether a request presents a token (then only the token counts; cookies are ignored).
@@ -87,6 +89,7 @@ async fn access(
                 id: None,
                 email: format!("API token {shown}"),
             },
+            token: Some(auth),
         });
     }
     if !matches!(*method, Method::GET | Method::HEAD) {
@@ -98,6 +101,7 @@ async fn access(
         by: By::user(&ok.user),
         workspace: ok.workspace,
         actor: ok.actor,
+        token: None,
     })
 }
 
@@ -248,7 +252,8 @@ async fn delete_chatbot(
     Path((ws, bot)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let a = access(&state, &headers, &method, &ws, Action::ManageChatbots).await?;
-    chatbots::delete(&state.db, &a.by, a.workspace.id, id(&bot)?).await?;
+    let keys = keyward::policy::can(a.actor, Action::ManageKeys);
+    chatbots::delete(&state.db, &a.by, a.workspace.id, id(&bot)?, keys).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -275,7 +280,8 @@ async fn create_token(
     let a = access(&state, &headers, &method, &ws, Action::ManageApiTokens).await?;
     let new: NewApiToken = body(&bytes)?;
     let new: api_tokens::NewToken = new.try_into()?;
-    let (view, token) = api_tokens::create(&state.db, &a.by, a.workspace.id, new).await?;
+    let parent = a.token.as_deref();
+    let (view, token) = api_tokens::create(&state.db, &a.by, a.workspace.id, new, parent).await?;
     Ok(created(json!(keyward::tokens::CreatedApiToken {
         token: token.to_string(),
         view,

@@ -43,6 +43,8 @@ pub struct TokenAuth {
     pub workspace: Uuid,
     pub scopes: Vec<TokenScope>,
     pub chatbot: Option<Uuid>,
+    /// When the token stops working (`None`: never).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl TokenAuth {
@@ -116,12 +118,39 @@ fn view(
 }
 
 /// Creates a token and returns it with the one and only copy of its secret.
+/// Creates a token. When another token creates it (`parent`: a management token through the
+/// REST API), the new one never exceeds its creator: no scope the creator lacks, the creator's
+/// chatbot binding, and an expiry no later than the creator's.
 pub async fn create(
     db: &DatabaseConnection,
     by: &By,
     workspace: Uuid,
-    new: NewToken,
+    mut new: NewToken,
+    parent: Option<&TokenAuth>,
 ) -> Result<(ApiTokenView, Zeroizing<String>), ServiceError> {
+    let mut ceiling = None;
+    if let Some(p) = parent {
+        if let Some(extra) = new.scopes.iter().find(|s| !p.scopes.contains(s)) {
+            return Err(ServiceError::Invalid(format!(
+                "a token cannot grant the {} scope: the token creating it does not have it",
+                extra.as_str()
+            )));
+        }
+        if let Some(bound) = p.chatbot {
+            match new.chatbot {
+                None => new.chatbot = Some(bound),
+                Some(b) if b == bound => {}
+                Some(_) => {
+                    return Err(ServiceError::Invalid(
+                        "the token creating this one is bound to a chatbot: the new token is \
+                         bound to the same one"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        ceiling = p.expires_at;
+    }
     let name = new.name.trim().to_string();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(ServiceError::Invalid(format!(
@@ -153,9 +182,16 @@ pub async fn create(
         shown: Set(token[..SHOWN_CHARS].to_string()),
         scopes: Set(scopes_to_text(&new.scopes)),
         chatbot_id: Set(new.chatbot),
-        expires_at: Set(new
-            .expires_in_days
-            .map(|d| now + Duration::days(i64::from(d)))),
+        expires_at: Set(
+            match (
+                new.expires_in_days
+                    .map(|d| now + Duration::days(i64::from(d))),
+                ceiling,
+            ) {
+                (Some(asked), Some(cap)) => Some(asked.min(cap)),
+                (asked, cap) => asked.or(cap),
+            },
+        ),
         last_used_at: Set(None),
         created_by: Set(by.id),
         created_at: Set(now),
@@ -403,6 +439,7 @@ async fn check(
             workspace: row.workspace_id,
             scopes: scopes_from_text(&row.scopes).unwrap_or_default(),
             chatbot: row.chatbot_id,
+            expires_at: row.expires_at,
         },
         row.expires_at,
     )))

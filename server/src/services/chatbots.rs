@@ -11,8 +11,8 @@ use keyward::catalogue;
 use keyward::credential::CredentialScope;
 use keyward::dto::ChatbotView;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -324,15 +324,31 @@ pub async fn by_slugs(
     Ok((ws, bot))
 }
 
-/// Deletes a chatbot and purges its own keys.
+/// Deletes a chatbot and purges its own keys. Purging keys is an owner's decision: a caller who
+/// may not manage keys (`may_manage_keys` from `keyward::policy`: admins, management tokens)
+/// gets a refusal that says so when the chatbot holds keys of its own.
 pub async fn delete(
     db: &DatabaseConnection,
     by: &By,
     workspace_id: Uuid,
     id: Uuid,
+    may_manage_keys: bool,
 ) -> Result<(), ServiceError> {
     let txn = crate::db::begin_write(db).await?;
     let bot = get(&txn, workspace_id, id).await?;
+    let own_keys = || {
+        credential::Entity::find()
+            .filter(credential::Column::Scope.eq(CredentialScope::Chatbot.as_str()))
+            .filter(credential::Column::OwnerId.eq(id))
+            .filter(credential::Column::WorkspaceId.eq(workspace_id))
+    };
+    if !may_manage_keys && own_keys().count(&txn).await? > 0 {
+        return Err(ServiceError::Conflict(
+            "this chatbot holds provider keys of its own: only an owner can delete it \
+             (or an owner deletes its keys first)"
+                .into(),
+        ));
+    }
     let keys = credential::Entity::delete_many()
         .filter(credential::Column::Scope.eq(CredentialScope::Chatbot.as_str()))
         .filter(credential::Column::OwnerId.eq(id))

@@ -128,12 +128,19 @@ pub async fn members(
     Ok(out)
 }
 
-async fn owner_count<C: ConnectionTrait>(db: &C, workspace_id: Uuid) -> Result<u64, ServiceError> {
-    Ok(membership::Entity::find()
+/// The workspace's owners, their rows locked until the transaction ends (`FOR UPDATE` on
+/// PostgreSQL; SQLite's write transactions are serial already). Two owners demoting or removing
+/// each other at once then take turns, and the second sees the first's change: no write skew
+/// can leave a workspace without an owner.
+async fn lock_owners<C: ConnectionTrait>(db: &C, workspace_id: Uuid) -> Result<u64, ServiceError> {
+    use sea_orm::QuerySelect;
+    let owners = membership::Entity::find()
         .filter(membership::Column::WorkspaceId.eq(workspace_id))
         .filter(membership::Column::Role.eq(Role::Owner.as_str()))
-        .count(db)
-        .await?)
+        .lock_exclusive()
+        .all(db)
+        .await?;
+    Ok(owners.len() as u64)
 }
 
 /// Changes a member's role. Refused if it would leave the workspace without an owner.
@@ -144,14 +151,12 @@ pub async fn change_role(
     role: Role,
 ) -> Result<(), ServiceError> {
     let txn = crate::db::begin_write(db).await?;
+    let owners = lock_owners(&txn, workspace_id).await?;
     let m = membership::Entity::find_by_id((workspace_id, user_id))
         .one(&txn)
         .await?
         .ok_or(ServiceError::NotFound)?;
-    if m.role == Role::Owner.as_str()
-        && role != Role::Owner
-        && owner_count(&txn, workspace_id).await? <= 1
-    {
+    if m.role == Role::Owner.as_str() && role != Role::Owner && owners <= 1 {
         return Err(ServiceError::Conflict(
             "a workspace needs at least one owner: make someone else owner first".into(),
         ));
@@ -170,11 +175,12 @@ pub async fn remove_member(
     user_id: Uuid,
 ) -> Result<(), ServiceError> {
     let txn = crate::db::begin_write(db).await?;
+    let owners = lock_owners(&txn, workspace_id).await?;
     let m = membership::Entity::find_by_id((workspace_id, user_id))
         .one(&txn)
         .await?
         .ok_or(ServiceError::NotFound)?;
-    if m.role == Role::Owner.as_str() && owner_count(&txn, workspace_id).await? <= 1 {
+    if m.role == Role::Owner.as_str() && owners <= 1 {
         return Err(ServiceError::Conflict(
             "the last owner cannot be removed: transfer ownership first".into(),
         ));

@@ -751,3 +751,77 @@ async fn password_work_is_bounded(backend: Backend) {
     assert_eq!(after, 5, "five tries a minute");
 }
 both_backends!(password_work_is_bounded, super::password_work_is_bounded);
+
+/// Two owners demoting (or removing) each other at the same moment never leave the workspace
+/// without an owner: on PostgreSQL the owner rows are locked, so the second change sees the
+/// first.
+async fn concurrent_demotions_keep_an_owner(backend: Backend) {
+    let (w, people, _, _) = world(backend).await;
+    let a = w.owner.user_id;
+    let b = people
+        .iter()
+        .find(|(r, _)| *r == Role::Admin)
+        .unwrap()
+        .1
+        .user_id;
+    let owners = || async {
+        membership::Entity::find()
+            .all(&w.t.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.workspace_id == w.ws && m.role == "owner")
+            .count()
+    };
+    let mut refused = 0;
+    for round in 0..12 {
+        workspaces::change_role(&w.t.db, w.ws, b, Role::Owner)
+            .await
+            .unwrap();
+        workspaces::change_role(&w.t.db, w.ws, a, Role::Owner)
+            .await
+            .unwrap();
+        assert_eq!(owners().await, 2);
+        let (db1, db2, ws) = (w.t.db.clone(), w.t.db.clone(), w.ws);
+        let (x, y) = if round % 2 == 0 {
+            let one =
+                tokio::spawn(
+                    async move { workspaces::change_role(&db1, ws, a, Role::Admin).await },
+                );
+            let two =
+                tokio::spawn(
+                    async move { workspaces::change_role(&db2, ws, b, Role::Admin).await },
+                );
+            (one.await.unwrap(), two.await.unwrap())
+        } else {
+            let one = tokio::spawn(async move { workspaces::remove_member(&db1, ws, a).await });
+            let two =
+                tokio::spawn(
+                    async move { workspaces::change_role(&db2, ws, b, Role::Member).await },
+                );
+            (one.await.unwrap(), two.await.unwrap())
+        };
+        assert!(
+            owners().await >= 1,
+            "round {round}: no owner left ({x:?}, {y:?})"
+        );
+        refused += usize::from(x.is_err()) + usize::from(y.is_err());
+        if x.is_ok() && round % 2 == 1 {
+            // A was removed: bring them back for the next round.
+            membership::ActiveModel {
+                workspace_id: Set(w.ws),
+                user_id: Set(a),
+                role: Set("admin".into()),
+                created_at: Set(chrono::Utc::now()),
+            }
+            .insert(&w.t.db)
+            .await
+            .unwrap();
+        }
+    }
+    assert_eq!(refused, 12, "exactly one change of each pair is refused");
+}
+both_backends!(
+    concurrent_demotions_keep_an_owner,
+    super::concurrent_demotions_keep_an_owner
+);

@@ -33,6 +33,7 @@ async fn token(c: &Chat, scopes: &[TokenScope]) -> (Uuid, String) {
             chatbot: None,
             expires_in_days: None,
         },
+        None,
     )
     .await
     .unwrap();

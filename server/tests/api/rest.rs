@@ -21,6 +21,7 @@ async fn token(c: &Chat, scopes: &[TokenScope]) -> String {
             chatbot: None,
             expires_in_days: None,
         },
+        None,
     )
     .await
     .unwrap();
@@ -300,3 +301,132 @@ async fn management_api(backend: Backend) {
     c.w.app.stop().await;
 }
 both_backends!(management_api, super::management_api);
+
+/// Roles hold at the edges: a chatbot holding keys of its own is only deleted by an owner, and
+/// a token made by a management token never exceeds its creator.
+async fn roles_hold_at_the_edges(backend: Backend) {
+    use keyward_server::services::chatbots;
+    let c = chat_world(backend, MockConfig::default(), |_| {}).await;
+    let ws = c.ws();
+    let base = format!("/api/v1/workspaces/{ws}");
+    // The chatbot gets a key of its own (the owner adds it).
+    c.add_key(&c.bot_id, "sk-bot-own-key-0000000000000005555")
+        .await;
+    let bot: uuid::Uuid = c.bot_id.parse().unwrap();
+    let mgmt = token(&c, &[TokenScope::Management, TokenScope::Chat]).await;
+    let bearer = format!("Bearer {mgmt}");
+    let t: &[(&str, &str)] = &[("authorization", bearer.as_str())];
+    let (s, out) = call(&c, "DELETE", &format!("{base}/chatbots/{bot}"), t, None).await;
+    assert_eq!(s, 409, "{out}");
+    assert!(out.to_string().contains("only an owner"), "{out}");
+    // An admin (may not manage keys) is refused the same way; an owner may.
+    let refused = chatbots::delete(&c.w.app.db, &By::cli(), c.w.ws.id, bot, false).await;
+    assert!(
+        matches!(&refused, Err(keyward_server::error::ServiceError::Conflict(m)) if m.contains("only an owner")),
+        "{refused:?}"
+    );
+    assert!(
+        chatbots::get(&c.w.app.db, c.w.ws.id, bot).await.is_ok(),
+        "still there"
+    );
+
+    // A management token bound to the chatbot, expiring in a day, mints tokens.
+    let (_, parent) = api_tokens::create(
+        &c.w.app.db,
+        &By::cli(),
+        c.w.ws.id,
+        NewToken {
+            name: "short-lived".into(),
+            scopes: vec![TokenScope::Management, TokenScope::Chat],
+            chatbot: Some(bot),
+            expires_in_days: Some(1),
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let bearer = format!("Bearer {}", parent.as_str());
+    let p: &[(&str, &str)] = &[("authorization", bearer.as_str())];
+    let (s, out) = call(
+        &c,
+        "POST",
+        &format!("{base}/tokens"),
+        p,
+        Some(json!({"name": "child", "scopes": ["chat"], "expires_in_days": 365})),
+    )
+    .await;
+    assert_eq!(s, 201, "{out}");
+    let child = &out["view"];
+    assert_eq!(
+        child["chatbot_id"].as_str(),
+        Some(bot.to_string().as_str()),
+        "{out}"
+    );
+    let expiry = |name: &'static str| {
+        let db = c.w.app.db.clone();
+        async move {
+            use keyward_server::entities::api_token;
+            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+            api_token::Entity::find()
+                .filter(api_token::Column::Name.eq(name))
+                .one(&db)
+                .await
+                .unwrap()
+                .unwrap()
+                .expires_at
+        }
+    };
+    let parent_expiry = expiry("short-lived").await.unwrap();
+    assert!(
+        expiry("child").await.unwrap() <= parent_expiry,
+        "capped at the creator's"
+    );
+    // Never-expiring is capped too, and no scope or chatbot beyond the creator's.
+    let (s, out) = call(
+        &c,
+        "POST",
+        &format!("{base}/tokens"),
+        p,
+        Some(json!({"name": "forever", "scopes": ["chat"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{out}");
+    assert!(out["view"]["expires_at"].is_string(), "{out}");
+    assert!(expiry("forever").await.unwrap() <= parent_expiry);
+    let (s, out) = call(
+        &c,
+        "POST",
+        &format!("{base}/tokens"),
+        p,
+        Some(json!({"name": "wider", "scopes": ["models"]})),
+    )
+    .await;
+    assert_eq!(s, 400, "{out}");
+    assert!(out.to_string().contains("does not have it"), "{out}");
+    let other = chatbots::create(
+        &c.w.app.db,
+        &By::cli(),
+        c.w.ws.id,
+        chatbots::NewChatbot {
+            name: "Other".into(),
+            provider: "openai".into(),
+            model: String::new(),
+            system_prompt: String::new(),
+            greeting: String::new(),
+            public: false,
+        },
+    )
+    .await
+    .unwrap();
+    let (s, out) = call(
+        &c,
+        "POST",
+        &format!("{base}/tokens"),
+        p,
+        Some(json!({"name": "elsewhere", "scopes": ["chat"], "chatbot_id": other.id.to_string()})),
+    )
+    .await;
+    assert_eq!(s, 400, "{out}");
+    assert!(out.to_string().contains("bound to the same one"), "{out}");
+}
+both_backends!(roles_hold_at_the_edges, super::roles_hold_at_the_edges);

@@ -33,6 +33,7 @@ async fn token_lifecycle(backend: Backend) {
         &by,
         ws,
         new("CI bot", &[TokenScope::Chat, TokenScope::Models]),
+        None,
     )
     .await
     .unwrap();
@@ -107,6 +108,7 @@ async fn token_lifecycle(backend: Backend) {
             expires_in_days: Some(1),
             ..new("Short-lived", &[TokenScope::Management])
         },
+        None,
     )
     .await
     .unwrap();
@@ -153,6 +155,7 @@ async fn token_lifecycle(backend: Backend) {
             chatbot: Some(bot.id),
             ..new("Widget", &[TokenScope::Chat])
         },
+        None,
     )
     .await
     .unwrap();
@@ -173,12 +176,13 @@ async fn token_lifecycle(backend: Backend) {
             NewToken {
                 chatbot: Some(Uuid::new_v4()),
                 ..new("Bad", &[TokenScope::Chat])
-            }
+            },
+            None
         )
         .await
         .is_err()
     );
-    chatbots::delete(db, &by, ws, bot.id).await.unwrap();
+    chatbots::delete(db, &by, ws, bot.id, true).await.unwrap();
     assert_eq!(api_tokens::authenticate(db, &t3).await.unwrap(), None);
 
     // Bad input gets a clear error.
@@ -198,6 +202,7 @@ async fn token_lifecycle(backend: Backend) {
                 chatbot: None,
                 expires_in_days: days,
             },
+            None,
         )
         .await
         .unwrap_err();
