@@ -555,11 +555,14 @@ pub async fn add(
         provider: p.id.into(),
         base_url: base_url.clone(),
     };
-    let (blob, key_id) = vault.encrypt(&ctx, &key).map_err(vault_err)?;
     let hint = mask(key.expose_secret());
-    drop(key);
     let at = now();
     let txn = crate::db::begin_write(db).await?;
+    let (blob, key_id) = vault
+        .encrypt_for_write(&txn, &ctx, &key)
+        .await
+        .map_err(vault_err)?;
+    drop(key);
     let exists = credential::Entity::find()
         .filter(scope.condition())
         .filter(credential::Column::Provider.eq(p.id))
@@ -776,11 +779,14 @@ pub async fn replace(
         provider: p.id.into(),
         base_url: base_url.clone(),
     };
-    let (blob, key_id) = vault.encrypt(&ctx, &key).map_err(vault_err)?;
     let hint = mask(key.expose_secret());
-    drop(key);
     let at = now();
     let txn = crate::db::begin_write(db).await?;
+    let (blob, key_id) = vault
+        .encrypt_for_write(&txn, &ctx, &key)
+        .await
+        .map_err(vault_err)?;
+    drop(key);
     let current = load(&txn, scope, credential_id).await?;
     let mut am: credential::ActiveModel = current.into();
     am.base_url = Set(base_url);

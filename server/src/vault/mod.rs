@@ -437,6 +437,37 @@ impl Vault {
         Ok((blob::assemble(&header, &sealed), key_id))
     }
 
+    /// Encrypts for a write inside `txn` with a data key that cannot be retired before `txn`
+    /// commits. The key's row is locked for share (PostgreSQL; SQLite write transactions are
+    /// serial) and must not be retired: an instance whose keyring is stale (another instance
+    /// rotated, re-wrapped and retired since its last refresh) reloads its keyring and encrypts
+    /// again with the current key. `retire` locks the same rows for update before it counts the
+    /// credentials still using them, so a write in flight either finishes first (and blocks the
+    /// retire) or sees the key retired (and uses the new one): no credential is ever written
+    /// under a key that `retire` erases.
+    pub async fn encrypt_for_write<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        ctx: &CredentialContext,
+        plaintext: &SecretString,
+    ) -> Result<(Vec<u8>, u32), VaultError> {
+        for attempt in 0..2 {
+            let (blob, key_id) = self.encrypt(ctx, plaintext)?;
+            let row = vault_key::Entity::find_by_id(i32::try_from(key_id).unwrap_or(i32::MAX))
+                .lock_shared()
+                .one(txn)
+                .await?;
+            if row.is_some_and(|r| r.status != KeyStatus::Retired.as_str()) {
+                return Ok((blob, key_id));
+            }
+            if attempt == 0 {
+                tracing::info!(key_id, "the keyring was stale at a write; reloading it");
+                self.refresh().await?;
+            }
+        }
+        Err(VaultError::NoActiveKey)
+    }
+
     /// Decrypts with the keyring in memory: no database read. Fails with `UnknownKey` if the
     /// blob names a key this instance has not loaded yet (see [`Vault::decrypt`]).
     pub fn decrypt_cached(
@@ -733,6 +764,13 @@ impl Vault {
         let active_i32 = i32::try_from(active).unwrap_or(i32::MAX);
         let txn = crate::db::begin_write(db).await?;
         Self::bump_generation(&txn).await?;
+        // Lock the keys to retire first: a write holding one (see `encrypt_for_write`) finishes
+        // before the count below, which then sees its credential.
+        vault_key::Entity::find()
+            .filter(vault_key::Column::Id.lt(active_i32))
+            .lock_exclusive()
+            .all(&txn)
+            .await?;
         let count = credential::Entity::find()
             .filter(credential::Column::KeyId.lt(active_i32))
             .count(&txn)

@@ -258,9 +258,20 @@ pub async fn store_credential(
     ctx: &keyward_server::vault::CredentialContext,
     key: &str,
 ) -> keyward_server::entities::credential::Model {
-    use sea_orm::{ActiveModelTrait, Set};
     let secret = secrecy::SecretString::from(key);
     let (blob, key_id) = t.vault.encrypt(ctx, &secret).unwrap();
+    insert_sealed(&t.db, ctx, blob, key_id, key).await
+}
+
+/// Inserts a credential row holding an already encrypted key.
+pub async fn insert_sealed(
+    db: &impl sea_orm::ConnectionTrait,
+    ctx: &keyward_server::vault::CredentialContext,
+    blob: Vec<u8>,
+    key_id: u32,
+    key: &str,
+) -> keyward_server::entities::credential::Model {
+    use sea_orm::{ActiveModelTrait, Set};
     let now = chrono::Utc::now();
     keyward_server::entities::credential::ActiveModel {
         id: Set(ctx.credential_id),
@@ -283,7 +294,7 @@ pub async fn store_credential(
         last_error_message: Set(None),
         last_error_at: Set(None),
     }
-    .insert(&t.db)
+    .insert(db)
     .await
     .unwrap()
 }

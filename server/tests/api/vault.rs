@@ -362,3 +362,78 @@ both_backends!(
     opening_fails_closed_on_damage,
     super::opening_fails_closed_on_damage
 );
+
+/// Two instances on one database: while A's keyring is stale, B rotates, re-wraps and retires.
+/// A's next write must not land under the retired (erased) key, and a write A has in flight
+/// holds a retire off instead of being shredded by it.
+async fn a_stale_instance_never_writes_under_a_retired_key(backend: Backend) {
+    use keyward_server::vault::Vault;
+    let t = open_vault(backend).await;
+    let b = Vault::open(t.db.clone(), &t.master).await.unwrap();
+    let old = ctx();
+    store(&t, &old, "sk-before-rotation-0000000000").await;
+    assert_eq!(b.rotate().await.unwrap(), 2);
+    b.rewrap(10, None).await.unwrap();
+    assert_eq!(b.retire().await.unwrap(), vec![1]);
+    assert_eq!(
+        t.vault.active_key_id(),
+        Some(1),
+        "A has not reloaded its keyring"
+    );
+
+    // A adds a key: it reloads and seals with key 2, which B (and A) can open.
+    let c = ctx();
+    let secret = SecretString::from("sk-added-by-the-stale-one-00000");
+    let txn = keyward_server::db::begin_write(&t.db).await.unwrap();
+    let (blob, key_id) = t.vault.encrypt_for_write(&txn, &c, &secret).await.unwrap();
+    crate::helpers::insert_sealed(&txn, &c, blob.clone(), key_id, "sk-added").await;
+    txn.commit().await.unwrap();
+    assert_eq!(key_id, 2, "not the retired key 1");
+    assert_eq!(
+        b.decrypt(&c, &blob).await.unwrap().expose_secret(),
+        secret.expose_secret()
+    );
+
+    // In flight: B rotates to 3 and re-wraps; A (still on 2) is writing when B retires.
+    assert_eq!(b.rotate().await.unwrap(), 3);
+    b.rewrap(10, None).await.unwrap();
+    let c2 = ctx();
+    let txn = keyward_server::db::begin_write(&t.db).await.unwrap();
+    let (blob2, key2) = t.vault.encrypt_for_write(&txn, &c2, &secret).await.unwrap();
+    assert_eq!(
+        key2, 2,
+        "A's keyring still says 2, which is not retired yet"
+    );
+    let retiring = {
+        let b = b.clone();
+        tokio::spawn(async move { b.retire().await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!retiring.is_finished(), "the retire waits for the write");
+    crate::helpers::insert_sealed(&txn, &c2, blob2.clone(), key2, "sk-added").await;
+    txn.commit().await.unwrap();
+    let retired = retiring.await.unwrap();
+    assert!(
+        matches!(retired, Err(VaultError::RetireBlocked { count: 1, .. })),
+        "{retired:?}"
+    );
+    assert!(b.decrypt(&c2, &blob2).await.is_ok(), "not shredded");
+    // After another re-wrap the retire goes through, and every credential still opens.
+    b.rewrap(10, None).await.unwrap();
+    assert_eq!(b.retire().await.unwrap(), vec![2]);
+    for row in credential::Entity::find().all(&t.db).await.unwrap() {
+        let cx = CredentialContext {
+            credential_id: row.id,
+            workspace_id: row.workspace_id,
+            scope: CredentialScope::Workspace,
+            owner_id: row.owner_id,
+            provider: row.provider.clone(),
+            base_url: row.base_url.clone(),
+        };
+        assert!(b.decrypt(&cx, &row.ciphertext).await.is_ok());
+    }
+}
+both_backends!(
+    a_stale_instance_never_writes_under_a_retired_key,
+    super::a_stale_instance_never_writes_under_a_retired_key
+);
