@@ -115,6 +115,9 @@ pub struct KeyView {
     pub default_model: Option<String>,
     /// The owner-given base URL (Custom only).
     pub base_url: Option<String>,
+    /// Where this key is sent: the host (and port) it was bound to when it was added or
+    /// replaced. An admin's later base-URL change never moves it.
+    pub destination: String,
     pub created_by: Option<String>,
     pub created_at: String,
     pub updated_at: String,

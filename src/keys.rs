@@ -194,6 +194,16 @@ pub fn plans_from_text(text: &str) -> Vec<Plan> {
 /// Longest default-model id accepted.
 pub const MAX_MODEL_LEN: usize = 200;
 
+/// The host (and port, when one is written) a base URL sends keys to: what owners see on each
+/// key, so that no one can point their keys elsewhere unseen. `https://api.openai.com/v1` →
+/// `api.openai.com`; `http://10.0.0.5:8000/v1` → `10.0.0.5:8000`.
+pub fn destination_host(base_url: &str) -> String {
+    let rest = base_url.split_once("://").map_or(base_url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host.to_ascii_lowercase()
+}
+
 /// Checks an owner-given model id: printable ASCII without spaces, at most 200 characters.
 pub fn parse_model(model: &str) -> Result<Option<String>, &'static str> {
     let model = model.trim();
@@ -207,6 +217,28 @@ pub fn parse_model(model: &str) -> Result<Option<String>, &'static str> {
         return Err("the model id may contain only printable characters without spaces");
     }
     Ok(Some(model.to_string()))
+}
+
+#[cfg(test)]
+mod destination_tests {
+    use super::destination_host;
+
+    #[test]
+    fn the_destination_is_the_host_and_any_written_port() {
+        assert_eq!(
+            destination_host("https://api.openai.com/v1"),
+            "api.openai.com"
+        );
+        assert_eq!(destination_host("http://10.0.0.5:8000/v1"), "10.0.0.5:8000");
+        assert_eq!(
+            destination_host("https://API.Example.com"),
+            "api.example.com"
+        );
+        assert_eq!(
+            destination_host("https://[2001:db8::1]:8443/v1"),
+            "[2001:db8::1]:8443"
+        );
+    }
 }
 
 #[cfg(test)]

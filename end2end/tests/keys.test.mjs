@@ -66,6 +66,10 @@ test('keys: add, test, replace refused, disable, enable, delete, read-only membe
   const openai = row(page, 'OpenAI');
   await openai.getByRole('link', { name: 'Get a key from OpenAI' }).waitFor();
 
+  // The form says where a key added here is sent (the mock stands in for OpenAI here).
+  const mockHost = new URL(process.env.KEYWARD_E2E_MOCK_URL).host;
+  assert.equal(await openai.getByTestId('sends-to-openai').locator('code').textContent(), mockHost);
+
   // A key of the wrong shape gets a clear message that does not repeat it.
   await openai.getByLabel('OpenAI API key').fill('gsk_notanopenaikey0000000000');
   await openai.getByRole('button', { name: 'Test OpenAI key' }).click();
@@ -81,6 +85,7 @@ test('keys: add, test, replace refused, disable, enable, delete, read-only membe
   await openai.getByTestId('hint-openai').waitFor();
   assert.equal(await openai.getByTestId('hint-openai').textContent(), 'sk-…abcd');
   assert.equal(await openai.getByText('Active', { exact: true }).count(), 1);
+  assert.equal(await openai.getByTestId('destination-openai').textContent(), mockHost);
 
   // Test the saved key: "last tested" is filled in.
   await openai.getByRole('button', { name: 'Test', exact: true }).click();

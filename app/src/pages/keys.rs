@@ -275,6 +275,8 @@ fn ProviderRow(
                     <dt>"Default model"</dt>
                     <dd>{key.default_model.clone().or(p.default_model.clone()).unwrap_or_else(|| "set per request".into())}</dd>
                     {key.base_url.clone().map(|u| view! { <dt>"Base URL"</dt><dd><code>{u}</code></dd> })}
+                    <dt>"Sends to"</dt>
+                    <dd><code data-testid=format!("destination-{pid}")>{key.destination.clone()}</code></dd>
                     <dt>"Added"</dt>
                     <dd>{format!("{}{}", key.created_at, key.created_by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default())}</dd>
                     <dt>"Last used"</dt><dd>{key.last_used_at.clone().unwrap_or_else(|| "never".into())}</dd>
@@ -297,7 +299,8 @@ fn ProviderRow(
         None => {
             let add = manage.then(|| view! {
                 <AddForm ws=ws.clone() bot=bot.clone() provider=pid.clone() provider_name=p.name.clone()
-                    custom=p.base_url.is_none() default_model=p.default_model.clone() reload states/>
+                    custom=p.base_url.is_none() default_model=p.default_model.clone()
+                    destination=p.base_url.as_deref().map(keyward::keys::destination_host) reload states/>
             });
             view! { <p class="muted">"No key."</p> {add} }.into_any()
         }
@@ -332,6 +335,8 @@ fn AddForm(
     provider_name: String,
     custom: bool,
     default_model: Option<String>,
+    /// Where a key added here is sent (`None`: Custom, the owner gives the URL).
+    destination: Option<String>,
     reload: RwSignal<u32>,
     states: States,
 ) -> impl IntoView {
@@ -418,6 +423,11 @@ fn AddForm(
             <input type="hidden" name="provider" value=provider.clone()/>
             <label for=key_id.clone()>{format!("{provider_name} API key")}</label>
             <input id=key_id type="password" name="key" required autocomplete="off" spellcheck="false"/>
+            {destination.map(|d| view! {
+                <p class="muted" data-testid=format!("sends-to-{provider}")>
+                    "Keys added here are sent to " <code>{d}</code>
+                </p>
+            })}
             {if custom {
                 view! {
                     <label for=url_id.clone()>"Base URL (https)"</label>

@@ -472,6 +472,7 @@ fn view(row: &credential::Model, byok_allowed: bool, names: &HashMap<Uuid, Strin
         state: key_state(status, byok_allowed),
         default_model: row.default_model.clone(),
         base_url: (row.provider == catalogue::CUSTOM).then(|| row.base_url.clone()),
+        destination: keyward::keys::destination_host(&row.base_url),
         created_by: row.created_by.and_then(|id| names.get(&id).cloned()),
         created_at: fmt_time(row.created_at),
         updated_at: fmt_time(row.updated_at),

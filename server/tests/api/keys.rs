@@ -1194,3 +1194,82 @@ both_backends!(
     key_tests_are_throttled_per_workspace,
     super::key_tests_are_throttled_per_workspace
 );
+
+/// Owners see where each key goes, and an admin's base-URL change never moves an existing key:
+/// it keeps going to (and showing) the host it was added for; only new keys follow the change.
+async fn keys_show_their_destination_and_stay_put(backend: Backend) {
+    let w = world(backend).await;
+    let db = &w.t.db;
+    let scope = Scope::Workspace(w.ws);
+    let view = keys::add(
+        db,
+        &w.t.vault,
+        &w.gw,
+        &w.owner,
+        scope,
+        new_key("openai", "sk-proj-stays-put-000000000000"),
+    )
+    .await
+    .unwrap();
+    let here = format!("127.0.0.1:{}", w.mock.port());
+    assert_eq!(view.destination, here);
+    // The admin points OpenAI at another server.
+    let elsewhere = spawn_mock().await;
+    let gw = Gateway::new(vec![
+        ("127.0.0.1".into(), w.mock.port()),
+        ("127.0.0.1".into(), elsewhere.port()),
+    ])
+    .unwrap();
+    keys::update_provider(
+        db,
+        &gw,
+        &w.owner,
+        "openai",
+        ProviderChange {
+            base_url: format!("http://{elsewhere}/v1"),
+            default_model: String::new(),
+            byok_enabled: true,
+        },
+    )
+    .await
+    .unwrap();
+    let page = keys::page(db, scope, true).await.unwrap();
+    let row = page
+        .rows
+        .iter()
+        .find(|r| r.provider.id == "openai")
+        .unwrap();
+    assert_eq!(
+        row.key.as_ref().unwrap().destination,
+        here,
+        "the key shows where it goes"
+    );
+    assert_eq!(
+        row.provider
+            .base_url
+            .as_deref()
+            .map(keyward::keys::destination_host),
+        Some(format!("127.0.0.1:{}", elsewhere.port())),
+        "the add form shows where a new key would go"
+    );
+    let before = (mock_requests(w.mock).await, mock_requests(elsewhere).await);
+    let id = Uuid::parse_str(&view.id).unwrap();
+    let tested = keys::test_saved(db, &w.t.vault, &gw, &w.owner, scope, id)
+        .await
+        .unwrap();
+    assert!(tested.ok, "{tested:?}");
+    assert_eq!(
+        mock_requests(w.mock).await,
+        before.0 + 1,
+        "still sent to its own host"
+    );
+    assert_eq!(
+        mock_requests(elsewhere).await,
+        before.1,
+        "never moved by the change"
+    );
+}
+both_backends!(
+    keys_show_their_destination_and_stay_put,
+    super::keys_show_their_destination_and_stay_put
+);
