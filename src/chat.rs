@@ -29,6 +29,53 @@ pub fn push_capped(reply: &mut String, piece: &str) -> bool {
     false
 }
 
+/// The most sites one chatbot may list as allowed to embed its chat page.
+pub const MAX_ALLOWED_SITES: usize = 20;
+
+/// Checks the sites a chatbot's chat page may be embedded in: origins such as
+/// `https://www.example.com`, `https://*.example.com` or `http://localhost:8080` (no path, query
+/// or credentials). Each becomes a `frame-ancestors` source, so anything that could widen or
+/// break that header (spaces, `;`, quotes, a bare `*`) is refused. Returns them normalised
+/// (lower case, no trailing slash, no duplicates).
+pub fn parse_allowed_sites(sites: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in sites.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let site = raw.trim_end_matches('/').to_ascii_lowercase();
+        let bad = || format!("{raw:?} is not a site: write an origin like https://www.example.com");
+        let (scheme, host) = site.split_once("://").ok_or_else(bad)?;
+        if scheme != "https" && scheme != "http" {
+            return Err(bad());
+        }
+        let (name, port) = match host.rsplit_once(':') {
+            Some((n, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (n, Some(p)),
+            _ => (host, None),
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .strip_prefix("*.")
+                .unwrap_or(name)
+                .split('.')
+                .all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+        if !name_ok || port.is_some_and(|p| p.len() > 5) {
+            return Err(bad());
+        }
+        if !out.contains(&site) {
+            out.push(site);
+        }
+    }
+    if out.len() > MAX_ALLOWED_SITES {
+        return Err(format!("at most {MAX_ALLOWED_SITES} sites"));
+    }
+    Ok(out)
+}
+
 /// The user's new message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatSend {
@@ -208,6 +255,47 @@ mod tests {
 #[cfg(test)]
 mod capped_tests {
     use super::*;
+
+    #[test]
+    fn allowed_sites_are_origins_and_nothing_that_could_break_the_header() {
+        let ok =
+            |v: &[&str]| parse_allowed_sites(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            ok(&[
+                "https://WWW.Example.com/",
+                " https://*.example.org ",
+                "http://localhost:8080",
+                "https://www.example.com"
+            ])
+            .unwrap(),
+            [
+                "https://www.example.com",
+                "https://*.example.org",
+                "http://localhost:8080"
+            ]
+        );
+        for bad in [
+            "*",
+            "https://*",
+            "example.com",
+            "javascript:alert(1)",
+            "https://a.example.com/path",
+            "https://a.example.com?x",
+            "https://a.example.com; script-src *",
+            "https://a b.example.com",
+            "https://user@example.com",
+            "https://'self'",
+            "ftp://example.com",
+            "https://example.com:999999",
+        ] {
+            assert!(ok(&[bad]).is_err(), "{bad}");
+        }
+        assert!(ok(&vec!["https://a.example.com"; 1]).is_ok());
+        let many: Vec<String> = (0..21)
+            .map(|i| format!("https://s{i}.example.com"))
+            .collect();
+        assert!(parse_allowed_sites(&many).is_err());
+    }
 
     #[test]
     fn a_kept_reply_stops_at_the_cap_on_a_character_boundary() {

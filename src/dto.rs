@@ -233,6 +233,9 @@ pub struct ChatbotView {
     pub allowed_models: Vec<String>,
     /// Messages per day across all visitors (0: no cap).
     pub daily_cap: u32,
+    /// Origins whose pages may embed the public chat page (empty: none).
+    #[serde(default)]
+    pub allowed_sites: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -260,4 +263,8 @@ pub struct ChatbotUpdate {
     pub allowed_models: Vec<String>,
     /// Visitor messages per day (UTC) across all visitors; 0: no cap.
     pub daily_cap: u32,
+    /// Origins (`https://www.example.com`, `https://*.example.com`) whose pages may embed the
+    /// public chat page in a frame. Empty: no site may.
+    #[serde(default)]
+    pub allowed_sites: Vec<String>,
 }

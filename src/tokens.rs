@@ -93,8 +93,9 @@ pub struct ApiTokenView {
     pub expired: bool,
 }
 
-/// A new token as the dashboard (or the REST API) asks for it.
+/// A new token as the dashboard (or the REST API) asks for it. Unknown fields are refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewApiToken {
     pub name: String,
     pub scopes: Vec<TokenScope>,
@@ -106,11 +107,20 @@ pub struct NewApiToken {
     pub expires_in_days: Option<u32>,
 }
 
-/// A token just created: the only time its secret is shown.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A token just created: the only time its secret is shown. Its `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedApiToken {
     pub token: String,
     pub view: ApiTokenView,
+}
+
+impl std::fmt::Debug for CreatedApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiToken")
+            .field("token", &"<shown once>")
+            .field("view", &self.view)
+            .finish()
+    }
 }
 
 /// The API tokens page of a workspace.

@@ -15,6 +15,7 @@ mod m20261122_000006_create_conversations;
 mod m20261122_000007_create_usage;
 mod m20261123_000008_create_api_tokens;
 mod m20261123_000009_workspace_default_provider;
+mod m20261130_000010_chatbot_allowed_sites;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_create_usage::Migration),
             Box::new(m20261123_000008_create_api_tokens::Migration),
             Box::new(m20261123_000009_workspace_default_provider::Migration),
+            Box::new(m20261130_000010_chatbot_allowed_sites::Migration),
         ]
     }
 }

@@ -39,10 +39,11 @@ const KEYS: &[&str] = &[
     "upstream_timeout_secs",
     "upstream_idle_timeout_secs",
     "trusted_proxies",
+    "metrics_token",
 ];
 
 /// Settings that may also come from `KEYWARD_<NAME>_FILE`.
-const SECRET_KEYS: &[&str] = &["database_url"];
+const SECRET_KEYS: &[&str] = &["database_url", "metrics_token"];
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +100,8 @@ pub struct Settings {
     /// Only requests from these peers may name the client in `Forwarded` / `X-Forwarded-For`
     /// (and the scheme in `X-Forwarded-Proto`). Empty: the TCP peer is the client.
     pub trusted_proxies: String,
+    /// When set, `GET /metrics` answers only with `Authorization: Bearer <this token>`.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Settings {
@@ -127,6 +130,7 @@ impl Default for Settings {
             upstream_timeout_secs: 300,
             upstream_idle_timeout_secs: 60,
             trusted_proxies: String::new(),
+            metrics_token: None,
         }
     }
 }
@@ -370,6 +374,16 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "visitor_messages_per_minute",
                 reason: "must be at least 1".into(),
+            });
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.trim().len() < 16)
+        {
+            return Err(ConfigError::Invalid {
+                key: "metrics_token",
+                reason: "must be at least 16 characters".into(),
             });
         }
         if let Err(reason) = crate::client::TrustedProxies::parse(&self.trusted_proxies) {

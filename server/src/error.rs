@@ -71,6 +71,8 @@ pub enum ApiError {
     NotFound,
     /// 409: the request conflicts with the current state.
     Conflict(String),
+    /// 422: the body has a field the operation does not take (the message names it).
+    Unprocessable(String),
     /// 429: too many attempts; retry after the given seconds.
     RateLimited(u32),
     /// 503: a dependency (the database) is not answering.
@@ -124,6 +126,11 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found"),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.as_str()),
+            ApiError::Unprocessable(m) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_field",
+                m.as_str(),
+            ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -107,7 +107,18 @@ pub fn router(state: AppState) -> Router {
     let backend: SharedBackend = Arc::new(ServerBackend {
         state: state.clone(),
     });
-    let context = move || provide_context(backend.clone());
+    let context = move || {
+        provide_context(backend.clone());
+        // A page render (not a server function) has a nonce: its script policy names it.
+        if let (Some(nonce), Some(res)) = (
+            leptos::nonce::use_nonce(),
+            leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+        ) && let Ok(v) =
+            axum::http::HeaderValue::from_str(&crate::routes::headers::page_policy(&nonce))
+        {
+            res.insert_header(header::CONTENT_SECURITY_POLICY, v);
+        }
+    };
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
@@ -142,6 +153,10 @@ pub fn router(state: AppState) -> Router {
             context, shell,
         ))
         .layer(axum::middleware::from_fn(crate::routes::csrf::csrf_guard))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::routes::headers::security_headers,
+        ))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -49,19 +49,27 @@ fn summary(ws: &crate::entities::workspace::Model, role: Option<Role>) -> Worksp
 }
 
 impl ServerBackend {
-    fn cookie_name(&self) -> &'static str {
-        if self.state.settings.https() {
+    fn cookie_name(https: bool) -> &'static str {
+        if https {
             SESSION_COOKIE_SECURE
         } else {
             SESSION_COOKIE
         }
     }
 
+    /// Whether this request came over https (configured, or said by a trusted proxy).
+    fn https(&self) -> bool {
+        crate::client::https(&self.state.settings, Self::client_addr().as_ref())
+    }
+
     /// The caller's address (behind trusted proxies), as the client layer worked it out.
     fn client() -> Option<std::net::IpAddr> {
+        Self::client_addr().map(|c| c.ip)
+    }
+
+    fn client_addr() -> Option<crate::client::ClientAddr> {
         use_context::<axum::http::request::Parts>()
             .and_then(|p| p.extensions.get::<crate::client::ClientAddr>().copied())
-            .map(|c| c.ip)
     }
 
     async fn headers() -> HeaderMap {
@@ -71,19 +79,23 @@ impl ServerBackend {
     }
 
     async fn session_token(&self) -> Option<Zeroizing<String>> {
-        self.session_token_in(&Self::headers().await)
+        self.session_token_in(&Self::headers().await, self.https())
     }
 
-    fn session_token_in(&self, headers: &HeaderMap) -> Option<Zeroizing<String>> {
-        crate::routes::chat::cookie(headers, self.cookie_name()).map(Zeroizing::new)
+    fn session_token_in(&self, headers: &HeaderMap, https: bool) -> Option<Zeroizing<String>> {
+        crate::routes::chat::cookie(headers, Self::cookie_name(https)).map(Zeroizing::new)
     }
 
     /// Who sent these request headers: whether the instance needs setting up, and the signed-in
     /// user if any. The `get_session_state` server function and the page renderer
     /// (`routes::pages::session`) both answer with this.
-    pub async fn session_state_for(&self, headers: &HeaderMap) -> Result<SessionState, AppError> {
+    pub async fn session_state_for(
+        &self,
+        headers: &HeaderMap,
+        https: bool,
+    ) -> Result<SessionState, AppError> {
         let needs_setup = accounts::needs_setup(&self.state.db).await?;
-        let me = match self.current_in(headers).await? {
+        let me = match self.current_in(headers, https).await? {
             Some(who) => Some(self.me(&who).await?),
             None => None,
         };
@@ -95,12 +107,16 @@ impl ServerBackend {
     }
 
     async fn current(&self) -> Result<Option<SessionUser>, AppError> {
-        self.current_in(&Self::headers().await).await
+        self.current_in(&Self::headers().await, self.https()).await
     }
 
     /// The signed-in user of these request headers, if any.
-    async fn current_in(&self, headers: &HeaderMap) -> Result<Option<SessionUser>, AppError> {
-        match self.session_token_in(headers) {
+    async fn current_in(
+        &self,
+        headers: &HeaderMap,
+        https: bool,
+    ) -> Result<Option<SessionUser>, AppError> {
+        match self.session_token_in(headers, https) {
             Some(token) => Ok(accounts::authenticate(&self.state.db, &token).await?),
             None => Ok(None),
         }
@@ -111,11 +127,12 @@ impl ServerBackend {
     }
 
     fn set_cookie(&self, value: &str, max_age: cookie::time::Duration) {
-        let cookie = cookie::Cookie::build((self.cookie_name(), value.to_string()))
+        let https = self.https();
+        let cookie = cookie::Cookie::build((Self::cookie_name(https), value.to_string()))
             .path("/")
             .http_only(true)
             .same_site(cookie::SameSite::Lax)
-            .secure(self.state.settings.https())
+            .secure(https)
             .max_age(max_age)
             .build();
         if let (Some(res), Ok(v)) = (
@@ -261,7 +278,8 @@ impl Backend for ServerBackend {
     }
 
     async fn session_state(&self) -> Result<SessionState, AppError> {
-        self.session_state_for(&Self::headers().await).await
+        self.session_state_for(&Self::headers().await, self.https())
+            .await
     }
 
     async fn setup_instance(
@@ -818,7 +836,7 @@ impl Backend for ServerBackend {
         let headers = Self::headers().await;
         let mut conversation = None;
         let mut messages = Vec::new();
-        if let Some(v) = crate::routes::chat::visitor_id(&self.state, &headers) {
+        if let Some(v) = crate::routes::chat::visitor_id(&headers, self.https()) {
             let owner = conversations::Owner::Visitor(conversations::visitor_hash(&v));
             if let Some(c) = conversations::latest(db, bot.id, &owner).await? {
                 messages = conversations::messages(db, c.id)

@@ -196,6 +196,11 @@ fn EditForm(
                 .filter(|m| !m.is_empty())
                 .collect(),
             daily_cap: daily_cap.min(f64::from(u32::MAX)) as u32,
+            allowed_sites: text("allowed_sites")
+                .split(['\n', ',', ' '])
+                .map(|m| m.trim().to_string())
+                .filter(|m| !m.is_empty())
+                .collect(),
         };
         let (ws, id) = (ws.clone(), id.clone());
         spawn_local(async move {
@@ -230,6 +235,9 @@ fn EditForm(
                 </div>
                 <label>"Models visitors may switch to, one per line (provider/model)"
                     <textarea name="allowed_models" rows="3" placeholder="openai/gpt-4o-mini" prop:value=bot.allowed_models.join("\n")></textarea>
+                </label>
+                <label>"Sites that may embed the chat page, one per line (origins such as https://www.example.com; empty: none)"
+                    <textarea name="allowed_sites" rows="2" placeholder="https://www.example.com" prop:value=bot.allowed_sites.join("\n")></textarea>
                 </label>
                 <label class="check"><input type="checkbox" name="public" checked=bot.public/> "Public: visitors can chat without an account"</label>
                 <div class="row">

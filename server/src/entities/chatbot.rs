@@ -22,6 +22,9 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub allowed_models: String,
     pub daily_cap: i32,
+    /// Origins whose pages may embed the chat page (newline-separated; empty: none).
+    #[sea_orm(column_type = "Text")]
+    pub allowed_sites: String,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

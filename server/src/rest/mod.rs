@@ -50,6 +50,7 @@ fn has_token(headers: &HeaderMap) -> bool {
 async fn access(
     state: &AppState,
     headers: &HeaderMap,
+    client: Option<&crate::client::ClientAddr>,
     method: &Method,
     workspace: &str,
     action: Action,
@@ -95,7 +96,12 @@ async fn access(
     if !matches!(*method, Method::GET | Method::HEAD) {
         crate::routes::csrf::check(headers).map_err(|_| ApiError::Forbidden)?;
     }
-    let who = session_user(state, headers).await?;
+    let who = session_user(
+        state,
+        headers,
+        crate::client::https(&state.settings, client),
+    )
+    .await?;
     let ok = authorize(&state.db, who.as_ref(), ws, action).await?;
     Ok(Access {
         by: By::user(&ok.user),
@@ -106,8 +112,19 @@ async fn access(
 }
 
 /// A JSON body, or a 400 saying what is wrong with it.
+/// A JSON body. A field the operation does not take is refused with 422 naming it (no mass
+/// assignment); other faults are 400.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| {
+        let text = e.to_string();
+        match text.strip_prefix("unknown field ") {
+            Some(rest) => {
+                let field = rest.split(',').next().unwrap_or(rest);
+                ApiError::Unprocessable(format!("unknown field {field}"))
+            }
+            None => ApiError::BadRequest(format!("invalid body: {text}")),
+        }
+    })
 }
 
 fn id(s: &str) -> Result<Uuid, ApiError> {
@@ -123,10 +140,19 @@ fn created(v: Value) -> Response {
 async fn list_keys(
     State(state): State<AppState>,
     method: Method,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Path(ws): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = access(&state, &headers, &method, &ws, Action::ViewKeys).await?;
+    let a = access(
+        &state,
+        &headers,
+        client.as_deref(),
+        &method,
+        &ws,
+        Action::ViewKeys,
+    )
+    .await?;
     let page = keys::page(
         &state.db,
         keys::Scope::Workspace(a.workspace.id),
@@ -138,6 +164,7 @@ async fn list_keys(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewKeyBody {
     provider: String,
     key: String,
@@ -150,11 +177,20 @@ struct NewKeyBody {
 async fn add_key(
     State(state): State<AppState>,
     method: Method,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Path(ws): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let a = access(&state, &headers, &method, &ws, Action::ManageKeys).await?;
+    let a = access(
+        &state,
+        &headers,
+        client.as_deref(),
+        &method,
+        &ws,
+        Action::ManageKeys,
+    )
+    .await?;
     let b: NewKeyBody = body(&bytes)?;
     state.key_test(Some(a.workspace.id))?;
     let view = keys::add(
@@ -177,10 +213,19 @@ async fn add_key(
 async fn delete_key(
     State(state): State<AppState>,
     method: Method,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Path((ws, key)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let a = access(&state, &headers, &method, &ws, Action::ManageKeys).await?;
+    let a = access(
+        &state,
+        &headers,
+        client.as_deref(),
+        &method,
+        &ws,
+        Action::ManageKeys,
+    )
+    .await?;
     keys::delete(
         &state.db,
         &a.by,
@@ -196,16 +241,26 @@ async fn delete_key(
 async fn list_chatbots(
     State(state): State<AppState>,
     method: Method,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Path(ws): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = access(&state, &headers, &method, &ws, Action::ViewKeys).await?;
+    let a = access(
+        &state,
+        &headers,
+        client.as_deref(),
+        &method,
+        &ws,
+        Action::ViewKeys,
+    )
+    .await?;
     let rows = chatbots::list(&state.db, a.workspace.id).await?;
     let list: Vec<_> = rows.iter().map(chatbots::view).collect();
     Ok(Json(json!({ "chatbots": list })))
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewChatbotBody {
     name: String,
     provider: String,
@@ -222,11 +277,20 @@ struct NewChatbotBody {
 async fn create_chatbot(
     State(state): State<AppState>,
     method: Method,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Path(ws): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let a = access(&state, &headers, &method, &ws, Action::ManageChatbots).await?;
+    let a = access(
+        &state,
+        &headers,
+        client.as_deref(),
+        &method,
+        &ws,
+        Action::ManageChatbots,
+    )
+    .await?;
     let b: NewChatbotBody = body(&bytes)?;
     let row = chatbots::create(
         &state.db,
@@ -248,10 +312,19 @@ async fn create_chatbot(
 async fn delete_chatbot(
     State(state): State<AppState>,
     method: Method,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Path((ws, bot)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let a = access(&state, &headers, &method, &ws, Action::ManageChatbots).await?;
+    let a = access(
+        &state,
+        &headers,
+        client.as_deref(),
+        &method,
+        &ws,
+        Action::ManageChatbots,
+    )
+    .await?;
     let keys = keyward::policy::can(a.actor, Action::ManageKeys);
     chatbots::delete(&state.db, &a.by, a.workspace.id, id(&bot)?, keys).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -262,10 +335,19 @@ async fn delete_chatbot(
 async fn list_tokens(
     State(state): State<AppState>,
     method: Method,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Path(ws): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = access(&state, &headers, &method, &ws, Action::ViewKeys).await?;
+    let a = access(
+        &state,
+        &headers,
+        client.as_deref(),
+        &method,
+        &ws,
+        Action::ViewKeys,
+    )
+    .await?;
     let tokens = api_tokens::list(&state.db, a.workspace.id).await?;
     Ok(Json(json!({ "tokens": tokens })))
 }
@@ -273,11 +355,20 @@ async fn list_tokens(
 async fn create_token(
     State(state): State<AppState>,
     method: Method,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Path(ws): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let a = access(&state, &headers, &method, &ws, Action::ManageApiTokens).await?;
+    let a = access(
+        &state,
+        &headers,
+        client.as_deref(),
+        &method,
+        &ws,
+        Action::ManageApiTokens,
+    )
+    .await?;
     let new: NewApiToken = body(&bytes)?;
     let new: api_tokens::NewToken = new.try_into()?;
     let parent = a.token.as_deref();
@@ -291,10 +382,19 @@ async fn create_token(
 async fn revoke_token(
     State(state): State<AppState>,
     method: Method,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Path((ws, token)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let a = access(&state, &headers, &method, &ws, Action::ManageApiTokens).await?;
+    let a = access(
+        &state,
+        &headers,
+        client.as_deref(),
+        &method,
+        &ws,
+        Action::ManageApiTokens,
+    )
+    .await?;
     api_tokens::revoke(&state.db, &a.by, a.workspace.id, id(&token)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -312,11 +412,20 @@ struct Range {
 async fn get_usage(
     State(state): State<AppState>,
     method: Method,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Path(ws): Path<String>,
     Query(r): Query<Range>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = access(&state, &headers, &method, &ws, Action::ViewUsage).await?;
+    let a = access(
+        &state,
+        &headers,
+        client.as_deref(),
+        &method,
+        &ws,
+        Action::ViewUsage,
+    )
+    .await?;
     let report = usage::report(
         &state.db,
         &state.credits,

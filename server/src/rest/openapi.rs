@@ -160,8 +160,21 @@ fn operation(e: &Endpoint) -> Value {
         ("401", "No valid token or session"),
         ("403", "Not allowed (scope, role, or a failed CSRF check)"),
         ("404", "No such resource in the caller's workspace"),
+        (
+            "409",
+            "The request conflicts with the current state; the message says why",
+        ),
+        ("429", "Too many attempts; retry later"),
     ] {
         responses.insert(code.into(), error_response(what));
+    }
+    if e.request.is_some() {
+        responses.insert(
+            "422".into(),
+            error_response(
+                "The body has a field this operation does not take; the message names it",
+            ),
+        );
     }
     let mut op = json!({
         "operationId": e.id,

@@ -167,8 +167,9 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 pub async fn session_user(
     state: &AppState,
     headers: &HeaderMap,
+    https: bool,
 ) -> Result<Option<SessionUser>, ServiceError> {
-    let name = if state.settings.https() {
+    let name = if https {
         SESSION_COOKIE_SECURE
     } else {
         SESSION_COOKIE
@@ -183,8 +184,8 @@ pub async fn session_user(
 }
 
 /// The visitor cookie's name for this instance.
-pub fn visitor_cookie_name(state: &AppState) -> &'static str {
-    if state.settings.https() {
+pub fn visitor_cookie_name(https: bool) -> &'static str {
+    if https {
         VISITOR_COOKIE_SECURE
     } else {
         VISITOR_COOKIE
@@ -199,8 +200,8 @@ fn valid_visitor_id(v: &str) -> bool {
 }
 
 /// The request's visitor id, if it carries a well-formed one.
-pub fn visitor_id(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    cookie(headers, visitor_cookie_name(state)).filter(|v| valid_visitor_id(v))
+pub fn visitor_id(headers: &HeaderMap, https: bool) -> Option<String> {
+    cookie(headers, visitor_cookie_name(https)).filter(|v| valid_visitor_id(v))
 }
 
 fn new_visitor_id() -> Result<String, ChatRouteError> {
@@ -212,12 +213,12 @@ fn new_visitor_id() -> Result<String, ChatRouteError> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn visitor_set_cookie(state: &AppState, id: &str) -> Option<HeaderValue> {
-    let c = cookie::Cookie::build((visitor_cookie_name(state), id.to_string()))
+fn visitor_set_cookie(id: &str, https: bool) -> Option<HeaderValue> {
+    let c = cookie::Cookie::build((visitor_cookie_name(https), id.to_string()))
         .path("/")
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
-        .secure(state.settings.https())
+        .secure(https)
         .max_age(cookie::time::Duration::days(VISITOR_MAX_AGE_DAYS))
         .build();
     HeaderValue::from_str(&c.to_string()).ok()
@@ -287,20 +288,21 @@ pub async fn visitor_send(
     headers: HeaderMap,
     payload: Result<Json<ChatSend>, JsonRejection>,
 ) -> Result<Response, ChatRouteError> {
+    let https = crate::client::https(&state.settings, client.as_deref());
     let send = body(payload)?;
     let (_, bot) = chatbots::by_slugs(&state.db, &workspace_slug, &chatbot_slug).await?;
     // Membership matters only for a private chatbot: public ones skip the session lookups.
     if !bot.public {
-        let who = session_user(&state, &headers).await?;
+        let who = session_user(&state, &headers, https).await?;
         if !is_member(&state, who.as_ref(), &bot).await {
             return Err(ChatRouteError::NotFound);
         }
     }
-    let (visitor, set_cookie) = match visitor_id(&state, &headers) {
+    let (visitor, set_cookie) = match visitor_id(&headers, https) {
         Some(v) => (v, None),
         None => {
             let v = new_visitor_id()?;
-            let c = visitor_set_cookie(&state, &v);
+            let c = visitor_set_cookie(&v, https);
             (v, c)
         }
     };
@@ -338,10 +340,12 @@ pub async fn visitor_send(
 pub async fn playground_send(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     payload: Result<Json<ChatSend>, JsonRejection>,
 ) -> Result<Response, ChatRouteError> {
-    let who = session_user(&state, &headers).await?;
+    let https = crate::client::https(&state.settings, client.as_deref());
+    let who = session_user(&state, &headers, https).await?;
     let workspace = Uuid::parse_str(&workspace).map_err(|_| ChatRouteError::NotFound)?;
     let ok = authorize(&state.db, who.as_ref(), workspace, Action::Chat).await?;
     let send = body(payload)?;

@@ -31,7 +31,36 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 
 /// `GET /metrics`: Prometheus text format. The usage writer's counters (records handed over,
 /// written, backpressure waits, dropped, failed flushes) and the key cache's loads.
-pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+/// With `KEYWARD_METRICS_TOKEN` set it asks for `Authorization: Bearer <token>` (401 otherwise).
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(expected) = state.settings.metrics_token.as_deref() {
+        use subtle::ConstantTimeEq;
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let (a, b) = (
+            crate::vault::crypto::token_hash(given),
+            crate::vault::crypto::token_hash(expected.trim()),
+        );
+        if !bool::from(a.as_bytes().ct_eq(b.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need the operator's bearer token\n",
+            )
+                .into_response();
+        }
+    }
+    metrics_text(&state).into_response()
+}
+
+fn metrics_text(state: &AppState) -> impl axum::response::IntoResponse {
     use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
     let u = state.usage.stats();

@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod csrf;
+pub mod headers;
 pub mod health;
 pub mod pages;
 pub mod usage;

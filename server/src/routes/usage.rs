@@ -26,10 +26,12 @@ pub struct CsvQuery {
 
 pub async fn csv(
     State(state): State<AppState>,
+    client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Query(q): Query<CsvQuery>,
 ) -> Result<Response, ApiError> {
-    let who = session_user(&state, &headers).await?;
+    let https = crate::client::https(&state.settings, client.as_deref());
+    let who = session_user(&state, &headers, https).await?;
     let scope = if q.workspace.trim().is_empty() {
         authorize_platform(&state.db, who.as_ref()).await?;
         None

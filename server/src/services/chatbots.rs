@@ -48,6 +48,13 @@ pub fn view(c: &chatbot::Model) -> ChatbotView {
             .map(str::to_string)
             .collect(),
         daily_cap: u32::try_from(c.daily_cap).unwrap_or(0),
+        allowed_sites: c
+            .allowed_sites
+            .lines()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
     }
 }
 
@@ -148,6 +155,7 @@ pub async fn create(
         public: Set(new.public),
         allowed_models: Set(String::new()),
         daily_cap: Set(0),
+        allowed_sites: Set(String::new()),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -237,6 +245,8 @@ pub async fn update(
         ));
     }
     let allowed = parse_allowed_models(&new.allowed_models)?;
+    let sites =
+        keyward::chat::parse_allowed_sites(&new.allowed_sites).map_err(ServiceError::Invalid)?;
     let txn = crate::db::begin_write(db).await?;
     let bot = get(&txn, workspace_id, id).await?;
     let mut changed = Vec::new();
@@ -272,6 +282,7 @@ pub async fn update(
         "daily cap",
         i32::try_from(new.daily_cap).unwrap_or(i32::MAX)
     );
+    set!(allowed_sites, "allowed sites", sites.join("\n"));
     if changed.is_empty() {
         return Ok(bot);
     }

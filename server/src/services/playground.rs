@@ -541,6 +541,7 @@ mod tests {
             public: true,
             allowed_models: String::new(),
             daily_cap: 0,
+            allowed_sites: String::new(),
             created_at: now,
             updated_at: now,
         };

@@ -5,6 +5,7 @@ mod accounts;
 mod chat;
 mod cli;
 mod gateway;
+mod hardening;
 mod health;
 mod helpers;
 mod keys;
