@@ -415,8 +415,11 @@ async fn get_usage(
     client: Option<axum::Extension<crate::client::ClientAddr>>,
     headers: HeaderMap,
     Path(ws): Path<String>,
-    Query(r): Query<Range>,
+    query: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // A malformed query is answered in this API's JSON error shape, not axum's plain text.
+    let Query(r) =
+        query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
     let a = access(
         &state,
         &headers,

@@ -13,6 +13,7 @@ mod logs;
 mod pages;
 mod public_api;
 mod rest;
+mod schema_fuzz;
 mod system_status;
 mod tokens;
 mod usage;

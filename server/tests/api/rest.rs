@@ -110,12 +110,24 @@ async fn management_api(backend: Backend) {
             .contains("invalid body")
     );
 
-    // Tokens: create one (shown once), it works on /v1, revoke it, it stops.
-    let (s, created) = call(
+    // Tokens: a management-only token cannot mint a chat token (no scope beyond its own); one
+    // that has both creates one (shown once), it works on /v1, revoke it, it stops.
+    let (s, out) = call(
         &c,
         "POST",
         &format!("{base}/tokens"),
         t,
+        Some(json!({"name": "app", "scopes": ["chat"], "expires_in_days": 30})),
+    )
+    .await;
+    assert_eq!(s, 400, "{out}");
+    let both = token(&c, &[TokenScope::Management, TokenScope::Chat]).await;
+    let both = format!("Bearer {both}");
+    let (s, created) = call(
+        &c,
+        "POST",
+        &format!("{base}/tokens"),
+        &[("authorization", both.as_str())],
         Some(json!({"name": "app", "scopes": ["chat"], "expires_in_days": 30})),
     )
     .await;
@@ -137,7 +149,7 @@ async fn management_api(backend: Backend) {
     let (s, out) = call(&c, "GET", &format!("{base}/tokens"), t, None).await;
     assert_eq!(s, 200);
     let listed = out["tokens"].as_array().unwrap();
-    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.len(), 3, "the two management tokens and the new one");
     assert!(
         !out.to_string().contains(&new_token[9..]),
         "never the token itself"
