@@ -336,6 +336,17 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Settings from the text of a TOML file alone (defaults for the rest), validated like any
+    /// other source. The fuzz target of the config loader drives it.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string().replace('\n', "; ")))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         self.database_url.backend()?;
         if self.request_timeout_secs == 0 {

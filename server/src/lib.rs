@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod entities;
 pub mod error;
+pub mod fuzz_targets;
 pub mod gateway;
 pub mod mock_provider;
 pub mod rest;

@@ -17,7 +17,7 @@
 //! compression; no per-request log line — each request's usage record is its log): the hot path
 //! is the token check (a hash and a map lookup), the key resolution (in memory) and the proxy.
 
-mod anthropic;
+pub(crate) mod anthropic;
 mod openai;
 mod stream;
 

@@ -2,6 +2,7 @@
 //! database runs on both SQLite and PostgreSQL through [`helpers::both_backends`].
 
 mod accounts;
+mod fuzz_corpus;
 mod chat;
 mod cli;
 mod gateway;
