@@ -9,13 +9,14 @@ KEYWARD_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export KEYWARD_TEST_DATABASE_URL
 LOGS := target/test-logs
 
-.PHONY: run demo test tools test-tools build fmt-check lint unit e2e bench clean help
+.PHONY: run demo test tools test-tools build fmt-check lint unit e2e bench fuzz clean help
 
 help:
 	@echo "make run    build the release site and serve it on http://127.0.0.1:3000 (SQLite in ./data)"
 	@echo "make demo   like make run, offline: every provider is the in-repo mock provider"
 	@echo "make test   formatting, lints, unit + integration tests (SQLite and PostgreSQL), wasm build, end-to-end"
 	@echo "make bench  benchmarks (not part of make test)"
+	@echo "make fuzz   the fuzz targets, FUZZ_SECS each (not part of make test; it replays the corpus)"
 
 tools:
 	@.ci/tools.sh build
@@ -97,6 +98,11 @@ bench: build
 	cargo build --release -p keyward-server --example bench
 	taskset -c 1 target/release/examples/bench --keyward target/release/keyward --out docs/BENCHMARKS.md $(BENCH_ARGS)
 	cargo bench -p keyward-server
+
+## Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of the parsers and translators; grows and
+## minimises server/fuzz/corpus, which `make test` replays. Not part of `make test`.
+fuzz:
+	server/fuzz/run.sh
 
 clean:
 	cargo clean

@@ -19,6 +19,7 @@
 
 pub(crate) mod anthropic;
 mod openai;
+pub mod openapi;
 mod stream;
 
 use crate::services::api_tokens::TokenAuth;
@@ -45,6 +46,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .route("/v1/messages", post(anthropic::messages))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
         .route("/v1/{*rest}", any(unknown_route))
 }
 
@@ -53,7 +58,8 @@ async fn unknown_route(headers: HeaderMap) -> Response {
         wire_of(&headers),
         FailureKind::NotFound,
         "unknown_route",
-        "no such endpoint: Keyward serves /v1/chat/completions, /v1/messages and /v1/models",
+        "no such endpoint: Keyward serves /v1/chat/completions, /v1/messages and /v1/models \
+         (described in /v1/openapi.json)",
     )
     .into_response()
 }

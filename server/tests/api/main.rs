@@ -2,9 +2,9 @@
 //! database runs on both SQLite and PostgreSQL through [`helpers::both_backends`].
 
 mod accounts;
-mod fuzz_corpus;
 mod chat;
 mod cli;
+mod fuzz_corpus;
 mod gateway;
 mod hardening;
 mod health;
