@@ -47,14 +47,36 @@ fn has_token(headers: &HeaderMap) -> bool {
     headers.contains_key(header::AUTHORIZATION) || headers.contains_key("x-api-key")
 }
 
+/// What a REST handler needs of its request to identify the caller: the method (the CSRF check
+/// applies to changes), the headers (token, session cookie) and the client (https or not).
+struct Request {
+    method: Method,
+    headers: HeaderMap,
+    client: Option<crate::client::ClientAddr>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Request {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Request {
+            method: parts.method.clone(),
+            headers: parts.headers.clone(),
+            client: parts.extensions.get::<crate::client::ClientAddr>().copied(),
+        })
+    }
+}
+
 async fn access(
     state: &AppState,
-    headers: &HeaderMap,
-    client: Option<&crate::client::ClientAddr>,
-    method: &Method,
+    req: &Request,
     workspace: &str,
     action: Action,
 ) -> Result<Access, ApiError> {
+    let (headers, method, client) = (&req.headers, &req.method, req.client.as_ref());
     let ws = Uuid::parse_str(workspace).map_err(|_| ApiError::NotFound)?;
     if has_token(headers) {
         let token = crate::api::presented(headers).unwrap_or("");
@@ -139,20 +161,10 @@ fn created(v: Value) -> Response {
 
 async fn list_keys(
     State(state): State<AppState>,
-    method: Method,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    req: Request,
     Path(ws): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = access(
-        &state,
-        &headers,
-        client.as_deref(),
-        &method,
-        &ws,
-        Action::ViewKeys,
-    )
-    .await?;
+    let a = access(&state, &req, &ws, Action::ViewKeys).await?;
     let page = keys::page(
         &state.db,
         keys::Scope::Workspace(a.workspace.id),
@@ -176,21 +188,11 @@ struct NewKeyBody {
 
 async fn add_key(
     State(state): State<AppState>,
-    method: Method,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    req: Request,
     Path(ws): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let a = access(
-        &state,
-        &headers,
-        client.as_deref(),
-        &method,
-        &ws,
-        Action::ManageKeys,
-    )
-    .await?;
+    let a = access(&state, &req, &ws, Action::ManageKeys).await?;
     let b: NewKeyBody = body(&bytes)?;
     state.key_test(Some(a.workspace.id))?;
     let view = keys::add(
@@ -212,20 +214,10 @@ async fn add_key(
 
 async fn delete_key(
     State(state): State<AppState>,
-    method: Method,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    req: Request,
     Path((ws, key)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let a = access(
-        &state,
-        &headers,
-        client.as_deref(),
-        &method,
-        &ws,
-        Action::ManageKeys,
-    )
-    .await?;
+    let a = access(&state, &req, &ws, Action::ManageKeys).await?;
     keys::delete(
         &state.db,
         &a.by,
@@ -240,20 +232,10 @@ async fn delete_key(
 
 async fn list_chatbots(
     State(state): State<AppState>,
-    method: Method,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    req: Request,
     Path(ws): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = access(
-        &state,
-        &headers,
-        client.as_deref(),
-        &method,
-        &ws,
-        Action::ViewKeys,
-    )
-    .await?;
+    let a = access(&state, &req, &ws, Action::ViewKeys).await?;
     let rows = chatbots::list(&state.db, a.workspace.id).await?;
     let list: Vec<_> = rows.iter().map(chatbots::view).collect();
     Ok(Json(json!({ "chatbots": list })))
@@ -276,21 +258,11 @@ struct NewChatbotBody {
 
 async fn create_chatbot(
     State(state): State<AppState>,
-    method: Method,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    req: Request,
     Path(ws): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let a = access(
-        &state,
-        &headers,
-        client.as_deref(),
-        &method,
-        &ws,
-        Action::ManageChatbots,
-    )
-    .await?;
+    let a = access(&state, &req, &ws, Action::ManageChatbots).await?;
     let b: NewChatbotBody = body(&bytes)?;
     let row = chatbots::create(
         &state.db,
@@ -311,20 +283,10 @@ async fn create_chatbot(
 
 async fn delete_chatbot(
     State(state): State<AppState>,
-    method: Method,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    req: Request,
     Path((ws, bot)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let a = access(
-        &state,
-        &headers,
-        client.as_deref(),
-        &method,
-        &ws,
-        Action::ManageChatbots,
-    )
-    .await?;
+    let a = access(&state, &req, &ws, Action::ManageChatbots).await?;
     let keys = keyward::policy::can(a.actor, Action::ManageKeys);
     chatbots::delete(&state.db, &a.by, a.workspace.id, id(&bot)?, keys).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -334,41 +296,21 @@ async fn delete_chatbot(
 
 async fn list_tokens(
     State(state): State<AppState>,
-    method: Method,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    req: Request,
     Path(ws): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = access(
-        &state,
-        &headers,
-        client.as_deref(),
-        &method,
-        &ws,
-        Action::ViewKeys,
-    )
-    .await?;
+    let a = access(&state, &req, &ws, Action::ViewKeys).await?;
     let tokens = api_tokens::list(&state.db, a.workspace.id).await?;
     Ok(Json(json!({ "tokens": tokens })))
 }
 
 async fn create_token(
     State(state): State<AppState>,
-    method: Method,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    req: Request,
     Path(ws): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let a = access(
-        &state,
-        &headers,
-        client.as_deref(),
-        &method,
-        &ws,
-        Action::ManageApiTokens,
-    )
-    .await?;
+    let a = access(&state, &req, &ws, Action::ManageApiTokens).await?;
     let new: NewApiToken = body(&bytes)?;
     let new: api_tokens::NewToken = new.try_into()?;
     let parent = a.token.as_deref();
@@ -381,20 +323,10 @@ async fn create_token(
 
 async fn revoke_token(
     State(state): State<AppState>,
-    method: Method,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    req: Request,
     Path((ws, token)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let a = access(
-        &state,
-        &headers,
-        client.as_deref(),
-        &method,
-        &ws,
-        Action::ManageApiTokens,
-    )
-    .await?;
+    let a = access(&state, &req, &ws, Action::ManageApiTokens).await?;
     api_tokens::revoke(&state.db, &a.by, a.workspace.id, id(&token)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -411,24 +343,14 @@ struct Range {
 
 async fn get_usage(
     State(state): State<AppState>,
-    method: Method,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    req: Request,
     Path(ws): Path<String>,
     query: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     // A malformed query is answered in this API's JSON error shape, not axum's plain text.
     let Query(r) =
         query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
-    let a = access(
-        &state,
-        &headers,
-        client.as_deref(),
-        &method,
-        &ws,
-        Action::ViewUsage,
-    )
-    .await?;
+    let a = access(&state, &req, &ws, Action::ViewUsage).await?;
     let report = usage::report(
         &state.db,
         &state.credits,
