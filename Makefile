@@ -9,7 +9,7 @@ KEYWARD_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export KEYWARD_TEST_DATABASE_URL
 LOGS := target/test-logs
 
-.PHONY: run demo test tools test-tools build fmt-check lint unit e2e bench fuzz clean help
+.PHONY: run demo test tools test-tools build fmt-check lint unit e2e bench fuzz soak clean help
 
 help:
 	@echo "make run    build the release site and serve it on http://127.0.0.1:3000 (SQLite in ./data)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test   formatting, lints, unit + integration tests (SQLite and PostgreSQL), wasm build, end-to-end"
 	@echo "make bench  benchmarks (not part of make test)"
 	@echo "make fuzz   the fuzz targets, FUZZ_SECS each (not part of make test; it replays the corpus)"
+	@echo "make soak   SOAK_MINUTES at 80% of the maximum with faults and a PostgreSQL restart (root)"
 
 tools:
 	@.ci/tools.sh build
@@ -103,6 +104,14 @@ bench: build
 ## minimises server/fuzz/corpus, which `make test` replays. Not part of `make test`.
 fuzz:
 	server/fuzz/run.sh
+
+## The soak run: SOAK_MINUTES (default 10) at 80 % of the measured maximum through the public API,
+## with injected provider faults and one restart of a private PostgreSQL; writes
+## docs/RELIABILITY.md. Needs root (it runs that PostgreSQL as the postgres user). Not in make test.
+SOAK_MINUTES ?= 10
+soak: build
+	cargo build --release -p keyward-server --example soak
+	target/release/examples/soak --keyward target/release/keyward --out docs/RELIABILITY.md --minutes $(SOAK_MINUTES)
 
 clean:
 	cargo clean

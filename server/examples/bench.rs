@@ -11,15 +11,16 @@
 
 use keyward::tokens::TokenScope;
 use keyward_server::bench::{
-    self, IdlePolling, Run, Target, best_within, closed_loop, max_rps, ms3, peak,
+    self, IdlePolling, Run, Target, best_within, closed_loop, free_port, max_rps, ms3, peak, spawn,
+    wait_ready,
 };
 use keyward_server::config::{DatabaseUrl, Settings};
 use keyward_server::services::{accounts, api_tokens, audit::By, keys};
 use secrecy::SecretString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 struct Opts {
     keyward: PathBuf,
@@ -51,55 +52,11 @@ fn opts() -> Opts {
     o
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(cmd: &mut Command, log: &Path) -> Proc {
-    let log = std::fs::File::create(log).unwrap();
-    Proc(
-        cmd.stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
-    )
-}
-
 /// Pins a gateway to CPU 0.
 fn pinned(program: &Path) -> Command {
     let mut c = Command::new("taskset");
     c.arg("-c").arg("0").arg(program);
     c
-}
-
-async fn wait_ready(url: &str, proc: &mut Proc, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = proc.0.try_wait() {
-            panic!("{what} exited early ({status}); see its log");
-        }
-        if let Ok(r) = reqwest::get(url).await
-            && r.status().as_u16() < 500
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("{what} not ready at {url}");
 }
 
 /// The cost of crossing CPUs: the mock on the client's CPU (near) and on the gateways' (across),

@@ -351,3 +351,51 @@ mod tests {
         assert_eq!(rss_kib(u32::MAX), 0);
     }
 }
+
+// --- running the pieces (the benchmark and the soak start Keyward and the mock as processes) ---
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn(cmd: &mut std::process::Command, log: &std::path::Path) -> Proc {
+    let log = std::fs::File::create(log).unwrap();
+    Proc(
+        cmd.stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
+    )
+}
+
+/// Waits until `url` answers below 500, or the process exits, or two minutes pass.
+pub async fn wait_ready(url: &str, proc: &mut Proc, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = proc.0.try_wait() {
+            panic!("{what} exited early ({status}); see its log");
+        }
+        if let Ok(r) = reqwest::get(url).await
+            && r.status().as_u16() < 500
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{what} not ready at {url}");
+}
