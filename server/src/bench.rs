@@ -309,49 +309,6 @@ pub fn ms3(us: u64) -> String {
     format!("{:.3}", us as f64 / 1000.0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), 50);
-        assert_eq!(percentile(&v, 99.0), 99);
-        assert_eq!(percentile(&v, 100.0), 100);
-        assert_eq!(percentile(&v, 0.0), 1);
-        assert_eq!(percentile(&[], 99.0), 0);
-        assert_eq!(percentile(&[7], 99.0), 7);
-        assert_eq!(ms3(1234), "1.234");
-    }
-
-    #[test]
-    fn the_best_level_is_the_fastest_within_the_limit() {
-        let run = |lat: Vec<u64>, secs: u64| Run {
-            latencies_us: lat,
-            errors: 0,
-            elapsed: Duration::from_secs(secs),
-            reported_overhead_us: vec![],
-        };
-        let levels = vec![
-            (1, run(vec![100; 1000], 1)),
-            (2, run(vec![200; 3000], 1)),
-            (4, run(vec![9000; 5000], 1)),
-        ];
-        assert_eq!(
-            best_within(&levels, Duration::from_millis(5)),
-            Some((2, 3000.0, 200))
-        );
-        assert_eq!(best_within(&levels[2..], Duration::from_millis(5)), None);
-    }
-
-    #[test]
-    fn rss_of_this_process_is_read() {
-        assert!(rss_kib(std::process::id()) > 0);
-        assert_eq!(rss_kib(u32::MAX), 0);
-    }
-}
-
 // --- running the pieces (the benchmark and the soak start Keyward and the mock as processes) ---
 
 /// A free loopback port.
@@ -398,4 +355,47 @@ pub async fn wait_ready(url: &str, proc: &mut Proc, what: &str) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("{what} not ready at {url}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&v, 0.0), 1);
+        assert_eq!(percentile(&[], 99.0), 0);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(ms3(1234), "1.234");
+    }
+
+    #[test]
+    fn the_best_level_is_the_fastest_within_the_limit() {
+        let run = |lat: Vec<u64>, secs: u64| Run {
+            latencies_us: lat,
+            errors: 0,
+            elapsed: Duration::from_secs(secs),
+            reported_overhead_us: vec![],
+        };
+        let levels = vec![
+            (1, run(vec![100; 1000], 1)),
+            (2, run(vec![200; 3000], 1)),
+            (4, run(vec![9000; 5000], 1)),
+        ];
+        assert_eq!(
+            best_within(&levels, Duration::from_millis(5)),
+            Some((2, 3000.0, 200))
+        );
+        assert_eq!(best_within(&levels[2..], Duration::from_millis(5)), None);
+    }
+
+    #[test]
+    fn rss_of_this_process_is_read() {
+        assert!(rss_kib(std::process::id()) > 0);
+        assert_eq!(rss_kib(u32::MAX), 0);
+    }
 }
