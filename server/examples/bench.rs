@@ -14,7 +14,6 @@ use keyward_server::bench::{
     self, IdlePolling, Run, Target, best_within, closed_loop, free_port, max_rps, ms3, peak, spawn,
     wait_ready,
 };
-use keyward_server::config::{DatabaseUrl, Settings};
 use keyward_server::services::{accounts, api_tokens, audit::By, keys};
 use secrecy::SecretString;
 use std::fmt::Write as _;
@@ -305,27 +304,10 @@ async fn main() {
     // Keyward: a workspace with keys for openai (→ 0 ms mock) and groq (→ 20 ms mock), set up
     // through the service layer, then served by the release binary.
     let master = work.join("master.key");
-    keyward_server::vault::master_key::generate_file(&master).unwrap();
     let db_url = format!("sqlite://{}/keyward.db?mode=rwc", work.display());
     let allow = format!("127.0.0.1:{m0},127.0.0.1:{m20}");
     let token = {
-        let settings = Settings {
-            database_url: DatabaseUrl::new(db_url.clone()),
-            allowed_private_upstreams: allow.clone(),
-            log_filter: "warn".into(),
-            ..Settings::default()
-        };
-        let key = keyward_server::vault::master_key::load(
-            &keyward_server::vault::master_key::MasterKeySource {
-                file: Some(&master),
-                env_value: None,
-                allow_insecure_permissions: false,
-            },
-        )
-        .unwrap();
-        let state = keyward_server::startup::build_state(settings, &key)
-            .await
-            .unwrap();
+        let state = keyward_server::bench::fresh_state(&master, &db_url, &allow).await;
         let by = By::cli();
         for (p, port) in [("openai", m0), ("groq", m20)] {
             keys::update_provider(

@@ -12,7 +12,6 @@
 
 use keyward::tokens::TokenScope;
 use keyward_server::bench::{Target, free_port, rss_kib, spawn, wait_ready};
-use keyward_server::config::{DatabaseUrl, Settings};
 use keyward_server::services::{accounts, api_tokens, audit::By, chatbots, keys};
 use secrecy::SecretString;
 use std::collections::BTreeMap;
@@ -196,26 +195,9 @@ async fn main() {
 
     // A workspace with a chatbot per fault, each with its own key and a token bound to it.
     let master = work.join("master.key");
-    keyward_server::vault::master_key::generate_file(&master).unwrap();
     let allow = format!("127.0.0.1:{mock_port}");
     let tokens: BTreeMap<&str, String> = {
-        let settings = Settings {
-            database_url: DatabaseUrl::new(db_url.clone()),
-            allowed_private_upstreams: allow.clone(),
-            log_filter: "warn".into(),
-            ..Settings::default()
-        };
-        let key = keyward_server::vault::master_key::load(
-            &keyward_server::vault::master_key::MasterKeySource {
-                file: Some(&master),
-                env_value: None,
-                allow_insecure_permissions: false,
-            },
-        )
-        .unwrap();
-        let state = keyward_server::startup::build_state(settings, &key)
-            .await
-            .unwrap();
+        let state = keyward_server::bench::fresh_state(&master, &db_url, &allow).await;
         let by = By::cli();
         keys::update_provider(
             &state.db,

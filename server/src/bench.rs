@@ -357,6 +357,33 @@ pub async fn wait_ready(url: &str, proc: &mut Proc, what: &str) {
     panic!("{what} not ready at {url}");
 }
 
+/// The state of a fresh Keyward instance for a benchmark or soak to set up through the service
+/// layer before it serves the database with the release binary: a new master key in
+/// `master_file`, the database at `db_url`, the mock allowed at `allow`.
+pub async fn fresh_state(
+    master_file: &std::path::Path,
+    db_url: &str,
+    allow: &str,
+) -> crate::state::AppState {
+    use crate::vault::master_key;
+    master_key::generate_file(master_file).expect("a master key file");
+    let settings = crate::config::Settings {
+        database_url: crate::config::DatabaseUrl::new(db_url),
+        allowed_private_upstreams: allow.into(),
+        log_filter: "warn".into(),
+        ..crate::config::Settings::default()
+    };
+    let key = master_key::load(&master_key::MasterKeySource {
+        file: Some(master_file),
+        env_value: None,
+        allow_insecure_permissions: false,
+    })
+    .expect("the master key");
+    crate::startup::build_state(settings, &key)
+        .await
+        .expect("the instance's state")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
