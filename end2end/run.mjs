@@ -47,6 +47,13 @@ const mockUrl = `http://127.0.0.1:${mockPort}`;
 const mock = spawn(binary, ['mock-provider', '--bind', `127.0.0.1:${mockPort}`, '--tokens-per-sec', '20'], { stdio: 'ignore' });
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
+// A real SMTP server (aiosmtpd, end2end/venv.sh mail) keeps the mails Keyward sends in a
+// Maildir the suites read: open sign-up confirms addresses by mail.
+const smtpPort = await freePort();
+const maildir = join(work, 'mail');
+const venvBin = execFileSync(join(root, 'end2end/venv.sh'), ['mail'], { encoding: 'utf8' }).trim();
+const smtp = spawn(join(venvBin, 'python'), ['-m', 'aiosmtpd', '-n', '-l', `127.0.0.1:${smtpPort}`,
+  '-c', 'aiosmtpd.handlers.Mailbox', maildir], { stdio: 'ignore' });
 // A throwaway master key for this run, created the way an operator would.
 const masterKey = join(work, 'master.key');
 execFileSync(binary, ['gen-master-key', '--out', masterKey], { stdio: 'ignore' });
@@ -57,6 +64,10 @@ const env = {
   KEYWARD_SITE_ROOT: join(root, 'target/site'),
   KEYWARD_MASTER_KEY_FILE: masterKey,
   KEYWARD_ALLOWED_PRIVATE_UPSTREAMS: `127.0.0.1:${mockPort}`,
+  KEYWARD_OPEN_SIGN_UP: 'true',
+  KEYWARD_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+  KEYWARD_MAIL_FROM: 'Keyward <no-reply@keyward.test>',
+  KEYWARD_PUBLIC_URL: base,
   // Everything at TRACE, into a file the canary sweep searches for leaked keys.
   KEYWARD_LOG_FILTER: process.env.KEYWARD_E2E_LOG ?? 'trace',
 };
@@ -81,6 +92,7 @@ try {
       KEYWARD_E2E_SERVER_LOG: serverLog,
       KEYWARD_E2E_MOCK_URL: mockUrl,
       KEYWARD_E2E_SETUP_TOKEN: setupToken,
+      KEYWARD_E2E_MAILDIR: maildir,
     },
     stdio: 'inherit',
   });
@@ -90,6 +102,7 @@ try {
 } finally {
   server.kill('SIGTERM');
   mock.kill('SIGTERM');
+  smtp.kill('SIGTERM');
   await new Promise((ok) => (server.exitCode !== null ? ok() : server.on('exit', ok)));
   if (code !== 0) {
     // The last lines of the server's log, for whoever reads a failed run.

@@ -4,8 +4,9 @@
 # reinstalls only when that requirements file changed. Prints the virtualenv's bin directory.
 #   NAME = sdk     the official openai and anthropic SDKs (tests/api/public_api.rs)
 #   NAME = schema  schemathesis, the REST API schema fuzzer (tests/api/schema_fuzz.rs)
+#   NAME = mail    aiosmtpd, an SMTP server that keeps what it receives (tests/api/sign_up.rs)
 set -euo pipefail
-name="${1:?usage: venv.sh sdk|schema}"
+name="${1:?usage: venv.sh sdk|schema|mail}"
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 reqs="$here/$name/requirements.txt"

@@ -78,6 +78,13 @@ pub struct InvitationPreview {
     pub role: Role,
 }
 
+/// What the sign-up confirmation page shows before the account is created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignUpPreview {
+    pub email: String,
+    pub workspace_name: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionView {
     pub current: bool,

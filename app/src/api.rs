@@ -7,7 +7,7 @@ use keyward::chat::{ChatPage, PlaygroundPage};
 use keyward::credential::KeyInput;
 use keyward::dto::{
     AdminWorkspaceRow, AuditPage, ChatbotView, ChatbotsPage, InvitationPreview, KeyTestResult,
-    KeyView, KeysPage, MembersPage, PlatformProviders, SessionState, SessionView,
+    KeyView, KeysPage, MembersPage, PlatformProviders, SessionState, SessionView, SignUpPreview,
 };
 use keyward::keys::FailurePolicy;
 use keyward::policy::{Plan, Role};
@@ -157,7 +157,8 @@ pub async fn list_all_workspaces() -> Result<Vec<AdminWorkspaceRow>, AppError> {
     backend()?.all_workspaces().await
 }
 
-/// Open sign-up, when the operator enabled it: an account with its own workspace, signed in.
+/// Open sign-up, when the operator enabled it: mails a link that creates the account (or, for
+/// an address that has one, a note to sign in). The answer is the same either way.
 #[server(client = CsrfClient)]
 pub async fn sign_up(
     email: String,
@@ -168,6 +169,18 @@ pub async fn sign_up(
     backend()?
         .sign_up(email, display_name, password, workspace_name)
         .await
+}
+
+/// The account a sign-up link would create.
+#[server(client = CsrfClient)]
+pub async fn get_sign_up(token: String) -> Result<SignUpPreview, AppError> {
+    backend()?.sign_up_preview(token).await
+}
+
+/// Opens a sign-up link: creates the account and its workspace, and signs it in.
+#[server(client = CsrfClient)]
+pub async fn confirm_sign_up(token: String) -> Result<(), AppError> {
+    backend()?.confirm_sign_up(token).await
 }
 
 /// Platform admins set a workspace's plan.

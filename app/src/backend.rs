@@ -10,7 +10,7 @@ use keyward::credential::KeyInput;
 use keyward::dto::{
     AdminWorkspaceRow, AuditFilter, AuditPage, ChatbotUpdate, ChatbotView, ChatbotsPage,
     InvitationPreview, KeyTestResult, KeyView, KeysPage, MembersPage, PlatformProviders,
-    SessionState, SessionView,
+    SessionState, SessionView, SignUpPreview,
 };
 use keyward::keys::FailurePolicy;
 use keyward::policy::{Plan, Role};
@@ -83,6 +83,8 @@ pub trait Backend: Send + Sync + 'static {
         password: String,
         workspace_name: String,
     ) -> Result<(), AppError>;
+    async fn sign_up_preview(&self, token: String) -> Result<SignUpPreview, AppError>;
+    async fn confirm_sign_up(&self, token: String) -> Result<(), AppError>;
 
     // Keys. `workspace_id` empty means the platform's keys (platform admins only).
     async fn keys_page(

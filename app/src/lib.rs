@@ -82,6 +82,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/setup") view=pages::Setup ssr=SsrMode::Async/>
                     <Route path=path!("/sign-in") view=pages::SignInPage ssr=SsrMode::Async/>
                     <Route path=path!("/sign-up") view=pages::SignUpPage ssr=SsrMode::Async/>
+                    <Route path=path!("/sign-up/:token") view=pages::ConfirmSignUpPage ssr=SsrMode::Async/>
                     <Route
                         path=path!("/admin/workspaces")
                         view=pages::AdminWorkspaces

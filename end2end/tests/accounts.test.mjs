@@ -3,6 +3,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { BASE, OWNER, hydrated, launch } from './browser.mjs';
 
 let browser;
@@ -135,4 +137,61 @@ test('setup, invitation, read-only member, refused crafted mutation', async () =
   await owner.waitForSelector('html[data-hydrated="true"]');
   assert.equal(await owner.getByLabel('Plan for Acme').inputValue(), 'pro');
   await ownerCtx.close();
+});
+
+// The mails Keyward sent to `to` (the runner's SMTP server keeps them in a Maildir).
+function mailsTo(to) {
+  const dir = join(process.env.KEYWARD_E2E_MAILDIR, 'new');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .map((f) => readFileSync(join(dir, f), 'utf8'))
+    .filter((m) => m.split('\n').some((l) => l.trim().toLowerCase() === `x-rcptto: ${to}`));
+}
+
+async function waitForMail(to, n) {
+  for (let i = 0; i < 200; i++) {
+    const got = mailsTo(to);
+    if (got.length >= n) return got;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no mail to ${to}`);
+}
+
+test('open sign-up: the same answer for everyone, the mailed link creates the account', async () => {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  await hydrated(page, '/sign-in');
+  await page.getByRole('link', { name: 'Create an account' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Create an account' }).waitFor();
+  // The owner's address: the page says the same as for a new one, and the mail says "sign in".
+  const fill = async (email) => {
+    await page.getByLabel('Email').fill(email);
+    await page.getByLabel('Your name').fill('Nora New');
+    await page.getByLabel('Password (at least 10 characters)').fill('a fresh passphrase');
+    await page.getByLabel('Workspace name').fill('Nora Lab');
+    await page.getByRole('button', { name: 'Create account' }).click();
+    return (await page.getByTestId('sign-up-sent').textContent()).trim();
+  };
+  const forOwner = await fill(OWNER.email);
+  const [ownerMail] = await waitForMail(OWNER.email, 1);
+  assert.match(ownerMail, /You already have a Keyward account/);
+  await hydrated(page, '/sign-up');
+  const forNew = await fill('nora@example.com');
+  assert.equal(forNew, forOwner, 'the answers are the same');
+  const [mail] = await waitForMail('nora@example.com', 1);
+  const link = mail.match(/(http:\/\/\S+\/sign-up\/[A-Za-z0-9_-]+)/)[1];
+  assert.ok(link.startsWith(BASE), link);
+
+  // The link's page names what it creates; one click creates it and signs Nora in.
+  await page.goto(link);
+  await page.waitForSelector('html[data-hydrated="true"]');
+  await page.getByText('Create the account nora@example.com with the workspace Nora Lab.').waitFor();
+  await page.getByRole('button', { name: 'Create my account' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
+  await page.getByRole('link', { name: 'Nora New' }).waitFor();
+  // Used once, the link is dead.
+  await page.goto(link);
+  await page.waitForSelector('html[data-hydrated="true"]');
+  await page.getByText('This link is not valid').waitFor();
+  await ctx.close();
 });

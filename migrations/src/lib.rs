@@ -16,6 +16,7 @@ mod m20261122_000007_create_usage;
 mod m20261123_000008_create_api_tokens;
 mod m20261123_000009_workspace_default_provider;
 mod m20261130_000010_chatbot_allowed_sites;
+mod m20261130_000011_create_sign_up_requests;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000008_create_api_tokens::Migration),
             Box::new(m20261123_000009_workspace_default_provider::Migration),
             Box::new(m20261130_000010_chatbot_allowed_sites::Migration),
+            Box::new(m20261130_000011_create_sign_up_requests::Migration),
         ]
     }
 }

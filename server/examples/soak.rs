@@ -518,7 +518,10 @@ fn render(
         s,
         "\n## p99 over time (every request, by when it was sent)\n"
     );
-    let _ = writeln!(s, "| from | requests | p50 | p99 |\n|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| from | requests | p50 ms | p99 ms | Keyward's RSS at that time |\n|---:|---:|---:|---:|---:|"
+    );
     let window = 60.0;
     let windows = (elapsed.as_secs_f64() / window).ceil() as usize;
     for w in 0..windows {
@@ -527,14 +530,22 @@ fn render(
             .filter(|o| (o.at.as_secs_f64() / window) as usize == w && o.kind.starts_with("ok"))
             .map(|o| o.latency_us)
             .collect();
+        if lat.is_empty() {
+            continue;
+        }
         lat.sort_unstable();
+        let rss_then = rss
+            .iter()
+            .find(|(at, _)| at.as_secs_f64() >= w as f64 * window)
+            .map_or(0, |r| r.1);
         let _ = writeln!(
             s,
-            "| {:.0} s | {} | {} | {} |",
+            "| {:.0} s | {} | {} | {} | {:.1} MiB |",
             w as f64 * window,
             lat.len(),
             keyward_server::bench::ms3(keyward_server::bench::percentile(&lat, 50.0)),
             keyward_server::bench::ms3(keyward_server::bench::percentile(&lat, 99.0)),
+            rss_then as f64 / 1024.0,
         );
     }
     let _ = writeln!(

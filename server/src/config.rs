@@ -40,10 +40,12 @@ const KEYS: &[&str] = &[
     "upstream_idle_timeout_secs",
     "trusted_proxies",
     "metrics_token",
+    "smtp_url",
+    "mail_from",
 ];
 
 /// Settings that may also come from `KEYWARD_<NAME>_FILE`.
-const SECRET_KEYS: &[&str] = &["database_url", "metrics_token"];
+const SECRET_KEYS: &[&str] = &["database_url", "metrics_token", "smtp_url"];
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,7 +76,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Sign-in attempts allowed per minute for one account (and 4× that for one client address).
     pub sign_in_attempts_per_minute: u32,
-    /// Let anyone create an account and a workspace without an invitation.
+    /// Let anyone create an account and a workspace without an invitation. New accounts confirm
+    /// their address through a mailed link, so this needs `smtp_url`, `mail_from` and
+    /// `public_url`.
     pub open_sign_up: bool,
     /// Comma-separated exact `host:port` pairs that provider base URLs may use even though they
     /// are plain http or private addresses (a local model server, the mock provider). Empty: only
@@ -102,6 +106,12 @@ pub struct Settings {
     pub trusted_proxies: String,
     /// When set, `GET /metrics` answers only with `Authorization: Bearer <this token>`.
     pub metrics_token: Option<String>,
+    /// The SMTP relay for outbound mail: `smtps://user:pass@host:465`,
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), or `smtp://host:25` (no TLS: only a
+    /// relay on a trusted network).
+    pub smtp_url: Option<SecretUrl>,
+    /// The sender of outbound mail, e.g. `Keyward <no-reply@example.com>`.
+    pub mail_from: Option<String>,
 }
 
 impl Default for Settings {
@@ -131,6 +141,8 @@ impl Default for Settings {
             upstream_idle_timeout_secs: 60,
             trusted_proxies: String::new(),
             metrics_token: None,
+            smtp_url: None,
+            mail_from: None,
         }
     }
 }
@@ -164,36 +176,73 @@ impl DatabaseUrl {
         })
     }
 
-    /// The URL with any password replaced by `***` and every query parameter but a few
-    /// harmless ones dropped (`?password=…` is a password too). Parsed as a URL, so a password
-    /// that holds `@` or `:` is hidden whole.
+    /// The URL with its credentials hidden (see [`redact_url`]).
     pub fn redacted(&self) -> String {
-        /// Query parameters that never carry a secret and help to read a log.
-        const SHOWN: &[&str] = &["mode", "sslmode", "application_name", "connect_timeout"];
-        let Ok(mut url) = url::Url::parse(&self.0) else {
-            return "<unparsed url>".into();
-        };
-        if url.password().is_some() {
-            let _ = url.set_password(Some("***"));
-        }
-        let kept: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let shown = SHOWN.contains(&k.to_ascii_lowercase().as_str());
-                (
-                    k.into_owned(),
-                    if shown { v.into_owned() } else { "***".into() },
-                )
-            })
-            .collect();
-        if kept.is_empty() {
-            url.set_query(None);
-        } else {
-            url.query_pairs_mut().clear().extend_pairs(kept);
-        }
-        url.set_fragment(None);
-        url.to_string().replacen("%2A%2A%2A", "***", usize::MAX)
+        redact_url(&self.0)
     }
+}
+
+/// A URL with credentials in it (the SMTP relay). Its `Debug`/`Display` hide them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The full URL, for the client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({})", self.redacted())
+    }
+}
+
+/// `url` with any password replaced by `***` and every query parameter but a few harmless
+/// ones masked (`?password=…` is a password too). Parsed as a URL, so a password that holds
+/// `@` or `:` is hidden whole.
+pub fn redact_url(raw: &str) -> String {
+    /// Query parameters that never carry a secret and help to read a log.
+    const SHOWN: &[&str] = &[
+        "mode",
+        "sslmode",
+        "application_name",
+        "connect_timeout",
+        "tls",
+    ];
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "<unparsed url>".into();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let shown = SHOWN.contains(&k.to_ascii_lowercase().as_str());
+            (
+                k.into_owned(),
+                if shown { v.into_owned() } else { "***".into() },
+            )
+        })
+        .collect();
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    url.set_fragment(None);
+    url.to_string().replacen("%2A%2A%2A", "***", usize::MAX)
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -231,6 +280,8 @@ impl fmt::Debug for Settings {
                 &self.sign_in_attempts_per_minute,
             )
             .field("open_sign_up", &self.open_sign_up)
+            .field("smtp_url", &self.smtp_url)
+            .field("mail_from", &self.mail_from)
             .field("allowed_private_upstreams", &self.allowed_private_upstreams)
             .field("allow_http_upstreams", &self.allow_http_upstreams)
             .field(
@@ -374,6 +425,19 @@ impl Settings {
                 key: "allowed_private_upstreams",
                 reason,
             });
+        }
+        if self.open_sign_up
+            && (self.smtp_url.is_none() || self.mail_from.is_none() || self.public_url.is_none())
+        {
+            return Err(ConfigError::Invalid {
+                key: "open_sign_up",
+                reason: "needs smtp_url, mail_from and public_url: a new account confirms its \
+                         address through a link sent by mail"
+                    .into(),
+            });
+        }
+        if let Some(from) = &self.mail_from {
+            crate::mail::parse_from(from)?;
         }
         if self.sign_in_attempts_per_minute == 0 {
             return Err(ConfigError::Invalid {
@@ -622,6 +686,32 @@ mod tests {
         let shown = format!("{s:?} {}", s.database_url);
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://kw:***@db:5432/k"), "{shown}");
+    }
+
+    #[test]
+    fn open_sign_up_needs_a_mail_relay_and_hides_its_password() {
+        let base = [("KEYWARD_OPEN_SIGN_UP", "true")];
+        let err = Settings::load_from(None, &env(&base)).unwrap_err();
+        assert!(err.to_string().contains("open_sign_up"), "{err}");
+        let full = [
+            ("KEYWARD_OPEN_SIGN_UP", "true"),
+            (
+                "KEYWARD_SMTP_URL",
+                "smtps://mailer:s3cret-pw@smtp.example.com:465",
+            ),
+            ("KEYWARD_MAIL_FROM", "Keyward <no-reply@example.com>"),
+            ("KEYWARD_PUBLIC_URL", "https://keyward.example.com"),
+        ];
+        let s = Settings::load_from(None, &env(&full)).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(
+            shown.contains("smtps://mailer:***@smtp.example.com:465"),
+            "{shown}"
+        );
+        let bad_from = [("KEYWARD_MAIL_FROM", "not an address")];
+        let err = Settings::load_from(None, &env(&bad_from)).unwrap_err();
+        assert!(err.to_string().contains("mail_from"), "{err}");
     }
 
     #[test]

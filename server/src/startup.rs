@@ -85,6 +85,12 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
             settings.visitor_messages_per_minute,
         ),
         key_tests: crate::throttle::Throttle::per_minute(crate::state::KEY_TESTS_PER_MINUTE),
+        sign_ups: crate::services::sign_up::SignUps::new(
+            crate::mail::Mailer::from_settings(&settings)
+                .map_err(|e| StartupError::Serve(e.to_string()))?
+                .filter(|_| settings.open_sign_up),
+            settings.public_url.as_deref(),
+        ),
         proxies: crate::client::TrustedProxies::parse(&settings.trusted_proxies)
             .map_err(|e| StartupError::Serve(format!("trusted_proxies: {e}")))?,
         settings: Arc::new(settings),

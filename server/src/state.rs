@@ -26,6 +26,8 @@ pub struct AppState {
     pub proxies: crate::client::TrustedProxies,
     /// Live key tests (test, add, replace) per workspace per minute; the platform is `nil`.
     pub key_tests: crate::throttle::Throttle<uuid::Uuid>,
+    /// Open sign-up: the mail relay, the links' base and the per-recipient limit.
+    pub sign_ups: crate::services::sign_up::SignUps,
 }
 
 /// Live key tests one workspace may run a minute (each one is a request to a provider, and a

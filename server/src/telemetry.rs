@@ -3,10 +3,17 @@
 use crate::config::LogFormat;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
+/// Spans that record secrets, always off whatever the filter says: SeaORM's PostgreSQL driver
+/// records its whole `ConnectOptions` (the URL with the password) on its `connect` span, and
+/// every event inside it (the TLS handshake's, at TRACE) would print it.
+const NO_SECRET_SPANS: &str = "sea_orm::driver::sqlx_postgres=off";
+
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing), which
 /// keeps tests that start several servers simple.
 pub fn init(format: LogFormat, filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(NO_SECRET_SPANS.parse().expect("a valid directive"));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Json => registry
@@ -22,7 +29,7 @@ pub fn init(format: LogFormat, filter: &str) {
 }
 
 /// Path segments that are secrets: the one after each of these prefixes (bearer links).
-const SECRET_AFTER: &[&str] = &["/invite/"];
+const SECRET_AFTER: &[&str] = &["/invite/", "/sign-up/"];
 
 /// A request path as it may be logged: secret segments (an invitation link's token, anything
 /// shaped like an API token) become `<redacted>`, and control characters are escaped so that a
@@ -54,6 +61,8 @@ mod tests {
     #[test]
     fn secret_path_segments_never_reach_a_log() {
         assert_eq!(loggable_path("/invite/abcDEF123"), "/invite/<redacted>");
+        assert_eq!(loggable_path("/sign-up/abcDEF123"), "/sign-up/<redacted>");
+        assert_eq!(loggable_path("/sign-up"), "/sign-up");
         assert_eq!(
             loggable_path("/invite/abc/extra"),
             "/invite/<redacted>/extra"

@@ -25,6 +25,14 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
         }
     }
 
+    /// `n` events an hour per key (bursts of up to `n`).
+    pub fn per_hour(n: u32) -> Self {
+        let n = NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
+        Throttle {
+            limiter: Arc::new(RateLimiter::keyed(Quota::per_hour(n))),
+        }
+    }
+
     /// Counts one event for `key`; `Err(seconds)` to wait when it is over the limit.
     pub fn check(&self, key: &K) -> Result<(), u32> {
         if self.limiter.len() > TIDY_ABOVE {

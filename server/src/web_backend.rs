@@ -7,7 +7,7 @@ use crate::services::audit::{self, By, Event};
 use crate::services::chatbots;
 use crate::services::keys::{self, NewKey, Scope};
 use crate::services::{self as svc, workspaces};
-use crate::services::{conversations, playground};
+use crate::services::{conversations, playground, sign_up};
 use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, header};
 use keyward::chat::{ChatPage, PlaygroundPage};
@@ -15,7 +15,7 @@ use keyward::credential::KeyInput;
 use keyward::dto::{
     AdminWorkspaceRow, AuditFilter, AuditPage, ChatbotUpdate, ChatbotView, ChatbotsPage,
     InvitationPreview, InvitationView, KeyTestResult, KeyView, KeysPage, Me, MemberView,
-    MembersPage, PlatformProviders, SessionState, SessionView, WorkspaceSummary,
+    MembersPage, PlatformProviders, SessionState, SessionView, SignUpPreview, WorkspaceSummary,
 };
 use keyward::http::{SESSION_COOKIE, SESSION_COOKIE_SECURE};
 use keyward::keys::FailurePolicy;
@@ -101,7 +101,7 @@ impl ServerBackend {
         };
         Ok(SessionState {
             needs_setup,
-            open_sign_up: self.state.settings.open_sign_up,
+            open_sign_up: self.state.sign_ups.enabled(),
             me,
         })
     }
@@ -246,13 +246,17 @@ impl ServerBackend {
             .map_or_else(|| user_id.to_string(), |u| u.email)
     }
 
-    async fn sign_in_as(&self, email: &str, password: &str) -> Result<(), AppError> {
-        let headers = Self::headers().await;
-        let client = Self::client();
-        let ua = headers
+    async fn user_agent() -> Option<String> {
+        Self::headers()
+            .await
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+            .map(str::to_string)
+    }
+
+    async fn sign_in_as(&self, email: &str, password: &str) -> Result<(), AppError> {
+        let client = Self::client();
+        let ua = Self::user_agent().await;
         let previous = self.session_token().await;
         let session = accounts::sign_in(
             &self.state.db,
@@ -549,21 +553,37 @@ impl Backend for ServerBackend {
         password: String,
         workspace_name: String,
     ) -> Result<(), AppError> {
-        if !self.state.settings.open_sign_up {
-            return Err(AppError::Forbidden);
-        }
         let password = Zeroizing::new(password);
-        accounts::sign_up_open(
-            &self.state.db,
-            &self.state.sign_in_throttle,
+        let form = sign_up::SignUpForm {
+            email: &email,
+            display_name: &display_name,
+            password: &password,
+            workspace_name: &workspace_name,
+        };
+        let s = &self.state;
+        Ok(sign_up::request(
+            &s.db,
+            &s.sign_in_throttle,
+            &s.sign_ups,
             Self::client(),
-            &email,
-            &display_name,
-            &password,
-            &workspace_name,
+            form,
         )
-        .await?;
-        self.sign_in_as(&email, &password).await
+        .await?)
+    }
+
+    async fn sign_up_preview(&self, token: String) -> Result<SignUpPreview, AppError> {
+        let (email, workspace_name) = sign_up::preview(&self.state.db, &token).await?;
+        Ok(SignUpPreview {
+            email,
+            workspace_name,
+        })
+    }
+
+    async fn confirm_sign_up(&self, token: String) -> Result<(), AppError> {
+        let ua = Self::user_agent().await;
+        let session = sign_up::confirm(&self.state.db, &token, ua.as_deref()).await?;
+        self.start_session(&session.token);
+        Ok(())
     }
 
     async fn keys_page(

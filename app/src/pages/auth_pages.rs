@@ -1,7 +1,8 @@
 //! First-run set-up, sign-in, and accepting an invitation.
 
 use crate::api::{
-    AcceptInvitation, SetupInstance, SignIn, SignUp, SignUpWithInvitation, get_invitation,
+    AcceptInvitation, ConfirmSignUp, SetupInstance, SignIn, SignUp, SignUpWithInvitation,
+    get_invitation, get_sign_up,
 };
 use crate::auth::use_auth;
 use crate::error::AppError;
@@ -236,23 +237,87 @@ pub fn InvitePage() -> impl IntoView {
     }
 }
 
-/// Open sign-up (only offered when the operator enabled it).
+/// Open sign-up (only offered when the operator enabled it). The answer is "check your inbox"
+/// whatever the address: the mailed link creates the account.
 #[component]
 pub fn SignUpPage() -> impl IntoView {
     let action = ServerAction::<SignUp>::new();
-    on_success(action, "/");
+    let sent = move || matches!(action.value().get(), Some(Ok(())));
     view! {
         <Title text="Create an account"/>
         <h1>"Create an account"</h1>
         <section class="card narrow">
-            <ActionForm action=action attr:class="stack">
-                <NewAccountFields/>
-                <ActionError error=error_of(action)/>
-                <button class="button" type="submit" disabled=move || action.pending().get()>
-                    "Create account"
-                </button>
-            </ActionForm>
+            <Show
+                when=sent
+                fallback=move || {
+                    view! {
+                        <ActionForm action=action attr:class="stack">
+                            <NewAccountFields/>
+                            <ActionError error=error_of(action)/>
+                            <button class="button" type="submit" disabled=move || action.pending().get()>
+                                "Create account"
+                            </button>
+                        </ActionForm>
+                    }
+                }
+            >
+                <p role="status" data-testid="sign-up-sent">
+                    "Check your inbox: we sent a link to the address you gave. Open it within 24 hours to finish creating your account."
+                </p>
+            </Show>
         </section>
+    }
+}
+
+/// Where a sign-up link leads: what it would create, and one button to create it.
+#[component]
+pub fn ConfirmSignUpPage() -> impl IntoView {
+    let params = use_params_map();
+    let token = move || params.read().get("token").unwrap_or_default();
+    let preview = Resource::new(token, get_sign_up);
+    let confirm = ServerAction::<ConfirmSignUp>::new();
+    on_success(confirm, "/");
+    view! {
+        <Title text="Finish creating your account"/>
+        <h1>"Finish creating your account"</h1>
+        <Transition fallback=|| view! { <p aria-busy="true">"Loading…"</p> }>
+            {move || {
+                preview
+                    .get()
+                    .map(|p| match p {
+                        Err(_) => {
+                            view! {
+                                <p role="alert" class="error">
+                                    "This link is not valid: it may have been used already or have expired. "
+                                    <a href="/sign-up">"Start again"</a>
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        Ok(p) => {
+                            view! {
+                                <section class="card narrow">
+                                    <p>
+                                        {format!(
+                                            "Create the account {} with the workspace {}.",
+                                            p.email,
+                                            p.workspace_name,
+                                        )}
+                                    </p>
+                                    <ActionForm action=confirm attr:class="stack">
+                                        <input type="hidden" name="token" value=token()/>
+                                        <ActionError error=error_of(confirm)/>
+                                        <button class="button" type="submit" disabled=move || confirm.pending().get()>
+                                            "Create my account"
+                                        </button>
+                                    </ActionForm>
+                                </section>
+                            }
+                                .into_any()
+                        }
+                    })
+            }}
+        </Transition>
     }
 }
 

@@ -17,7 +17,7 @@ mod usage;
 
 pub use admin::AdminWorkspaces;
 pub use audit::{Audit, PlatformAudit};
-pub use auth_pages::{InvitePage, Setup, SignInPage, SignUpPage};
+pub use auth_pages::{ConfirmSignUpPage, InvitePage, Setup, SignInPage, SignUpPage};
 pub use chat::{Playground, VisitorChat};
 pub use chatbots::{ChatbotKeys, Chatbots};
 pub use credits::AdminCredits;

@@ -15,6 +15,7 @@ pub mod model_price;
 pub mod provider_setting;
 pub mod session;
 pub mod setting;
+pub mod sign_up_request;
 pub mod usage_record;
 pub mod user;
 pub mod vault_key;

@@ -193,7 +193,7 @@ fn invalid(e: impl std::fmt::Display) -> ServiceError {
 }
 
 /// Creates a user row (the caller's transaction decides the rest).
-async fn insert_user<C: ConnectionTrait>(
+pub(crate) async fn insert_user<C: ConnectionTrait>(
     db: &C,
     email: &Email,
     name: &str,
@@ -302,6 +302,11 @@ impl NewAccount {
 
     pub fn email(&self) -> &str {
         self.email.as_str()
+    }
+
+    /// The display name and the password hash (kept while an address is being confirmed).
+    pub(crate) fn into_parts(self) -> (String, String) {
+        (self.name, self.hash)
     }
 
     /// Inserts the user row in the caller's transaction.
@@ -479,7 +484,8 @@ pub async fn sign_in(
     open_session(db, &user, user_agent).await
 }
 
-async fn open_session(
+/// Opens a session for `user` (after their credentials or a confirmation link were checked).
+pub(crate) async fn open_session(
     db: &DatabaseConnection,
     user: &user::Model,
     user_agent: Option<&str>,
@@ -656,25 +662,4 @@ pub async fn switch_workspace(
         .exec(db)
         .await?;
     Ok(())
-}
-
-/// Open sign-up (only when the operator enabled it): a new account with its own workspace.
-/// Throttled per client address; the password is hashed before the transaction opens.
-pub async fn sign_up_open(
-    db: &DatabaseConnection,
-    guard: &SignInThrottle,
-    client: Option<IpAddr>,
-    email: &str,
-    display_name: &str,
-    password: &str,
-    workspace_name: &str,
-) -> Result<(user::Model, workspace::Model), ServiceError> {
-    guard.check("sign-up", client)?;
-    let ws_name = parse_workspace_name(workspace_name).map_err(invalid)?;
-    let account = NewAccount::prepare(guard, email, display_name, password).await?;
-    let txn = crate::db::begin_write(db).await?;
-    let user = account.insert(&txn, false).await?;
-    let ws = insert_workspace(&txn, &ws_name, user.id).await?;
-    txn.commit().await?;
-    Ok((user, ws))
 }

@@ -11,6 +11,7 @@ pub mod credits;
 pub mod keys;
 pub mod models;
 pub mod playground;
+pub mod sign_up;
 pub mod system;
 pub mod usage;
 pub mod workspaces;

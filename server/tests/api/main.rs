@@ -15,6 +15,7 @@ mod pages;
 mod public_api;
 mod rest;
 mod schema_fuzz;
+mod sign_up;
 mod system_status;
 mod tokens;
 mod usage;
