@@ -77,6 +77,19 @@ fn as_postgres(bin: &Path, tool: &str, args: &[&str]) {
     );
 }
 
+/// How many sockets the process `pid` has open (its client connections, its connections to the
+/// provider and to the database): what its memory follows.
+fn sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| {
+        dir.flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            })
+            .count()
+    })
+}
+
 /// One soak request's result.
 struct Outcome {
     kind: &'static str,
@@ -316,12 +329,16 @@ async fn main() {
 
     // The maximum: a closed-loop sweep of the same traffic mix (faults included: a timeout holds
     // its connection for the 3 s the gateway waits), 5 s per level.
+    // Idle connections expire after 5 s, as with the official Python SDKs (httpx's keep-alive
+    // expiry), so Keyward sees the connections the load needs, not every one a burst opened.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(2048)
+        .pool_idle_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
     let mut levels = Vec::new();
+    let mut swept = 0u64;
     for c in [16usize, 64, 256, 1024] {
         let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let until = Instant::now() + Duration::from_secs(5);
@@ -345,7 +362,9 @@ async fn main() {
             });
         }
         while workers.join_next().await.is_some() {}
-        let rps = done.load(std::sync::atomic::Ordering::Relaxed) as f64 / 5.0;
+        let sent = done.load(std::sync::atomic::Ordering::Relaxed);
+        swept += sent;
+        let rps = sent as f64 / 5.0;
         eprintln!("soak: c={c}: {rps:.0} req/s");
         levels.push((c, rps));
     }
@@ -375,7 +394,7 @@ async fn main() {
         ticker.tick().await;
         let at = started.elapsed();
         if at >= next_rss {
-            rss.push((at, rss_kib(pid)));
+            rss.push((at, rss_kib(pid), sockets(pid)));
             next_rss += Duration::from_secs(10);
         }
         if restarted.is_none() && at >= total / 2 {
@@ -407,7 +426,7 @@ async fn main() {
     }
     while tasks.join_next().await.is_some() {}
     let elapsed = started.elapsed();
-    rss.push((elapsed, rss_kib(pid)));
+    rss.push((elapsed, rss_kib(pid), sockets(pid)));
 
     // Metered before the graceful stop, then what reached the database after it.
     let metrics = reqwest::get(format!("{base}/metrics"))
@@ -456,7 +475,7 @@ async fn main() {
         (max, best_c, rate),
         elapsed,
         restarted,
-        (recorded, dropped, rows, skipped),
+        (recorded, dropped, rows, skipped, swept),
     );
     std::fs::write(&out, &report).unwrap();
     print!("{report}");
@@ -465,11 +484,11 @@ async fn main() {
 
 fn render(
     outcomes: &[Outcome],
-    rss: &[(Duration, u64)],
+    rss: &[(Duration, u64, usize)],
     (max, best_c, rate): (f64, usize, f64),
     elapsed: Duration,
     restarted: Option<(Duration, Duration)>,
-    (recorded, dropped, rows, skipped): (u64, u64, i64, u64),
+    (recorded, dropped, rows, skipped, swept): (u64, u64, i64, u64, u64),
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Reliability: the soak run\n");
@@ -520,7 +539,8 @@ fn render(
     );
     let _ = writeln!(
         s,
-        "| from | requests | p50 ms | p99 ms | Keyward's RSS at that time |\n|---:|---:|---:|---:|---:|"
+        "| from | requests | p50 ms | p99 ms | Keyward's RSS then | its open sockets then |\n\
+         |---:|---:|---:|---:|---:|---:|"
     );
     let window = 60.0;
     let windows = (elapsed.as_secs_f64() / window).ceil() as usize;
@@ -534,13 +554,13 @@ fn render(
             continue;
         }
         lat.sort_unstable();
-        let rss_then = rss
+        let (rss_then, sockets_then) = rss
             .iter()
-            .find(|(at, _)| at.as_secs_f64() >= w as f64 * window)
-            .map_or(0, |r| r.1);
+            .find(|(at, _, _)| at.as_secs_f64() >= w as f64 * window)
+            .map_or((0, 0), |r| (r.1, r.2));
         let _ = writeln!(
             s,
-            "| {:.0} s | {} | {} | {} | {:.1} MiB |",
+            "| {:.0} s | {} | {} | {} | {:.1} MiB | {sockets_then} |",
             w as f64 * window,
             lat.len(),
             keyward_server::bench::ms3(keyward_server::bench::percentile(&lat, 50.0)),
@@ -555,31 +575,49 @@ fn render(
     let _ = writeln!(s, "\n## Memory\n");
     let warm = rss
         .iter()
-        .find(|(at, _)| at.as_secs() >= 60)
+        .find(|(at, _, _)| at.as_secs() >= 60)
         .or(rss.first())
         .map_or(0, |r| r.1);
     let peak = rss.iter().map(|r| r.1).max().unwrap_or(0);
     let end = rss.last().map_or(0, |r| r.1);
+    let sockets_at = |kib: u64| rss.iter().find(|r| r.1 == kib).map_or(0, |r| r.2);
     let _ = writeln!(
         s,
-        "- RSS after one minute: {:.1} MiB; at the end: {:.1} MiB (growth {:+.1} MiB); peak \
-         {:.1} MiB; at the start: {:.1} MiB.",
+        "- RSS after one minute: {:.1} MiB ({} sockets); at the end: {:.1} MiB ({} sockets); \
+         growth {:+.1} MiB; peak {:.1} MiB ({} sockets); at the start (after the maximum's \
+         sweep): {:.1} MiB.",
         warm as f64 / 1024.0,
+        sockets_at(warm),
         end as f64 / 1024.0,
+        sockets_at(end),
         (end as f64 - warm as f64) / 1024.0,
         peak as f64 / 1024.0,
+        sockets_at(peak),
         rss.first().map_or(0, |r| r.1) as f64 / 1024.0,
+    );
+    let _ = writeln!(
+        s,
+        "- Keyward's memory follows its open connections (each client connection and each \
+         connection to the provider holds its buffers): a burst — the sweep at c=1024, the \
+         requests that pile up while PostgreSQL restarts — opens more, and the memory comes back \
+         as they close (idle provider connections: at most {} per host, {} s; the load's client \
+         lets idle ones go after 5 s, like the official SDKs).",
+        keyward_server::gateway::POOL_IDLE_PER_HOST,
+        keyward_server::gateway::POOL_IDLE_TIMEOUT.as_secs(),
     );
     let _ = writeln!(s, "\n## Nothing lost\n");
     let _ = writeln!(
         s,
-        "- Usage records handed to the writer (`keyward_usage_records_total`): **{recorded}**; \
-         dropped: **{dropped}**; rows in the database after the graceful stop: **{rows}** \
-         ({}).",
-        if u64::try_from(rows).unwrap_or(0) == recorded && dropped == 0 {
-            "every metered request was written"
+        "- Requests metered: the soak's {} and the maximum sweep's {swept}. Usage records handed \
+         to the writer (`keyward_usage_records_total`): **{recorded}**; dropped: **{dropped}**; \
+         rows in the database after the graceful stop: **{rows}** ({}).",
+        outcomes.len(),
+        if recorded != outcomes.len() as u64 + swept {
+            "MISMATCH: records and requests differ"
+        } else if u64::try_from(rows).unwrap_or(0) == recorded && dropped == 0 {
+            "one record per request, and every record was written"
         } else {
-            "MISMATCH"
+            "MISMATCH: records were lost"
         }
     );
     s

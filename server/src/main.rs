@@ -8,6 +8,12 @@ use keyward_server::cli::{Cli, run};
 use std::process::ExitCode;
 use zeroize::Zeroizing;
 
+/// mimalloc instead of glibc's malloc: after a burst (a database restart piles up a few thousand
+/// requests) glibc keeps the freed memory in its per-thread arenas, so RSS stays at the burst's
+/// high-water mark; mimalloc hands freed pages back to the system (docs/RELIABILITY.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Read the master key from the environment once, before any thread exists, and remove it so
     // that child processes, /proc/<pid>/environ readers and crash reporters never see it.

@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 
 /// Time allowed to open a connection to a provider.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept per upstream host, and for how long. A burst (a database restart piles
+/// up thousands of requests) opens as many upstream connections; beyond these they are closed
+/// when done instead of held, each with its buffers (about 20 KiB a connection), for good.
+pub const POOL_IDLE_PER_HOST: usize = 256;
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed for a key test from request to full answer.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// The Anthropic API version Keyward speaks.
@@ -106,7 +111,8 @@ impl Gateway {
                 .no_proxy()
                 .connect_timeout(CONNECT_TIMEOUT)
                 .tcp_nodelay(true)
-                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
                 .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")))
                 .dns_resolver(Arc::new(GuardedResolver {
                     allow: names,
