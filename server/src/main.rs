@@ -8,9 +8,9 @@ use keyward_server::cli::{Cli, run};
 use std::process::ExitCode;
 use zeroize::Zeroizing;
 
-/// mimalloc instead of glibc's malloc: after a burst (a database restart piles up a few thousand
-/// requests) glibc keeps the freed memory in its per-thread arenas, so RSS stays at the burst's
-/// high-water mark; mimalloc hands freed pages back to the system (docs/RELIABILITY.md).
+/// mimalloc instead of glibc's malloc: it hands freed pages back to the system soon, so memory
+/// taken by a burst of connections is returned once they close (`make soak`,
+/// docs/RELIABILITY.md: RSS follows the open connections down as well as up).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -325,3 +325,23 @@ pub async fn owner_cookie(app: &TestApp) -> String {
     .unwrap();
     format!("{}={}", keyward::http::SESSION_COOKIE, s.token.as_str())
 }
+
+/// The repository's root (for files the tests read or run).
+pub fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The bin directory of the pinned Python virtualenv `name` (`end2end/venv.sh NAME`, created on
+/// first use).
+pub fn venv_bin(name: &str) -> String {
+    let venv = std::process::Command::new(repo_root().join("end2end/venv.sh"))
+        .arg(name)
+        .output()
+        .expect("end2end/venv.sh runs");
+    assert!(
+        venv.status.success(),
+        "creating the {name} virtualenv failed: {}",
+        String::from_utf8_lossy(&venv.stderr)
+    );
+    String::from_utf8(venv.stdout).unwrap().trim().to_string()
+}

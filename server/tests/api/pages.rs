@@ -224,25 +224,10 @@ both_backends!(
 );
 
 async fn sign_up_is_refused_unless_the_operator_opens_it(backend: Backend) {
-    use keyward_app::api::SignUp;
-    use leptos::server_fn::ServerFn;
     use sea_orm::{EntityTrait, PaginatorTrait};
     let app = spawn_app(backend).await;
     owner_cookie(&app).await;
-    let res = app
-        .client
-        .post(app.url(SignUp::PATH))
-        .header(keyward::http::CSRF_HEADER, "1")
-        .form(&[
-            ("email", "walk-in@example.com"),
-            ("display_name", "Walk In"),
-            ("password", "correct horse battery"),
-            ("workspace_name", "Mine"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let body = res.text().await.unwrap();
+    let (_, body) = crate::sign_up::sign_up(&app, "walk-in@example.com").await;
     assert!(body.contains("Forbidden"), "{body}");
     let users = keyward_server::entities::user::Entity::find()
         .count(&app.db)

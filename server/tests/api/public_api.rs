@@ -511,17 +511,8 @@ both_backends!(anthropic_wire, super::anthropic_wire);
 async fn official_sdks(backend: Backend) {
     let c = both_providers(backend).await;
     let (_, tok) = token(&c, &[TokenScope::Chat, TokenScope::Models]).await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let venv = std::process::Command::new(root.join("end2end/venv.sh"))
-        .arg("sdk")
-        .output()
-        .expect("end2end/venv.sh runs");
-    assert!(
-        venv.status.success(),
-        "creating the SDK virtualenv failed: {}",
-        String::from_utf8_lossy(&venv.stderr)
-    );
-    let bin = String::from_utf8(venv.stdout).unwrap().trim().to_string();
+    let root = crate::helpers::repo_root();
+    let bin = crate::helpers::venv_bin("sdk");
     let python = format!("{bin}/python");
     let url = c.w.app.url("");
     let out = tokio::process::Command::new(python)

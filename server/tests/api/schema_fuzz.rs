@@ -22,17 +22,8 @@ async fn schemathesis(
     exclude: &[&str],
     secs: u64,
 ) -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let venv = std::process::Command::new(root.join("end2end/venv.sh"))
-        .arg("schema")
-        .output()
-        .expect("end2end/venv.sh runs");
-    assert!(
-        venv.status.success(),
-        "creating the schemathesis virtualenv failed: {}",
-        String::from_utf8_lossy(&venv.stderr)
-    );
-    let bin = String::from_utf8(venv.stdout).unwrap().trim().to_string();
+    let root = crate::helpers::repo_root();
+    let bin = crate::helpers::venv_bin("schema");
     let mut cmd = tokio::process::Command::new(format!("{bin}/schemathesis"));
     // Its cache (.schemathesis/) goes under target/, not into the source tree.
     cmd.current_dir(root.join("target"));

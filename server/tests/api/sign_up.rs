@@ -22,17 +22,7 @@ struct SmtpSink {
 
 impl SmtpSink {
     async fn start() -> Self {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let venv = std::process::Command::new(root.join("end2end/venv.sh"))
-            .arg("mail")
-            .output()
-            .expect("end2end/venv.sh runs");
-        assert!(
-            venv.status.success(),
-            "creating the aiosmtpd virtualenv failed: {}",
-            String::from_utf8_lossy(&venv.stderr)
-        );
-        let bin = String::from_utf8(venv.stdout).unwrap().trim().to_string();
+        let bin = crate::helpers::venv_bin("mail");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -117,7 +107,7 @@ async fn open_app(backend: Backend, sink: &SmtpSink) -> TestApp {
 }
 
 /// Posts the sign-up form; returns the status and the body.
-async fn sign_up(app: &TestApp, email: &str) -> (u16, String) {
+pub(crate) async fn sign_up(app: &TestApp, email: &str) -> (u16, String) {
     let res = app
         .client
         .post(app.url(SignUp::PATH))
@@ -132,6 +122,23 @@ async fn sign_up(app: &TestApp, email: &str) -> (u16, String) {
         .await
         .unwrap();
     (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// Opens a sign-up link (the confirmation page's button).
+async fn confirm(app: &TestApp, token: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(ConfirmSignUp::PATH))
+        .header(keyward::http::CSRF_HEADER, "1")
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The HTML of a page, rendered on the server.
+async fn page(app: &TestApp, path: &str) -> String {
+    let res = app.client.get(app.url(path)).send().await.unwrap();
+    res.text().await.unwrap()
 }
 
 fn link_token(mail: &str) -> String {
@@ -155,8 +162,7 @@ async fn sign_up_answers_alike_and_the_mail_decides(backend: Backend) {
 
     // The sign-in page offers sign-up; the answer to a taken address and to a new one is the
     // same, word for word.
-    let page = app.client.get(app.url("/sign-in")).send().await.unwrap();
-    assert!(page.text().await.unwrap().contains("href=\"/sign-up\""));
+    assert!(page(&app, "/sign-in").await.contains("href=\"/sign-up\""));
     let taken = sign_up(&app, "owner@example.com").await;
     let fresh = sign_up(&app, "new@example.com").await;
     assert_eq!(taken.0, 200, "{}", taken.1);
@@ -181,29 +187,12 @@ async fn sign_up_answers_alike_and_the_mail_decides(backend: Backend) {
     );
 
     // The link's page says what it creates; opening it creates the account and signs it in.
-    let page = app
-        .client
-        .get(app.url(&format!("/sign-up/{token}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page(&app, &format!("/sign-up/{token}")).await;
     assert!(
-        page.contains("Create the account new@example.com with the workspace Mine"),
-        "{page}"
+        html.contains("Create the account new@example.com with the workspace Mine"),
+        "{html}"
     );
-    let confirm = || async {
-        app.client
-            .post(app.url(ConfirmSignUp::PATH))
-            .header(keyward::http::CSRF_HEADER, "1")
-            .form(&[("token", token.as_str())])
-            .send()
-            .await
-            .unwrap()
-    };
-    let res = confirm().await;
+    let res = confirm(&app, &token).await;
     assert_eq!(res.status(), 200);
     let cookie = res
         .headers()
@@ -235,19 +224,11 @@ async fn sign_up_answers_alike_and_the_mail_decides(backend: Backend) {
     assert_eq!(who.current_workspace, Some(ws.id));
 
     // Single use: the link is spent, and its page says so.
-    let again = confirm().await.text().await.unwrap();
+    let again = confirm(&app, &token).await.text().await.unwrap();
     assert!(again.contains("NotFound"), "{again}");
     assert_eq!(users(&app).await, 2);
-    let page = app
-        .client
-        .get(app.url(&format!("/sign-up/{token}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("This link is not valid"), "{page}");
+    let html = page(&app, &format!("/sign-up/{token}")).await;
+    assert!(html.contains("This link is not valid"), "{html}");
 
     // Signing up again with the address that now has an account: the same answer, and a
     // note to sign in.
@@ -270,17 +251,7 @@ async fn sign_up_answers_alike_and_the_mail_decides(backend: Backend) {
         .exec(&app.db)
         .await
         .unwrap();
-    let res = app
-        .client
-        .post(app.url(ConfirmSignUp::PATH))
-        .header(keyward::http::CSRF_HEADER, "1")
-        .form(&[("token", late.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let res = confirm(&app, &late).await.text().await.unwrap();
     assert!(res.contains("NotFound"), "{res}");
     assert_eq!(users(&app).await, 2);
 
