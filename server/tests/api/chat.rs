@@ -4,7 +4,7 @@
 //! stopping a reply (the upstream stream closes), friendly errors for visitors and classified
 //! ones for members, and the dashboard playground.
 
-use crate::helpers::{Backend, both_backends};
+use crate::helpers::{Backend, both_backends, eventually};
 use crate::keys::{HttpWorld, http_world_with};
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
@@ -791,30 +791,26 @@ async fn stopping_a_reply_closes_the_upstream(backend: Backend) {
     assert_eq!(mock_stats(c.w.mock).await["open_streams"], 1);
     drop(stream); // the reader stops: the connection closes
 
-    let mut open = 1;
-    for _ in 0..100 {
-        open = mock_stats(c.w.mock).await["open_streams"].as_u64().unwrap();
-        if open == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(open, 0, "the provider's stream was closed");
+    eventually(
+        Duration::from_secs(5),
+        "the provider's stream closed",
+        || async { (mock_stats(c.w.mock).await["open_streams"] == 0).then_some(()) },
+    )
+    .await;
 
     // What had arrived is stored as stopped.
-    let mut stored = None;
-    for _ in 0..100 {
-        stored = message::Entity::find()
-            .filter(message::Column::Role.eq("assistant"))
-            .one(&c.w.app.db)
-            .await
-            .unwrap();
-        if stored.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let stored = stored.expect("the partial reply is stored");
+    let stored = eventually(
+        Duration::from_secs(5),
+        "the partial reply stored",
+        || async {
+            message::Entity::find()
+                .filter(message::Column::Role.eq("assistant"))
+                .one(&c.w.app.db)
+                .await
+                .unwrap()
+        },
+    )
+    .await;
     assert_eq!(stored.status, "stopped");
     assert!(
         !stored.content.is_empty() && stored.content.len() < LONG.len(),
@@ -879,27 +875,26 @@ async fn provider_failures(backend: Backend) {
     }
 
     // The owner sees the classified reason on the key row.
-    let mut class = None;
-    for _ in 0..50 {
-        let (_, out) = c
-            .post_form(
-                GetKeys::PATH,
-                vec![("workspace_id", c.ws())],
-                &c.w.owner.clone(),
-            )
-            .await;
-        let page: keyward::dto::KeysPage = serde_json::from_str(&out).unwrap();
-        class = page
-            .rows
-            .iter()
-            .find_map(|r| r.key.as_ref())
-            .and_then(|k| k.last_error.as_ref().map(|e| e.class));
-        if class.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(class, Some(keyward::keys::ErrorClass::InvalidKey));
+    let class = eventually(
+        Duration::from_secs(5),
+        "the key row's last error",
+        || async {
+            let (_, out) = c
+                .post_form(
+                    GetKeys::PATH,
+                    vec![("workspace_id", c.ws())],
+                    &c.w.owner.clone(),
+                )
+                .await;
+            let page: keyward::dto::KeysPage = serde_json::from_str(&out).unwrap();
+            page.rows
+                .iter()
+                .find_map(|r| r.key.as_ref())
+                .and_then(|k| k.last_error.as_ref().map(|e| e.class))
+        },
+    )
+    .await;
+    assert_eq!(class, keyward::keys::ErrorClass::InvalidKey);
 }
 both_backends!(failures, super::provider_failures);
 

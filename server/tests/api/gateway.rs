@@ -342,23 +342,16 @@ async fn a_dropped_stream_cancels_the_upstream_call() {
     drop(s);
     assert!(started.elapsed() < Duration::from_secs(5));
     // The mock sees the disconnect: its open connections drop to zero quickly.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let v: Value = reqwest::get(format!("http://{mock}/__mock/stats"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["open_streams"] == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the upstream stream was not cancelled: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let stats = format!("http://{mock}/__mock/stats");
+    crate::helpers::eventually(
+        Duration::from_secs(5),
+        "the upstream stream cancelled",
+        || async {
+            let v: Value = reqwest::get(&stats).await.unwrap().json().await.unwrap();
+            (v["open_streams"] == 0).then_some(())
+        },
+    )
+    .await;
 }
 
 // ---- Through the chat service: resolution, cache, failure policy, in-flight replacement. ----
@@ -647,27 +640,24 @@ async fn chain_cache_and_policies(backend: Backend) {
         ChatError::Upstream(e) => assert_eq!(e.class, ErrorClass::InvalidKey),
         other => panic!("{other}"),
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let page = keys::page(&c.t.db, Scope::Workspace(c.ws), true)
-            .await
-            .unwrap();
-        let k = page
-            .rows
-            .iter()
-            .find(|r| r.provider.id == "anthropic")
-            .unwrap()
-            .key
-            .clone()
-            .unwrap();
-        if let Some(e) = k.last_error {
-            assert_eq!(e.class, ErrorClass::InvalidKey);
-            assert_eq!(k.id, bad_id.to_string());
-            break;
-        }
-        assert!(Instant::now() < deadline, "last error not recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (k, e) =
+        crate::helpers::eventually(Duration::from_secs(5), "the key's last error", || async {
+            let page = keys::page(&c.t.db, Scope::Workspace(c.ws), true)
+                .await
+                .unwrap();
+            let k = page
+                .rows
+                .iter()
+                .find(|r| r.provider.id == "anthropic")
+                .unwrap()
+                .key
+                .clone()
+                .unwrap();
+            k.last_error.clone().map(|e| (k, e))
+        })
+        .await;
+    assert_eq!(e.class, ErrorClass::InvalidKey);
+    assert_eq!(k.id, bad_id.to_string());
     // Fallback to the platform: the platform key answers, and the outcome says why.
     keys::set_failure_policy(&c.t.db, &c.by, c.ws, FailurePolicy::FallbackToPlatform)
         .await

@@ -345,3 +345,24 @@ pub fn venv_bin(name: &str) -> String {
     );
     String::from_utf8(venv.stdout).unwrap().trim().to_string()
 }
+
+/// Polls `check` (every 20 ms) until it gives `Some(value)`, and returns that value; panics with
+/// `what` if `within` passes first. The one way the tests wait for background work (the usage
+/// writer, a provider's stream closing, a mail arriving).
+pub async fn eventually<T, F, Fut>(within: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

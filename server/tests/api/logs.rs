@@ -12,7 +12,7 @@ use leptos::server_fn::ServerFn;
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PW: &str = "correct horse battery";
 
@@ -21,18 +21,15 @@ fn random() -> String {
 }
 
 /// Waits until the log holds `needle`, then returns the word that follows it.
-fn wait_for(log: &std::path::Path, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+async fn wait_for(log: &std::path::Path, needle: &str) -> String {
+    let what = format!("{needle:?} in the log");
+    crate::helpers::eventually(Duration::from_secs(60), &what, || async {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(at) = text.find(needle) {
-            let rest = &text[at + needle.len()..];
-            let line = rest.lines().next().unwrap_or("");
-            return line.split_whitespace().next().unwrap_or("").to_string();
-        }
-        assert!(Instant::now() < deadline, "no {needle:?} in:\n{text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        let at = text.find(needle)?;
+        let line = text[at + needle.len()..].lines().next().unwrap_or("");
+        Some(line.split_whitespace().next().unwrap_or("").to_string())
+    })
+    .await
 }
 
 fn cookie_of(res: &reqwest::Response) -> String {
@@ -85,8 +82,8 @@ async fn secrets_never_reach_the_log() {
         .stderr(Stdio::from(file))
         .spawn()
         .unwrap();
-    let addr = wait_for(&log, "keyward is serving on http://");
-    let setup_token = wait_for(&log, "/setup?token=");
+    let addr = wait_for(&log, "keyward is serving on http://").await;
+    let setup_token = wait_for(&log, "/setup?token=").await;
     assert_eq!(setup_token.len(), 43, "{setup_token}");
     let app = |path: &str| format!("http://{addr}{path}");
     let client = reqwest::Client::builder()

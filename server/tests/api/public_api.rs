@@ -88,8 +88,8 @@ async fn mock_stats(c: &Chat) -> Value {
 /// The workspace's usage records once `expected` have arrived (a stream's record is handed over
 /// just after its last event; give it a moment), in order.
 async fn records(c: &Chat, expected: usize) -> Vec<usage_record::Model> {
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let what = format!("{expected} usage records");
+    let recs = crate::helpers::eventually(std::time::Duration::from_secs(10), &what, || async {
         c.w.app.state.usage.flush().await;
         let recs = usage_record::Entity::find()
             .filter(usage_record::Column::WorkspaceId.eq(c.w.ws.id))
@@ -97,12 +97,11 @@ async fn records(c: &Chat, expected: usize) -> Vec<usage_record::Model> {
             .all(&c.w.app.db)
             .await
             .unwrap();
-        if recs.len() >= expected || Instant::now() > deadline {
-            assert_eq!(recs.len(), expected);
-            return recs;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        (recs.len() >= expected).then_some(recs)
+    })
+    .await;
+    assert_eq!(recs.len(), expected);
+    recs
 }
 
 fn overhead_us(h: &reqwest::header::HeaderMap) -> u64 {

@@ -2,14 +2,14 @@
 //! it receives in a Maildir): the form answers the same for a new address and for one that has
 //! an account, and only the mail tells them apart; the link creates the account once.
 
-use crate::helpers::{Backend, TestApp, both_backends, owner_cookie, spawn_app_with};
+use crate::helpers::{Backend, TestApp, both_backends, eventually, owner_cookie, spawn_app_with};
 use keyward_app::api::{ConfirmSignUp, SignUp};
 use keyward_server::config::SecretUrl;
 use keyward_server::entities::{membership, sign_up_request, user, workspace};
 use leptos::server_fn::ServerFn;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BASE: &str = "http://keyward.test";
 
@@ -36,14 +36,12 @@ impl SmtpSink {
             .kill_on_drop(true)
             .spawn()
             .expect("aiosmtpd starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "aiosmtpd never listened");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(Duration::from_secs(20), "aiosmtpd listening", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+        })
+        .await;
         Self {
             port,
             maildir,
@@ -73,19 +71,12 @@ impl SmtpSink {
 
     /// Waits until `n` messages for `to` arrived; returns them.
     async fn wait_for(&self, to: &str, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = format!("{n} mails to {to}");
+        eventually(Duration::from_secs(30), &what, || async {
             let got = self.received(to);
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {n} mails to {to} arrived",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (got.len() >= n).then_some(got)
+        })
+        .await
     }
 }
 
