@@ -38,14 +38,17 @@ fn id(s: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(s).map_err(|_| AppError::NotFound)
 }
 
-fn summary(ws: &crate::entities::workspace::Model, role: Option<Role>) -> WorkspaceSummary {
-    WorkspaceSummary {
+fn summary(
+    ws: &crate::entities::workspace::Model,
+    role: Option<Role>,
+) -> Result<WorkspaceSummary, AppError> {
+    Ok(WorkspaceSummary {
         id: ws.id.to_string(),
         name: ws.name.clone(),
         slug: ws.slug.clone(),
-        plan: ws.plan.parse().unwrap_or(Plan::Free),
+        plan: ws.plan()?,
         role,
-    }
+    })
 }
 
 impl ServerBackend {
@@ -166,14 +169,17 @@ impl ServerBackend {
     async fn me(&self, who: &SessionUser) -> Result<Me, AppError> {
         let db = &self.state.db;
         let mine = workspaces::list_for_user(db, who.user_id).await?;
-        let list: Vec<WorkspaceSummary> = mine.iter().map(|(w, r)| summary(w, Some(*r))).collect();
+        let list: Vec<WorkspaceSummary> = mine
+            .iter()
+            .map(|(w, r)| summary(w, Some(*r)))
+            .collect::<Result<_, _>>()?;
         let current = match who.current_workspace {
             Some(cur) => match list.iter().find(|w| w.id == cur.to_string()) {
                 Some(w) => Some(w.clone()),
-                None if who.platform_admin => workspaces::get(db, cur)
-                    .await
-                    .ok()
-                    .map(|w| summary(&w, None)),
+                None if who.platform_admin => match workspaces::get(db, cur).await {
+                    Ok(w) => Some(summary(&w, None)?),
+                    Err(_) => None,
+                },
                 None => list.first().cloned(),
             },
             None => list.first().cloned(),
@@ -369,7 +375,7 @@ impl Backend for ServerBackend {
         let members = workspaces::members(db, ok.workspace.id).await?;
         let invitations = workspaces::pending_invitations(db, ok.workspace.id).await?;
         Ok(MembersPage {
-            workspace: summary(&ok.workspace, ok.actor.role),
+            workspace: summary(&ok.workspace, ok.actor.role)?,
             members: members
                 .into_iter()
                 .map(|m| MemberView {
@@ -382,13 +388,15 @@ impl Backend for ServerBackend {
                 .collect(),
             invitations: invitations
                 .into_iter()
-                .map(|i| InvitationView {
-                    id: i.id.to_string(),
-                    email: i.email,
-                    role: i.role.parse().unwrap_or(Role::Member),
-                    expires_at: i.expires_at.to_rfc3339(),
+                .map(|i| {
+                    Ok(InvitationView {
+                        id: i.id.to_string(),
+                        role: i.role()?,
+                        email: i.email,
+                        expires_at: i.expires_at.to_rfc3339(),
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, AppError>>()?,
             can_manage: keyward::policy::can(ok.actor, Action::ManageMembers),
         })
     }
@@ -487,9 +495,9 @@ impl Backend for ServerBackend {
     async fn invitation_preview(&self, token: String) -> Result<InvitationPreview, AppError> {
         let (inv, ws) = workspaces::invitation_info(&self.state.db, &token).await?;
         Ok(InvitationPreview {
+            role: inv.role()?,
             workspace_name: ws.name,
             email: inv.email,
-            role: inv.role.parse().unwrap_or(Role::Member),
         })
     }
 
@@ -533,17 +541,18 @@ impl Backend for ServerBackend {
     async fn all_workspaces(&self) -> Result<Vec<AdminWorkspaceRow>, AppError> {
         self.platform_admin().await?;
         let rows = workspaces::list_all(&self.state.db).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(w, n)| AdminWorkspaceRow {
-                id: w.id.to_string(),
-                plan: w.plan.parse().unwrap_or(Plan::Free),
-                name: w.name,
-                slug: w.slug,
-                members: u32::try_from(n).unwrap_or(u32::MAX),
-                created_at: w.created_at.to_rfc3339(),
+        rows.into_iter()
+            .map(|(w, n)| {
+                Ok(AdminWorkspaceRow {
+                    id: w.id.to_string(),
+                    plan: w.plan()?,
+                    name: w.name,
+                    slug: w.slug,
+                    members: u32::try_from(n).unwrap_or(u32::MAX),
+                    created_at: w.created_at.to_rfc3339(),
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn sign_up(
@@ -599,7 +608,9 @@ impl Backend for ServerBackend {
             None => true,
         };
         let mut page = keys::page(&self.state.db, scope, can_manage).await?;
-        page.workspace = ok.map(|ok| summary(&ok.workspace, ok.actor.role));
+        page.workspace = ok
+            .map(|ok| summary(&ok.workspace, ok.actor.role))
+            .transpose()?;
         Ok(page)
     }
 
@@ -777,7 +788,7 @@ impl Backend for ServerBackend {
         let (_, ok) = self.guard(&workspace_id, Action::ViewKeys).await?;
         let rows = chatbots::list(&self.state.db, ok.workspace.id).await?;
         Ok(ChatbotsPage {
-            workspace: summary(&ok.workspace, ok.actor.role),
+            workspace: summary(&ok.workspace, ok.actor.role)?,
             chatbots: rows.iter().map(chatbots::view).collect(),
             can_manage: keyward::policy::can(ok.actor, Action::ManageChatbots),
         })
@@ -917,7 +928,7 @@ impl Backend for ServerBackend {
         }
         let role = ok.actor.role;
         Ok(PlaygroundPage {
-            workspace: summary(&ok.workspace, role),
+            workspace: summary(&ok.workspace, role)?,
             chatbots: bots.iter().map(chatbots::view).collect(),
             chatbot: bot.map(|b| b.id.to_string()),
             models,
@@ -996,7 +1007,7 @@ impl Backend for ServerBackend {
         Ok(svc::api_tokens::page(
             &self.state.db,
             &ok.workspace,
-            summary(&ok.workspace, ok.actor.role),
+            summary(&ok.workspace, ok.actor.role)?,
             keyward::policy::can(ok.actor, Action::ManageApiTokens),
             keyward::policy::can(ok.actor, Action::ManageKeys),
         )

@@ -32,4 +32,10 @@ pub struct Model {
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
+impl Model {
+    pub fn status(&self) -> Result<keyward::keys::KeyStatus, crate::error::ServiceError> {
+        super::checked("credentials.status", &self.status)
+    }
+}
+
 impl ActiveModelBehavior for ActiveModel {}

@@ -22,4 +22,10 @@ pub struct Model {
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
+impl Model {
+    pub fn role(&self) -> Result<keyward::policy::Role, crate::error::ServiceError> {
+        super::checked("invitations.role", &self.role)
+    }
+}
+
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,5 +1,6 @@
 //! SeaORM entities, one module per table, in the generated style: no behaviour here (that lives
-//! in `services` and `vault`).
+//! in `services` and `vault`), except reading enum-like text columns back as their types, which
+//! fails loudly on a value the code does not know (never a silent default).
 
 pub mod api_token;
 pub mod audit_event;
@@ -21,3 +22,16 @@ pub mod user;
 pub mod vault_key;
 pub mod vault_meta;
 pub mod workspace;
+
+/// `value`, stored in `column`, as a `T`; an unknown value is corrupt data: an error that names
+/// the column and the value.
+pub fn checked<T: std::str::FromStr>(
+    column: &'static str,
+    value: &str,
+) -> Result<T, crate::error::ServiceError> {
+    value.parse().map_err(|_| {
+        crate::error::ServiceError::Internal(format!(
+            "{column} holds {value:?}, which is not a value Keyward knows"
+        ))
+    })
+}

@@ -19,4 +19,16 @@ pub struct Model {
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
+impl Model {
+    pub fn plan(&self) -> Result<keyward::policy::Plan, crate::error::ServiceError> {
+        super::checked("workspaces.plan", &self.plan)
+    }
+
+    pub fn failure_policy(
+        &self,
+    ) -> Result<keyward::keys::FailurePolicy, crate::error::ServiceError> {
+        super::checked("workspaces.failure_policy", &self.failure_policy)
+    }
+}
+
 impl ActiveModelBehavior for ActiveModel {}

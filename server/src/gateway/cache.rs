@@ -202,7 +202,7 @@ async fn load(
         .one(db)
         .await?
         .ok_or(ServiceError::NotFound)?;
-    let plan: Plan = ws.plan.parse().unwrap_or(Plan::Free);
+    let plan: Plan = ws.plan()?;
     let plans = key_service::byok_plans(db).await?;
     let providers: HashMap<String, ProviderInfo> = key_service::providers(db)
         .await?
@@ -221,7 +221,7 @@ async fn load(
         epoch,
         loaded: std::time::Instant::now(),
         plan_byok: plans.contains(&plan),
-        policy: ws.failure_policy.parse().unwrap_or_default(),
+        policy: ws.failure_policy()?,
         default_provider: ws.default_provider.clone(),
         providers,
         workspace_keys: HashMap::new(),

@@ -525,7 +525,7 @@ pub async fn ensure_allowance(
         .one(db)
         .await?
         .ok_or(ServiceError::NotFound)?;
-    let plan: Plan = ws.plan.parse().unwrap_or(Plan::Free);
+    let plan: Plan = ws.plan()?;
     let amount = allowances(db)
         .await?
         .into_iter()
@@ -686,13 +686,15 @@ pub async fn settings(db: &DatabaseConnection) -> Result<CreditSettings, Service
         .all(db)
         .await?
         .into_iter()
-        .map(|w| WorkspaceCredits {
-            id: w.id.to_string(),
-            balance: balances.get(&w.id).copied().unwrap_or(0),
-            plan: w.plan.parse().unwrap_or(Plan::Free),
-            name: w.name,
+        .map(|w| {
+            Ok(WorkspaceCredits {
+                id: w.id.to_string(),
+                balance: balances.get(&w.id).copied().unwrap_or(0),
+                plan: w.plan()?,
+                name: w.name,
+            })
         })
-        .collect();
+        .collect::<Result<_, ServiceError>>()?;
     Ok(CreditSettings {
         byok_credit_policy: byok_credit_policy(db).await?,
         allowances: allowances(db).await?,

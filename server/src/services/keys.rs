@@ -392,7 +392,7 @@ async fn byok_for<C: ConnectionTrait>(
         .one(db)
         .await?
         .ok_or(ServiceError::NotFound)?;
-    let plan = ws.plan.parse().unwrap_or(Plan::Free);
+    let plan = ws.plan()?;
     Ok(byok_allowed(
         provider.byok_enabled,
         plan,
@@ -413,10 +413,7 @@ pub async fn page(
                 .one(db)
                 .await?
                 .ok_or(ServiceError::NotFound)?;
-            (
-                Some(ws.plan.parse().unwrap_or(Plan::Free)),
-                ws.failure_policy.parse().unwrap_or_default(),
-            )
+            (Some(ws.plan()?), ws.failure_policy()?)
         }
         None => (None, FailurePolicy::default()),
     };
@@ -446,14 +443,15 @@ pub async fn page(
             let allowed = plan.is_none_or(|plan| byok_allowed(p.byok_enabled, plan, &plans));
             let key = by_provider
                 .remove(&p.id)
-                .map(|row| view(&row, allowed, &names));
-            KeyRow {
+                .map(|row| view(&row, allowed, &names))
+                .transpose()?;
+            Ok(KeyRow {
                 provider: p,
                 key,
                 byok_allowed: allowed,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, ServiceError>>()?;
     Ok(KeysPage {
         workspace: None,
         rows,
@@ -463,9 +461,13 @@ pub async fn page(
     })
 }
 
-fn view(row: &credential::Model, byok_allowed: bool, names: &HashMap<Uuid, String>) -> KeyView {
-    let status = row.status.parse().unwrap_or(KeyStatus::Disabled);
-    KeyView {
+fn view(
+    row: &credential::Model,
+    byok_allowed: bool,
+    names: &HashMap<Uuid, String>,
+) -> Result<KeyView, ServiceError> {
+    let status = row.status()?;
+    Ok(KeyView {
         id: row.id.to_string(),
         provider: row.provider.clone(),
         hint: row.hint.clone(),
@@ -486,7 +488,7 @@ fn view(row: &credential::Model, byok_allowed: bool, names: &HashMap<Uuid, Strin
             }),
             _ => None,
         },
-    }
+    })
 }
 
 /// Format checks shared by add, test and replace: the key's shape, the model id, and where the
@@ -620,7 +622,7 @@ pub async fn add(
     crate::gateway::cache::changed();
     let names = by.id.map(|id| (id, by.email.clone())).into_iter().collect();
     let allowed = byok_for(db, scope, &info).await?;
-    Ok(view(&row, allowed, &names))
+    view(&row, allowed, &names)
 }
 
 fn is_unique_violation(e: &sea_orm::DbErr) -> bool {

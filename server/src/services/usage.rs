@@ -827,8 +827,7 @@ pub async fn report(
     let (balance, monthly_allowance) = match workspace {
         Some(ws) => {
             let b = book.balance(db, ws.id).await?;
-            let plan: keyward::policy::Plan =
-                ws.plan.parse().unwrap_or(keyward::policy::Plan::Free);
+            let plan = ws.plan()?;
             let allowance = credits::allowances(db)
                 .await?
                 .into_iter()

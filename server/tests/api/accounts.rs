@@ -811,3 +811,36 @@ fn nowhere_mail() -> sign_up::SignUps {
     let mailer = keyward_server::mail::Mailer::from_settings(&settings).unwrap();
     sign_up::SignUps::new(mailer, Some("http://keyward.test"))
 }
+
+/// An enum-like column holding a value the code does not know is corrupt data: reading it is an
+/// error that names the column, never a silent default (a "platinum" plan was read as Free).
+async fn unknown_column_values_fail_loudly(backend: Backend) {
+    use keyward_server::entities::workspace;
+    use keyward_server::services::keys::{self, Scope};
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let (w, _, _, _) = world(backend).await;
+    let db = &w.t.db;
+    assert!(keys::page(db, Scope::Workspace(w.ws), true).await.is_ok());
+    workspace::Entity::update_many()
+        .col_expr(
+            workspace::Column::Plan,
+            sea_orm::sea_query::Expr::value("platinum"),
+        )
+        .filter(workspace::Column::Id.eq(w.ws))
+        .exec(db)
+        .await
+        .unwrap();
+    match keys::page(db, Scope::Workspace(w.ws), true).await {
+        Err(ServiceError::Internal(m)) => {
+            assert!(
+                m.contains("workspaces.plan") && m.contains("platinum"),
+                "{m}"
+            )
+        }
+        other => panic!("{:?}", other.map(|_| "a page")),
+    }
+}
+both_backends!(
+    unknown_column_values_fail_loudly,
+    super::unknown_column_values_fail_loudly
+);
