@@ -81,12 +81,6 @@ impl TrustedProxies {
     }
 }
 
-/// Whether a request came over https: the configured public URL says so, or a trusted proxy
-/// did (`X-Forwarded-Proto` / `Forwarded: proto`). Cookies are then `Secure` and `__Host-`.
-pub fn https(settings: &crate::config::Settings, client: Option<&ClientAddr>) -> bool {
-    settings.https() || client.is_some_and(|c| c.https)
-}
-
 /// IPv4-mapped IPv6 addresses are their IPv4 address.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {

@@ -436,8 +436,15 @@ impl Settings {
                     .into(),
             });
         }
-        if let Some(from) = &self.mail_from {
-            crate::mail::parse_from(from)?;
+        if let Some(Err(e)) = self
+            .mail_from
+            .as_deref()
+            .map(str::parse::<lettre::message::Mailbox>)
+        {
+            return Err(ConfigError::Invalid {
+                key: "mail_from",
+                reason: e.to_string(),
+            });
         }
         if self.sign_in_attempts_per_minute == 0 {
             return Err(ConfigError::Invalid {
@@ -554,19 +561,10 @@ impl Settings {
         parse_allowlist(&self.allowed_private_upstreams).unwrap_or_default()
     }
 
-    /// The limits on every read from a provider.
-    pub fn upstream_limits(&self) -> crate::gateway::Limits {
-        let secs = std::time::Duration::from_secs;
-        let idle = secs(self.upstream_idle_timeout_secs);
-        crate::gateway::Limits {
-            max_body_bytes: usize::try_from(self.upstream_max_body_bytes).unwrap_or(usize::MAX),
-            max_event_bytes: usize::try_from(self.upstream_max_event_bytes).unwrap_or(usize::MAX),
-            max_stream_bytes: self.upstream_max_stream_bytes,
-            first_byte: crate::gateway::chat::FIRST_BYTE_TIMEOUT
-                .min(secs(self.upstream_timeout_secs)),
-            total: secs(self.upstream_timeout_secs),
-            idle,
-        }
+    /// Whether a request came over https: the configured public URL says so, or a trusted proxy
+    /// did (`X-Forwarded-Proto` / `Forwarded: proto`). Cookies are then `Secure` and `__Host-`.
+    pub fn https_for(&self, client: Option<&crate::client::ClientAddr>) -> bool {
+        self.https() || client.is_some_and(|c| c.https)
     }
 
     /// Whether people reach this instance over https (cookies are then `Secure`).

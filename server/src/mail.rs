@@ -54,7 +54,13 @@ impl Mailer {
             .build();
         Ok(Some(Self {
             transport: Arc::new(transport),
-            from: parse_from(from)?,
+            // Checked when the settings were loaded.
+            from: from.parse().map_err(|e: lettre::address::AddressError| {
+                ConfigError::Invalid {
+                    key: "mail_from",
+                    reason: e.to_string(),
+                }
+            })?,
         }))
     }
 
@@ -89,12 +95,4 @@ impl Mailer {
             }
         });
     }
-}
-
-/// `KEYWARD_MAIL_FROM`: an address, optionally with a name (`Keyward <no-reply@example.com>`).
-pub fn parse_from(from: &str) -> Result<Mailbox, ConfigError> {
-    from.parse().map_err(|e| ConfigError::Invalid {
-        key: "mail_from",
-        reason: format!("{e}"),
-    })
 }

@@ -62,7 +62,7 @@ impl ServerBackend {
 
     /// Whether this request came over https (configured, or said by a trusted proxy).
     fn https(&self) -> bool {
-        crate::client::https(&self.state.settings, Self::client_addr().as_ref())
+        self.state.settings.https_for(Self::client_addr().as_ref())
     }
 
     /// The caller's address (behind trusted proxies), as the client layer worked it out.

@@ -59,6 +59,22 @@ pub struct Limits {
     pub idle: Duration,
 }
 
+impl Limits {
+    /// The limits the settings give (`KEYWARD_UPSTREAM_*`).
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        let secs = Duration::from_secs;
+        Limits {
+            max_body_bytes: usize::try_from(settings.upstream_max_body_bytes).unwrap_or(usize::MAX),
+            max_event_bytes: usize::try_from(settings.upstream_max_event_bytes)
+                .unwrap_or(usize::MAX),
+            max_stream_bytes: settings.upstream_max_stream_bytes,
+            first_byte: chat::FIRST_BYTE_TIMEOUT.min(secs(settings.upstream_timeout_secs)),
+            total: secs(settings.upstream_timeout_secs),
+            idle: secs(settings.upstream_idle_timeout_secs),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -152,7 +168,7 @@ impl Gateway {
     pub fn from_settings(settings: &crate::config::Settings) -> Result<Self, reqwest::Error> {
         let policy = Allowlist::new(settings.allowed_private_upstreams())
             .with_http(settings.allow_http_upstreams);
-        Ok(Self::with(policy, ssrf::system_lookup())?.with_limits(settings.upstream_limits()))
+        Ok(Self::with(policy, ssrf::system_lookup())?.with_limits(Limits::from_settings(settings)))
     }
 
     /// Replaces the read limits.

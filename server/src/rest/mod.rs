@@ -118,12 +118,7 @@ async fn access(
     if !matches!(*method, Method::GET | Method::HEAD) {
         crate::routes::csrf::check(headers).map_err(|_| ApiError::Forbidden)?;
     }
-    let who = session_user(
-        state,
-        headers,
-        crate::client::https(&state.settings, client),
-    )
-    .await?;
+    let who = session_user(state, headers, state.settings.https_for(client)).await?;
     let ok = authorize(&state.db, who.as_ref(), ws, action).await?;
     Ok(Access {
         by: By::user(&ok.user),

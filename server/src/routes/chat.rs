@@ -288,7 +288,7 @@ pub async fn visitor_send(
     headers: HeaderMap,
     payload: Result<Json<ChatSend>, JsonRejection>,
 ) -> Result<Response, ChatRouteError> {
-    let https = crate::client::https(&state.settings, client.as_deref());
+    let https = state.settings.https_for(client.as_deref());
     let send = body(payload)?;
     let (_, bot) = chatbots::by_slugs(&state.db, &workspace_slug, &chatbot_slug).await?;
     // Membership matters only for a private chatbot: public ones skip the session lookups.
@@ -344,7 +344,7 @@ pub async fn playground_send(
     headers: HeaderMap,
     payload: Result<Json<ChatSend>, JsonRejection>,
 ) -> Result<Response, ChatRouteError> {
-    let https = crate::client::https(&state.settings, client.as_deref());
+    let https = state.settings.https_for(client.as_deref());
     let who = session_user(&state, &headers, https).await?;
     let workspace = Uuid::parse_str(&workspace).map_err(|_| ChatRouteError::NotFound)?;
     let ok = authorize(&state.db, who.as_ref(), workspace, Action::Chat).await?;

@@ -13,10 +13,9 @@ use keyward_app::auth::ServerSession;
 /// with it at once instead of loading it as one more resource (see `keyward_app::auth`).
 pub async fn session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD) {
-        let https = crate::client::https(
-            &state.settings,
-            req.extensions().get::<crate::client::ClientAddr>(),
-        );
+        let https = state
+            .settings
+            .https_for(req.extensions().get::<crate::client::ClientAddr>());
         let backend = ServerBackend { state };
         let session = backend.session_state_for(req.headers(), https).await;
         req.extensions_mut().insert(ServerSession(session));

@@ -30,7 +30,7 @@ pub async fn csv(
     headers: HeaderMap,
     Query(q): Query<CsvQuery>,
 ) -> Result<Response, ApiError> {
-    let https = crate::client::https(&state.settings, client.as_deref());
+    let https = state.settings.https_for(client.as_deref());
     let who = session_user(&state, &headers, https).await?;
     let scope = if q.workspace.trim().is_empty() {
         authorize_platform(&state.db, who.as_ref()).await?;
