@@ -14,7 +14,7 @@ use keyward_server::bench::{
     self, IdlePolling, Run, Target, best_within, closed_loop, free_port, max_rps, ms3, peak, spawn,
     wait_ready,
 };
-use keyward_server::services::{accounts, api_tokens, audit::By, keys};
+use keyward_server::services::{api_tokens, audit::By, keys};
 use secrecy::SecretString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -324,24 +324,7 @@ async fn main() {
             .await
             .unwrap();
         }
-        let (_, ws) = accounts::setup_first_user(
-            &state.db,
-            &keyward_server::services::accounts::SignInThrottle::new(100, 100),
-            "bench@example.com",
-            "Bench",
-            "a long bench passphrase",
-            "Bench",
-        )
-        .await
-        .unwrap();
-        // A plan with BYOK (the free plan has none by default).
-        keyward_server::services::workspaces::set_plan(
-            &state.db,
-            ws.id,
-            keyward::policy::Plan::Business,
-        )
-        .await
-        .unwrap();
+        let ws = keyward_server::bench::business_workspace(&state, "Bench").await;
         for (p, key) in [
             ("openai", "sk-bench-key-0000"),
             ("groq", "gsk_bench-key-0000"),

@@ -12,7 +12,7 @@
 
 use keyward::tokens::TokenScope;
 use keyward_server::bench::{Target, free_port, rss_kib, spawn, wait_ready};
-use keyward_server::services::{accounts, api_tokens, audit::By, chatbots, keys};
+use keyward_server::services::{api_tokens, audit::By, chatbots, keys};
 use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -225,23 +225,7 @@ async fn main() {
         )
         .await
         .unwrap();
-        let (_, ws) = accounts::setup_first_user(
-            &state.db,
-            &accounts::SignInThrottle::new(100, 100),
-            "soak@example.com",
-            "Soak",
-            "a long soak passphrase",
-            "Soak",
-        )
-        .await
-        .unwrap();
-        keyward_server::services::workspaces::set_plan(
-            &state.db,
-            ws.id,
-            keyward::policy::Plan::Business,
-        )
-        .await
-        .unwrap();
+        let ws = keyward_server::bench::business_workspace(&state, "Soak").await;
         let mut tokens = BTreeMap::new();
         for marker in [
             "good",

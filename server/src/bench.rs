@@ -384,6 +384,28 @@ pub async fn fresh_state(
         .expect("the instance's state")
 }
 
+/// The first account (`name@example.com`) and its workspace, on a plan with BYOK (the free plan
+/// has none by default), for a benchmark or soak to hang keys, chatbots and tokens on.
+pub async fn business_workspace(
+    state: &crate::state::AppState,
+    name: &str,
+) -> crate::entities::workspace::Model {
+    let (_, ws) = crate::services::accounts::setup_first_user(
+        &state.db,
+        &crate::services::accounts::SignInThrottle::new(100, 100),
+        &format!("{}@example.com", name.to_lowercase()),
+        name,
+        "a long load-test passphrase",
+        name,
+    )
+    .await
+    .expect("the first account");
+    crate::services::workspaces::set_plan(&state.db, ws.id, keyward::policy::Plan::Business)
+        .await
+        .expect("the plan");
+    ws
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

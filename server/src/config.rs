@@ -108,7 +108,8 @@ pub struct Settings {
     pub metrics_token: Option<String>,
     /// The SMTP relay for outbound mail: `smtps://user:pass@host:465`,
     /// `smtp://user:pass@host:587?tls=required` (STARTTLS), or `smtp://host:25` (no TLS: only a
-    /// relay on a trusted network).
+    /// relay on a trusted network). Never serialized (only read).
+    #[serde(skip_serializing)]
     pub smtp_url: Option<SecretUrl>,
     /// The sender of outbound mail, e.g. `Keyward <no-reply@example.com>`.
     pub mail_from: Option<String>,
@@ -182,8 +183,9 @@ impl DatabaseUrl {
     }
 }
 
-/// A URL with credentials in it (the SMTP relay). Its `Debug`/`Display` hide them.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A URL with credentials in it (the SMTP relay). It can be read from configuration but never
+/// serialized, and its `Debug` hides the credentials.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct SecretUrl(String);
 
@@ -436,16 +438,7 @@ impl Settings {
                     .into(),
             });
         }
-        if let Some(Err(e)) = self
-            .mail_from
-            .as_deref()
-            .map(str::parse::<lettre::message::Mailbox>)
-        {
-            return Err(ConfigError::Invalid {
-                key: "mail_from",
-                reason: e.to_string(),
-            });
-        }
+        self.mail_sender()?;
         if self.sign_in_attempts_per_minute == 0 {
             return Err(ConfigError::Invalid {
                 key: "sign_in_attempts_per_minute",
@@ -559,6 +552,18 @@ impl Settings {
     /// The operator's exact `host:port` exceptions to the upstream SSRF rules.
     pub fn allowed_private_upstreams(&self) -> Vec<(String, u16)> {
         parse_allowlist(&self.allowed_private_upstreams).unwrap_or_default()
+    }
+
+    /// `mail_from` as a mailbox (`None` when unset).
+    pub fn mail_sender(&self) -> Result<Option<lettre::message::Mailbox>, ConfigError> {
+        self.mail_from
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: lettre::address::AddressError| ConfigError::Invalid {
+                key: "mail_from",
+                reason: e.to_string(),
+            })
     }
 
     /// Whether a request came over https: the configured public URL says so, or a trusted proxy

@@ -42,7 +42,7 @@ pub struct Mailer {
 impl Mailer {
     /// The mailer the settings describe, or `None` when no relay is configured.
     pub fn from_settings(settings: &Settings) -> Result<Option<Self>, ConfigError> {
-        let (Some(url), Some(from)) = (&settings.smtp_url, &settings.mail_from) else {
+        let (Some(url), Some(from)) = (&settings.smtp_url, settings.mail_sender()?) else {
             return Ok(None);
         };
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
@@ -54,13 +54,7 @@ impl Mailer {
             .build();
         Ok(Some(Self {
             transport: Arc::new(transport),
-            // Checked when the settings were loaded.
-            from: from.parse().map_err(|e: lettre::address::AddressError| {
-                ConfigError::Invalid {
-                    key: "mail_from",
-                    reason: e.to_string(),
-                }
-            })?,
+            from,
         }))
     }
 

@@ -2,8 +2,8 @@
 //! already has an account — "check your inbox" — so sign-up does not tell strangers who is a
 //! user. The mail tells the two apart: a new address gets a single-use link (valid
 //! [`LINK_VALID_FOR`]) that creates the account and its workspace; an address that has an
-//! account gets a note to sign in instead. The password is hashed on both paths, and the mail is
-//! sent off the request, so the answer's timing says no more than its text.
+//! account gets a note to sign in instead. The password is hashed on both paths and the mail is
+//! sent off the request, so the two answers differ in time only by one row insert.
 
 use crate::entities::{sign_up_request, user};
 use crate::error::ServiceError;
@@ -42,11 +42,6 @@ impl SignUps {
             base_url: public_url.unwrap_or_default().trim_end_matches('/').into(),
             mails: Throttle::per_hour(MAILS_PER_ADDRESS_PER_HOUR),
         }
-    }
-
-    /// Open sign-up is off: no relay to confirm addresses with.
-    pub fn disabled() -> Self {
-        Self::new(None, None)
     }
 
     pub fn enabled(&self) -> bool {

@@ -199,6 +199,18 @@ fn visitor_cookie(res: &reqwest::Response) -> String {
         .expect("a visitor cookie")
 }
 
+/// The workspace's keys page as its owner sees it (through the server function).
+async fn owners_keys(c: &Chat) -> keyward::dto::KeysPage {
+    let (_, out) = c
+        .post_form(
+            GetKeys::PATH,
+            vec![("workspace_id", c.ws())],
+            &c.w.owner.clone(),
+        )
+        .await;
+    serde_json::from_str(&out).unwrap()
+}
+
 async fn mock_stats(mock: SocketAddr) -> Value {
     reqwest::get(format!("http://{mock}/__mock/stats"))
         .await
@@ -696,20 +708,12 @@ async fn key_replaced_mid_stream(backend: Backend) {
         |_| {},
     )
     .await;
-    let key_id = {
-        let (_, out) = c
-            .post_form(
-                GetKeys::PATH,
-                vec![("workspace_id", c.ws())],
-                &c.w.owner.clone(),
-            )
-            .await;
-        let page: keyward::dto::KeysPage = serde_json::from_str(&out).unwrap();
-        page.rows
-            .iter()
-            .find_map(|r| r.key.as_ref().map(|k| k.id.clone()))
-            .unwrap()
-    };
+    let key_id = owners_keys(&c)
+        .await
+        .rows
+        .iter()
+        .find_map(|r| r.key.as_ref().map(|k| k.id.clone()))
+        .unwrap();
 
     let res = c
         .send(&c.visitor_url(), None, json!({ "message": LONG }))
@@ -879,15 +883,9 @@ async fn provider_failures(backend: Backend) {
         Duration::from_secs(5),
         "the key row's last error",
         || async {
-            let (_, out) = c
-                .post_form(
-                    GetKeys::PATH,
-                    vec![("workspace_id", c.ws())],
-                    &c.w.owner.clone(),
-                )
-                .await;
-            let page: keyward::dto::KeysPage = serde_json::from_str(&out).unwrap();
-            page.rows
+            owners_keys(&c)
+                .await
+                .rows
                 .iter()
                 .find_map(|r| r.key.as_ref())
                 .and_then(|k| k.last_error.as_ref().map(|e| e.class))

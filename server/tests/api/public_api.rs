@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use std::time::Instant;
 use uuid::Uuid;
 
-async fn token(c: &Chat, scopes: &[TokenScope]) -> (Uuid, String) {
+/// A workspace API token with `scopes`, made through the service: its id and its secret.
+pub(crate) async fn token(c: &Chat, scopes: &[TokenScope]) -> (Uuid, String) {
     let (view, token) = api_tokens::create(
         &c.w.app.db,
         &By::cli(),

@@ -10,24 +10,6 @@ use keyward_server::services::api_tokens::{self, NewToken};
 use keyward_server::services::audit::By;
 use serde_json::{Value, json};
 
-async fn token(c: &Chat, scopes: &[TokenScope]) -> String {
-    let (_, t) = api_tokens::create(
-        &c.w.app.db,
-        &By::cli(),
-        c.w.ws.id,
-        NewToken {
-            name: "automation".into(),
-            scopes: scopes.to_vec(),
-            chatbot: None,
-            expires_in_days: None,
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    t.to_string()
-}
-
 /// Sends a request; `auth` is a header pair, `body` JSON or none.
 async fn call(
     c: &Chat,
@@ -58,7 +40,9 @@ async fn management_api(backend: Backend) {
     let c = chat_world(backend, MockConfig::default(), |_| {}).await;
     let ws = c.ws();
     let base = format!("/api/v1/workspaces/{ws}");
-    let mgmt = token(&c, &[TokenScope::Management]).await;
+    let mgmt = crate::public_api::token(&c, &[TokenScope::Management])
+        .await
+        .1;
     let bearer = format!("Bearer {mgmt}");
     let t: &[(&str, &str)] = &[("authorization", bearer.as_str())];
 
@@ -121,7 +105,9 @@ async fn management_api(backend: Backend) {
     )
     .await;
     assert_eq!(s, 400, "{out}");
-    let both = token(&c, &[TokenScope::Management, TokenScope::Chat]).await;
+    let both = crate::public_api::token(&c, &[TokenScope::Management, TokenScope::Chat])
+        .await
+        .1;
     let both = format!("Bearer {both}");
     let (s, created) = call(
         &c,
@@ -181,7 +167,7 @@ async fn management_api(backend: Backend) {
     // Refusals: no credentials, a token without the scope, another workspace, a bad id.
     let (s, _) = call(&c, "GET", &format!("{base}/keys"), &[], None).await;
     assert_eq!(s, 401);
-    let chat_only = token(&c, &[TokenScope::Chat]).await;
+    let chat_only = crate::public_api::token(&c, &[TokenScope::Chat]).await.1;
     let (s, _) = call(
         &c,
         "GET",
@@ -325,7 +311,9 @@ async fn roles_hold_at_the_edges(backend: Backend) {
     c.add_key(&c.bot_id, "sk-bot-own-key-0000000000000005555")
         .await;
     let bot: uuid::Uuid = c.bot_id.parse().unwrap();
-    let mgmt = token(&c, &[TokenScope::Management, TokenScope::Chat]).await;
+    let mgmt = crate::public_api::token(&c, &[TokenScope::Management, TokenScope::Chat])
+        .await
+        .1;
     let bearer = format!("Bearer {mgmt}");
     let t: &[(&str, &str)] = &[("authorization", bearer.as_str())];
     let (s, out) = call(&c, "DELETE", &format!("{base}/chatbots/{bot}"), t, None).await;

@@ -7,8 +7,6 @@ use crate::chat::chat_world;
 use crate::helpers::Backend;
 use keyward::tokens::TokenScope;
 use keyward_server::mock_provider::MockConfig;
-use keyward_server::services::api_tokens::{self, NewToken};
-use keyward_server::services::audit::By;
 
 /// The time the fuzzer may spend on each API, in seconds (`KEYWARD_SCHEMA_FUZZ_SECS` to change it).
 const DEFAULT_SECS: u64 = 60;
@@ -67,24 +65,6 @@ async fn schemathesis(
     report
 }
 
-async fn token(c: &crate::chat::Chat, scopes: &[TokenScope]) -> String {
-    let (_, token) = api_tokens::create(
-        &c.w.app.db,
-        &By::cli(),
-        c.w.ws.id,
-        NewToken {
-            name: "schema fuzzing".into(),
-            scopes: scopes.to_vec(),
-            chatbot: None,
-            expires_in_days: None,
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    token.to_string()
-}
-
 fn budget() -> u64 {
     std::env::var("KEYWARD_SCHEMA_FUZZ_SECS")
         .ok()
@@ -96,7 +76,9 @@ fn budget() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_management_api_survives_schema_fuzzing() {
     let c = chat_world(Backend::Sqlite, MockConfig::default(), |_| {}).await;
-    let t = token(&c, &[TokenScope::Management]).await;
+    let t = crate::public_api::token(&c, &[TokenScope::Management])
+        .await
+        .1;
     // Revoking tokens is covered by the REST tests; here it would revoke the fuzzer's own token
     // halfway and leave it testing 401s.
     schemathesis(
@@ -115,7 +97,9 @@ async fn the_management_api_survives_schema_fuzzing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_api_survives_schema_fuzzing() {
     let c = chat_world(Backend::Sqlite, MockConfig::default(), |_| {}).await;
-    let t = token(&c, &[TokenScope::Chat, TokenScope::Models]).await;
+    let t = crate::public_api::token(&c, &[TokenScope::Chat, TokenScope::Models])
+        .await
+        .1;
     schemathesis(
         &c,
         "/v1/openapi.json",
