@@ -26,6 +26,7 @@ fn gateway_bench(c: &mut Criterion) {
         let vault = Vault::open(db.clone(), &MasterKey::generate().unwrap())
             .await
             .unwrap();
+        let changes = keyward_server::invalidation::Invalidation::new();
         let (user, ws) = accounts::setup_first_user(
             &db,
             &keyward_server::services::accounts::SignInThrottle::new(100, 100),
@@ -36,7 +37,8 @@ fn gateway_bench(c: &mut Criterion) {
         )
         .await
         .unwrap();
-        workspaces::set_plan(&db, ws.id, Plan::Business)
+        let plan_by = By::cli();
+        workspaces::set_plan(&db, &changes, &plan_by, ws.id, Plan::Business)
             .await
             .unwrap();
         let by = By {
@@ -57,9 +59,15 @@ fn gateway_bench(c: &mut Criterion) {
                 default_model: String::new(),
                 base_url: String::new(),
             };
-            keys::add(&db, &vault, &gw, &by, scope, new).await.unwrap();
+            let deps = keys::Deps {
+                db: &db,
+                vault: &vault,
+                gateway: &gw,
+                changes: &changes,
+            };
+            keys::add(deps, &by, scope, new).await.unwrap();
         }
-        let cache = KeyCache::new();
+        let cache = KeyCache::new(changes);
         cache.snapshot(&db, &vault, ws.id).await.unwrap();
         (cache, ws.id)
     });

@@ -14,7 +14,7 @@ use keyward_server::bench::{
     self, IdlePolling, Run, Target, best_within, closed_loop, free_port, max_rps, ms3, peak, spawn,
     wait_ready,
 };
-use keyward_server::services::{api_tokens, audit::By, keys};
+use keyward_server::services::{api_tokens, audit::By, catalogue, keys};
 use secrecy::SecretString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -310,12 +310,13 @@ async fn main() {
         let state = keyward_server::bench::fresh_state(&master, &db_url, &allow).await;
         let by = By::cli();
         for (p, port) in [("openai", m0), ("groq", m20)] {
-            keys::update_provider(
+            catalogue::update_provider(
                 &state.db,
+                &state.changes,
                 &state.gateway,
                 &by,
                 p,
-                keys::ProviderChange {
+                catalogue::ProviderChange {
                     base_url: format!("http://127.0.0.1:{port}/v1"),
                     default_model: "mock-small".into(),
                     byok_enabled: true,
@@ -330,9 +331,7 @@ async fn main() {
             ("groq", "gsk_bench-key-0000"),
         ] {
             keys::add(
-                &state.db,
-                &state.vault,
-                &state.gateway,
+                state.key_deps(),
                 &by,
                 keys::Scope::Workspace(ws.id),
                 keys::NewKey {

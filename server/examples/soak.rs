@@ -12,7 +12,7 @@
 
 use keyward::tokens::TokenScope;
 use keyward_server::bench::{Target, free_port, rss_kib, spawn, wait_ready};
-use keyward_server::services::{api_tokens, audit::By, chatbots, keys};
+use keyward_server::services::{api_tokens, audit::By, catalogue, chatbots, keys};
 use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -212,12 +212,13 @@ async fn main() {
     let tokens: BTreeMap<&str, String> = {
         let state = keyward_server::bench::fresh_state(&master, &db_url, &allow).await;
         let by = By::cli();
-        keys::update_provider(
+        catalogue::update_provider(
             &state.db,
+            &state.changes,
             &state.gateway,
             &by,
             "openai",
-            keys::ProviderChange {
+            catalogue::ProviderChange {
                 base_url: format!("http://127.0.0.1:{mock_port}/v1"),
                 default_model: "mock-small".into(),
                 byok_enabled: true,
@@ -252,9 +253,7 @@ async fn main() {
             .unwrap();
             // Adding a key checks its shape only (no live call), so the faulty ones store too.
             keys::add(
-                &state.db,
-                &state.vault,
-                &state.gateway,
+                state.key_deps(),
                 &by,
                 keys::Scope::Chatbot {
                     workspace: ws.id,

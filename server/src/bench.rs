@@ -400,7 +400,11 @@ pub async fn business_workspace(
     )
     .await
     .expect("the first account");
-    crate::services::workspaces::set_plan(&state.db, ws.id, keyward::policy::Plan::Business)
+    let (by, plan) = (
+        crate::services::audit::By::cli(),
+        keyward::policy::Plan::Business,
+    );
+    crate::services::workspaces::set_plan(&state.db, &state.changes, &by, ws.id, plan)
         .await
         .expect("the plan");
     ws

@@ -276,7 +276,7 @@ pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<
             telemetry::init(settings.log_format, &settings.log_filter);
             let conn = db::connect(&settings).await?;
             db::migrate(&conn).await?;
-            let current = crate::services::keys::providers(&conn)
+            let current = crate::services::catalogue::providers(&conn)
                 .await?
                 .into_iter()
                 .find(|p| p.id == provider)
@@ -290,7 +290,7 @@ pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<
                 None if current.overridden => old.unwrap_or_default(),
                 None => String::new(),
             };
-            let change = crate::services::keys::ProviderChange {
+            let change = crate::services::catalogue::ProviderChange {
                 base_url: keep(base_url, current.base_url.clone()),
                 default_model: keep(default_model, current.default_model.clone()),
                 byok_enabled: byok.unwrap_or(current.byok_enabled),
@@ -298,9 +298,13 @@ pub async fn run(cli: Cli, env_master_key: Option<Zeroizing<String>>) -> Result<
             let gateway = crate::gateway::Gateway::from_settings(&settings)
                 .map_err(|e| CliError::Mock(e.to_string()))?;
             let by = crate::services::audit::By::cli();
-            let result =
-                crate::services::keys::update_provider(&conn, &gateway, &by, &provider, change)
-                    .await;
+            // This process caches nothing; running servers re-read the catalogue within
+            // their snapshots' maximum age.
+            let changes = crate::invalidation::Invalidation::new();
+            let result = crate::services::catalogue::update_provider(
+                &conn, &changes, &gateway, &by, &provider, change,
+            )
+            .await;
             close(conn).await;
             result?;
             println!("updated {provider}");

@@ -14,6 +14,7 @@ pub mod entities;
 pub mod error;
 pub mod fuzz_targets;
 pub mod gateway;
+pub mod invalidation;
 pub mod mail;
 pub mod mock_provider;
 pub mod rest;

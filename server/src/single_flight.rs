@@ -3,7 +3,7 @@
 //! The request path keeps its reads in memory (token checks, key snapshots, balances) and goes to
 //! the database only when an entry is missing or stale. Without coordination every request that
 //! misses at the same moment — all of them, under load, when an entry expires or a change bumps
-//! the epoch — runs the same read: the pool grows to its limit, and on SQLite each connection is
+//! an invalidation — runs the same read: the pool grows to its limit, and on SQLite each connection is
 //! a thread with its own page cache and allocator arena (measured: 16 worker threads and +40 MiB
 //! resident during the benchmark's sweeps). With a [`SingleFlight`] the first task to miss loads
 //! while the others wait for it and then find the entry it stored.
@@ -11,7 +11,7 @@
 //! The key space is striped over a fixed set of async mutexes (memory does not grow with keys;
 //! two keys rarely share a stripe, and when they do one load waits for the other, which is still
 //! correct). Written here rather than taken from a crate: it is a dozen lines over tokio's mutex,
-//! and the callers keep their own caches (epochs, ages) unchanged.
+//! and the callers keep their own caches (invalidation marks, ages) unchanged.
 
 use std::hash::{BuildHasher, Hash};
 use tokio::sync::{Mutex, MutexGuard};

@@ -65,16 +65,18 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
     let leptos_options = leptos_options(&settings);
     let gateway = crate::gateway::Gateway::from_settings(&settings)
         .map_err(|e| StartupError::Serve(format!("cannot build the outbound HTTP client: {e}")))?;
-    let credits = crate::services::credits::CreditBook::new();
+    let changes = crate::invalidation::Invalidation::new();
+    let credits = crate::services::credits::CreditBook::new(changes.clone());
     let usage =
         crate::services::usage::UsageWriter::spawn(db.clone(), credits.clone(), Default::default());
     Ok(AppState {
         credits,
         usage,
         gateway,
-        keys: crate::gateway::cache::KeyCache::new(),
+        keys: crate::gateway::cache::KeyCache::new(changes.clone()),
         models: Default::default(),
-        tokens: Default::default(),
+        tokens: crate::services::api_tokens::TokenCache::new(changes.clone()),
+        changes,
         leptos_options,
         db,
         sign_in_throttle: SignInThrottle::new(

@@ -15,6 +15,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub vault: Vault,
     pub gateway: crate::gateway::Gateway,
+    /// The one owner of cache invalidation: services publish to it, caches read through it.
+    pub changes: crate::invalidation::Invalidation,
     pub keys: crate::gateway::cache::KeyCache,
     pub models: crate::services::models::ModelsCache,
     pub sign_in_throttle: SignInThrottle,
@@ -35,6 +37,16 @@ pub struct AppState {
 pub const KEY_TESTS_PER_MINUTE: u32 = 20;
 
 impl AppState {
+    /// What the key lifecycle needs.
+    pub fn key_deps(&self) -> crate::services::keys::Deps<'_> {
+        crate::services::keys::Deps {
+            db: &self.db,
+            vault: &self.vault,
+            gateway: &self.gateway,
+            changes: &self.changes,
+        }
+    }
+
     /// Counts one live key test in `workspace` (`None`: platform keys).
     pub fn key_test(
         &self,

@@ -7,6 +7,7 @@ use crate::services::audit::{self, By, Event};
 use crate::services::chatbots;
 use crate::services::keys::{self, NewKey, Scope};
 use crate::services::{self as svc, workspaces};
+use crate::services::{catalogue, routing};
 use crate::services::{conversations, playground, sign_up};
 use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -532,10 +533,7 @@ impl Backend for ServerBackend {
     async fn set_plan(&self, workspace_id: String, plan: Plan) -> Result<(), AppError> {
         let by = self.platform_admin().await?;
         let ws = id(&workspace_id)?;
-        workspaces::set_plan(&self.state.db, ws, plan).await?;
-        self.audit_after(&by, ws, "plan.changed", plan.as_str().into())
-            .await;
-        Ok(())
+        Ok(workspaces::set_plan(&self.state.db, &self.state.changes, &by, ws, plan).await?)
     }
 
     async fn all_workspaces(&self) -> Result<Vec<AdminWorkspaceRow>, AppError> {
@@ -652,7 +650,7 @@ impl Backend for ServerBackend {
             default_model,
             base_url,
         };
-        Ok(keys::add(&s.db, &s.vault, &s.gateway, &by, scope, new).await?)
+        Ok(keys::add(s.key_deps(), &by, scope, new).await?)
     }
 
     async fn test_saved_key(
@@ -666,7 +664,7 @@ impl Backend for ServerBackend {
             .await?;
         let s = &self.state;
         s.key_test(scope.workspace_id())?;
-        Ok(keys::test_saved(&s.db, &s.vault, &s.gateway, &by, scope, id(&key_id)?).await?)
+        Ok(keys::test_saved(s.key_deps(), &by, scope, id(&key_id)?).await?)
     }
 
     async fn replace_key(
@@ -692,7 +690,7 @@ impl Backend for ServerBackend {
             base_url,
         };
         let cid = id(&key_id)?;
-        Ok(keys::replace(&s.db, &s.vault, &s.gateway, &by, scope, cid, new).await?)
+        Ok(keys::replace(s.key_deps(), &by, scope, cid, new).await?)
     }
 
     async fn set_key_enabled(
@@ -705,7 +703,15 @@ impl Backend for ServerBackend {
         let (by, scope, _) = self
             .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
             .await?;
-        Ok(keys::set_enabled(&self.state.db, &by, scope, id(&key_id)?, enabled).await?)
+        Ok(keys::set_enabled(
+            &self.state.db,
+            &self.state.changes,
+            &by,
+            scope,
+            id(&key_id)?,
+            enabled,
+        )
+        .await?)
     }
 
     async fn set_key_model(
@@ -718,7 +724,15 @@ impl Backend for ServerBackend {
         let (by, scope, _) = self
             .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
             .await?;
-        Ok(keys::set_default_model(&self.state.db, &by, scope, id(&key_id)?, &model).await?)
+        Ok(keys::set_default_model(
+            &self.state.db,
+            &self.state.changes,
+            &by,
+            scope,
+            id(&key_id)?,
+            &model,
+        )
+        .await?)
     }
 
     async fn delete_key(
@@ -730,7 +744,14 @@ impl Backend for ServerBackend {
         let (by, scope, _) = self
             .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
             .await?;
-        Ok(keys::delete(&self.state.db, &by, scope, id(&key_id)?).await?)
+        Ok(keys::delete(
+            &self.state.db,
+            &self.state.changes,
+            &by,
+            scope,
+            id(&key_id)?,
+        )
+        .await?)
     }
 
     async fn set_failure_policy(
@@ -745,12 +766,15 @@ impl Backend for ServerBackend {
             .key_scope(&workspace_id, "", Action::ManageKeys)
             .await?;
         let ws = scope.workspace_id().ok_or(AppError::NotFound)?;
-        Ok(keys::set_failure_policy(&self.state.db, &by, ws, policy).await?)
+        Ok(
+            routing::set_failure_policy(&self.state.db, &self.state.changes, &by, ws, policy)
+                .await?,
+        )
     }
 
     async fn platform_providers(&self) -> Result<PlatformProviders, AppError> {
         self.key_scope("", "", Action::ManagePlatform).await?;
-        Ok(keys::platform_providers(&self.state.db).await?)
+        Ok(catalogue::platform_providers(&self.state.db).await?)
     }
 
     async fn update_provider(
@@ -761,18 +785,21 @@ impl Backend for ServerBackend {
         byok_enabled: bool,
     ) -> Result<(), AppError> {
         let (by, _, _) = self.key_scope("", "", Action::ManagePlatform).await?;
-        let change = keys::ProviderChange {
+        let change = catalogue::ProviderChange {
             base_url,
             default_model,
             byok_enabled,
         };
         let s = &self.state;
-        Ok(keys::update_provider(&s.db, &s.gateway, &by, &provider, change).await?)
+        Ok(
+            catalogue::update_provider(&s.db, &s.changes, &s.gateway, &by, &provider, change)
+                .await?,
+        )
     }
 
     async fn set_byok_plans(&self, plans: Vec<Plan>) -> Result<(), AppError> {
         let (by, _, _) = self.key_scope("", "", Action::ManagePlatform).await?;
-        Ok(keys::set_byok_plans(&self.state.db, &by, &plans).await?)
+        Ok(catalogue::set_byok_plans(&self.state.db, &self.state.changes, &by, &plans).await?)
     }
 
     async fn audit_log(
@@ -827,7 +854,15 @@ impl Backend for ServerBackend {
         let by = By::user(&ok.user);
         let keys = keyward::policy::can(ok.actor, Action::ManageKeys);
         let bot = id(&chatbot_id)?;
-        Ok(chatbots::delete(&self.state.db, &by, ok.workspace.id, bot, keys).await?)
+        Ok(chatbots::delete(
+            &self.state.db,
+            &self.state.changes,
+            &by,
+            ok.workspace.id,
+            bot,
+            keys,
+        )
+        .await?)
     }
 
     async fn update_chatbot(
@@ -961,7 +996,10 @@ impl Backend for ServerBackend {
         policy: keyward::usage::ByokCreditPolicy,
     ) -> Result<(), AppError> {
         let by = self.platform_admin().await?;
-        Ok(svc::credits::set_byok_credit_policy(&self.state.db, &by, policy).await?)
+        Ok(
+            svc::credits::set_byok_credit_policy(&self.state.db, &self.state.changes, &by, policy)
+                .await?,
+        )
     }
 
     async fn set_plan_allowance(&self, plan: Plan, credits: String) -> Result<(), AppError> {
@@ -976,15 +1014,16 @@ impl Backend for ServerBackend {
         let parsed = price
             .parse()
             .map_err(|e| AppError::Invalid(e.to_string()))?;
-        Ok(
-            svc::credits::set_price(&self.state.db, &by, &price.provider, &price.model, parsed)
-                .await?,
-        )
+        let (s, p) = (&self.state, &price);
+        Ok(svc::credits::set_price(&s.db, &s.changes, &by, &p.provider, &p.model, parsed).await?)
     }
 
     async fn delete_price(&self, provider: String, model: String) -> Result<(), AppError> {
         let by = self.platform_admin().await?;
-        Ok(svc::credits::delete_price(&self.state.db, &by, &provider, &model).await?)
+        Ok(
+            svc::credits::delete_price(&self.state.db, &self.state.changes, &by, &provider, &model)
+                .await?,
+        )
     }
 
     async fn top_up(
@@ -996,7 +1035,15 @@ impl Backend for ServerBackend {
         let by = self.platform_admin().await?;
         let micro = keyward::usage::parse_credits(&credits)
             .map_err(|e| AppError::Invalid(e.to_string()))?;
-        Ok(svc::credits::top_up(&self.state.db, &by, id(&workspace_id)?, micro, &note).await?)
+        Ok(svc::credits::top_up(
+            &self.state.db,
+            &self.state.changes,
+            &by,
+            id(&workspace_id)?,
+            micro,
+            &note,
+        )
+        .await?)
     }
 
     async fn api_tokens(
@@ -1037,7 +1084,14 @@ impl Backend for ServerBackend {
     ) -> Result<(), AppError> {
         let (_, ok) = self.guard(&workspace_id, Action::ManageApiTokens).await?;
         let by = By::user(&ok.user);
-        Ok(svc::api_tokens::revoke(&self.state.db, &by, ok.workspace.id, id(&token_id)?).await?)
+        Ok(svc::api_tokens::revoke(
+            &self.state.db,
+            &self.state.changes,
+            &by,
+            ok.workspace.id,
+            id(&token_id)?,
+        )
+        .await?)
     }
 
     async fn set_default_provider(
@@ -1047,8 +1101,9 @@ impl Backend for ServerBackend {
     ) -> Result<(), AppError> {
         let (_, ok) = self.guard(&workspace_id, Action::ManageKeys).await?;
         let by = By::user(&ok.user);
-        Ok(svc::keys::set_default_provider(
+        Ok(svc::routing::set_default_provider(
             &self.state.db,
+            &self.state.changes,
             &by,
             ok.workspace.id,
             Some(provider.as_str()),

@@ -2,15 +2,18 @@
 //! and the policy inputs of the resolution chain, so a warm request does no database read and no
 //! decryption.
 //!
-//! Invalidation is by epoch: every key, BYOK, plan or policy change calls [`changed`] after its
-//! transaction commits; a snapshot taken under an older epoch is reloaded on its next use. A
+//! Invalidation goes through the instance's [`Invalidation`]: every key, BYOK, plan or policy
+//! change publishes a [`Topic::Keys`] change after its transaction commits (for its workspace, or
+//! for everyone when it is a platform key or setting); a snapshot loaded before that change is
+//! reloaded on its next use, and other workspaces' snapshots stay warm. A
 //! request keeps the `Arc<LiveKey>` it resolved until it finishes, so a replacement only affects
 //! later requests. A snapshot is also reloaded once it is [`SNAPSHOT_MAX_AGE`] old, which bounds
 //! how long another instance on the same PostgreSQL keeps using a key changed elsewhere.
 
 use crate::entities::{credential, workspace};
 use crate::error::ServiceError;
-use crate::services::keys as key_service;
+use crate::invalidation::{Invalidation, Seen, Topic};
+use crate::services::catalogue as provider_settings;
 use crate::vault::Vault;
 use keyward::catalogue::{self, WireFormat};
 use keyward::credential::CredentialScope;
@@ -25,21 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
-static EPOCH: AtomicU64 = AtomicU64::new(1);
-
 /// Longest a snapshot is used without re-reading the database (changes made by *other*
 /// instances reach this one within this time; this instance's own changes apply at once).
 pub const SNAPSHOT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Marks every cached snapshot stale. Called after any change to keys, BYOK switches, plans or
-/// failure policies has committed.
-pub fn changed() {
-    EPOCH.fetch_add(1, Ordering::AcqRel);
-}
-
-fn epoch() -> u64 {
-    EPOCH.load(Ordering::Acquire)
-}
 
 /// A stored key, decrypted, with what the gateway needs to use it. Its `Debug` never shows the
 /// secret.
@@ -70,7 +61,7 @@ impl std::fmt::Debug for LiveKey {
 /// Everything the resolution chain needs for one workspace.
 #[derive(Debug)]
 pub struct Snapshot {
-    epoch: u64,
+    seen: Seen,
     loaded: std::time::Instant,
     pub plan_byok: bool,
     pub policy: FailurePolicy,
@@ -140,17 +131,28 @@ impl Snapshot {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct KeyCache {
     snapshots: Arc<RwLock<HashMap<Uuid, Arc<Snapshot>>>>,
     loads: Arc<AtomicU64>,
     /// Concurrent misses of one workspace load it once.
     flight: Arc<crate::single_flight::SingleFlight>,
+    changes: Invalidation,
 }
 
 impl KeyCache {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(changes: Invalidation) -> Self {
+        Self {
+            snapshots: Default::default(),
+            loads: Default::default(),
+            flight: Default::default(),
+            changes,
+        }
+    }
+
+    fn current(&self, workspace_id: Uuid, s: &Snapshot) -> bool {
+        s.loaded.elapsed() < SNAPSHOT_MAX_AGE
+            && self.changes.fresh(Topic::Keys, Some(workspace_id), s.seen)
     }
 
     /// How many snapshots were loaded from the database (each load reads and decrypts).
@@ -160,10 +162,9 @@ impl KeyCache {
 
     /// The current snapshot if it is warm (no IO at all).
     pub fn warm(&self, workspace_id: Uuid) -> Option<Arc<Snapshot>> {
-        let e = epoch();
         let map = self.snapshots.read().unwrap_or_else(|p| p.into_inner());
         map.get(&workspace_id)
-            .filter(|s| s.epoch == e && s.loaded.elapsed() < SNAPSHOT_MAX_AGE)
+            .filter(|s| self.current(workspace_id, s))
             .cloned()
     }
 
@@ -181,12 +182,12 @@ impl KeyCache {
         if let Some(s) = self.warm(workspace_id) {
             return Ok(s);
         }
-        let e = epoch();
-        let snap = Arc::new(load(db, vault, workspace_id, e).await?);
+        let seen = self.changes.seen();
+        let snap = Arc::new(load(db, vault, workspace_id, seen).await?);
         self.loads.fetch_add(1, Ordering::Relaxed);
         let mut map = self.snapshots.write().unwrap_or_else(|p| p.into_inner());
-        // Forget snapshots from older epochs while we hold the lock.
-        map.retain(|_, s| s.epoch == e);
+        // Forget stale snapshots while we hold the lock.
+        map.retain(|w, s| self.current(*w, s));
         map.insert(workspace_id, snap.clone());
         Ok(snap)
     }
@@ -196,15 +197,15 @@ async fn load(
     db: &DatabaseConnection,
     vault: &Vault,
     workspace_id: Uuid,
-    epoch: u64,
+    seen: Seen,
 ) -> Result<Snapshot, ServiceError> {
     let ws = workspace::Entity::find_by_id(workspace_id)
         .one(db)
         .await?
         .ok_or(ServiceError::NotFound)?;
     let plan: Plan = ws.plan()?;
-    let plans = key_service::byok_plans(db).await?;
-    let providers: HashMap<String, ProviderInfo> = key_service::providers(db)
+    let plans = provider_settings::byok_plans(db).await?;
+    let providers: HashMap<String, ProviderInfo> = provider_settings::providers(db)
         .await?
         .into_iter()
         .map(|p| (p.id.clone(), p))
@@ -218,7 +219,7 @@ async fn load(
         .all(db)
         .await?;
     let mut snap = Snapshot {
-        epoch,
+        seen,
         loaded: std::time::Instant::now(),
         plan_byok: plans.contains(&plan),
         policy: ws.failure_policy()?,

@@ -191,9 +191,7 @@ async fn add_key(
     let b: NewKeyBody = body(&bytes)?;
     state.key_test(Some(a.workspace.id))?;
     let view = keys::add(
-        &state.db,
-        &state.vault,
-        &state.gateway,
+        state.key_deps(),
         &a.by,
         keys::Scope::Workspace(a.workspace.id),
         keys::NewKey {
@@ -215,6 +213,7 @@ async fn delete_key(
     let a = access(&state, &req, &ws, Action::ManageKeys).await?;
     keys::delete(
         &state.db,
+        &state.changes,
         &a.by,
         keys::Scope::Workspace(a.workspace.id),
         id(&key)?,
@@ -283,7 +282,15 @@ async fn delete_chatbot(
 ) -> Result<StatusCode, ApiError> {
     let a = access(&state, &req, &ws, Action::ManageChatbots).await?;
     let keys = keyward::policy::can(a.actor, Action::ManageKeys);
-    chatbots::delete(&state.db, &a.by, a.workspace.id, id(&bot)?, keys).await?;
+    chatbots::delete(
+        &state.db,
+        &state.changes,
+        &a.by,
+        a.workspace.id,
+        id(&bot)?,
+        keys,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -322,7 +329,14 @@ async fn revoke_token(
     Path((ws, token)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let a = access(&state, &req, &ws, Action::ManageApiTokens).await?;
-    api_tokens::revoke(&state.db, &a.by, a.workspace.id, id(&token)?).await?;
+    api_tokens::revoke(
+        &state.db,
+        &state.changes,
+        &a.by,
+        a.workspace.id,
+        id(&token)?,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,8 +4,9 @@
 
 use crate::entities::{api_token, chatbot, user};
 use crate::error::ServiceError;
+use crate::invalidation::{Change, Invalidation, Seen, Topic};
 use crate::services::audit::{self, By, Event};
-use crate::services::keys::fmt_time;
+use crate::services::fmt_time;
 use crate::vault::crypto;
 use chrono::{DateTime, Duration, Utc};
 use keyward::tokens::{
@@ -17,7 +18,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -250,6 +251,7 @@ pub async fn list(
 /// Revokes a token of the workspace (another workspace's id: not found). Idempotent.
 pub async fn revoke(
     db: &DatabaseConnection,
+    changes: &Invalidation,
     by: &By,
     workspace: Uuid,
     id: Uuid,
@@ -279,16 +281,8 @@ pub async fn revoke(
     )
     .await?;
     txn.commit().await?;
-    changed();
+    changes.publish(Change::workspace(Topic::Tokens, workspace));
     Ok(())
-}
-
-static EPOCH: AtomicU64 = AtomicU64::new(1);
-
-/// Marks every cached token check stale: called after a token is revoked or a chatbot (and with
-/// it the tokens bound to it) is deleted.
-pub fn changed() {
-    EPOCH.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Longest a cached check is trusted without re-reading the database (a token revoked on
@@ -298,7 +292,7 @@ pub const CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30
 struct Cached {
     auth: Arc<TokenAuth>,
     expires_at: Option<DateTime<Utc>>,
-    epoch: u64,
+    seen: Seen,
     loaded: std::time::Instant,
     /// Unix seconds `last_used_at` was last written (at most once a [`LAST_USED_EVERY`]).
     last_written: AtomicI64,
@@ -306,11 +300,12 @@ struct Cached {
 
 /// Checked tokens by hash, so a warm request costs one SHA-256 and a map lookup: no database
 /// read. Only live tokens are cached (an unknown token cannot grow the map).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct TokenCache {
     entries: Arc<RwLock<HashMap<String, Cached>>>,
     /// Concurrent misses of one token read it once.
     flight: Arc<crate::single_flight::SingleFlight>,
+    changes: Invalidation,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -320,13 +315,28 @@ impl std::fmt::Debug for TokenCache {
 }
 
 impl TokenCache {
+    pub fn new(changes: Invalidation) -> Self {
+        Self {
+            entries: Default::default(),
+            flight: Default::default(),
+            changes,
+        }
+    }
+
+    fn current(&self, c: &Cached) -> bool {
+        c.loaded.elapsed() < CACHE_MAX_AGE
+            && self
+                .changes
+                .fresh(Topic::Tokens, Some(c.auth.workspace), c.seen)
+    }
+
     /// The cached answer for a token hash, if fresh: `Some(None)` for a cached token that has
     /// since expired. Writes `last_used_at` off the request's path when it is due.
     fn warm(&self, db: &DatabaseConnection, hash: &str) -> Option<Option<Arc<TokenAuth>>> {
         let now = Utc::now();
         let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let c = map.get(hash)?;
-        if c.epoch != EPOCH.load(Ordering::Acquire) || c.loaded.elapsed() >= CACHE_MAX_AGE {
+        if !self.current(c) {
             return None;
         }
         if c.expires_at.is_some_and(|e| e <= now) {
@@ -371,20 +381,20 @@ impl TokenCache {
         if let Some(hit) = self.warm(db, &hash) {
             return Ok(hit);
         }
-        let epoch = EPOCH.load(Ordering::Acquire);
+        let seen = self.changes.seen();
         let now = Utc::now();
         let Some((auth, expires_at)) = check(db, presented).await? else {
             return Ok(None);
         };
         let auth = Arc::new(auth);
         let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, c| c.epoch == epoch && c.loaded.elapsed() < CACHE_MAX_AGE);
+        map.retain(|_, c| self.current(c));
         map.insert(
             hash,
             Cached {
                 auth: auth.clone(),
                 expires_at,
-                epoch,
+                seen,
                 loaded: std::time::Instant::now(),
                 last_written: AtomicI64::new(now.timestamp()),
             },

@@ -4,6 +4,7 @@
 
 use crate::entities::{chatbot, credential};
 use crate::error::ServiceError;
+use crate::invalidation::{Change, Invalidation, Topic};
 use crate::services::audit::{self, By, Event};
 use chrono::Utc;
 use keyward::account::{parse_workspace_name, slugify};
@@ -340,6 +341,7 @@ pub async fn by_slugs(
 /// gets a refusal that says so when the chatbot holds keys of its own.
 pub async fn delete(
     db: &DatabaseConnection,
+    changes: &Invalidation,
     by: &By,
     workspace_id: Uuid,
     id: Uuid,
@@ -382,8 +384,8 @@ pub async fn delete(
     )
     .await?;
     txn.commit().await?;
-    crate::gateway::cache::changed();
+    changes.publish(Change::workspace(Topic::Keys, workspace_id));
     // Tokens bound to the chatbot went with it.
-    crate::services::api_tokens::changed();
+    changes.publish(Change::workspace(Topic::Tokens, workspace_id));
     Ok(())
 }

@@ -12,6 +12,7 @@
 
 use crate::entities::{credit_balance, credit_ledger, model_price, setting, workspace};
 use crate::error::ServiceError;
+use crate::invalidation::{Change, Invalidation, Seen, Topic};
 use crate::services::audit::{self, By, Event};
 use chrono::Utc;
 use keyward::policy::Plan;
@@ -25,7 +26,6 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -36,17 +36,6 @@ pub const ALLOWANCES_SETTING: &str = "credit_allowances";
 pub const BALANCE_MAX_AGE: Duration = Duration::from_secs(5);
 /// Longest the price table and policy are used without re-reading them.
 pub const PRICING_MAX_AGE: Duration = Duration::from_secs(30);
-
-static EPOCH: AtomicU64 = AtomicU64::new(1);
-
-/// Marks cached prices, policy and balances stale (after a commit that changed them).
-pub fn changed() {
-    EPOCH.fetch_add(1, Ordering::AcqRel);
-}
-
-fn epoch() -> u64 {
-    EPOCH.load(Ordering::Acquire)
-}
 
 /// The price table and the BYOK credit policy, as the usage writer applies them.
 #[derive(Debug, Default)]
@@ -84,20 +73,26 @@ pub async fn load_pricing<C: ConnectionTrait>(db: &C) -> Result<Pricing, Service
     })
 }
 
-/// A cached value with when it was read and the epoch it was read under.
-type Stamped<T> = (T, Instant, u64);
+/// A cached value with when it was read and the change it was read after.
+type Stamped<T> = (T, Instant, Seen);
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CreditBook {
     pricing: Arc<RwLock<Option<Stamped<Arc<Pricing>>>>>,
     balances: Arc<RwLock<HashMap<Uuid, Stamped<i64>>>>,
     /// Concurrent misses of one workspace's balance (or of the prices) read it once.
     flight: Arc<crate::single_flight::SingleFlight>,
+    changes: Invalidation,
 }
 
 impl CreditBook {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(changes: Invalidation) -> Self {
+        Self {
+            pricing: Default::default(),
+            balances: Default::default(),
+            flight: Default::default(),
+            changes,
+        }
     }
 
     pub async fn pricing(&self, db: &DatabaseConnection) -> Result<Arc<Pricing>, ServiceError> {
@@ -108,16 +103,19 @@ impl CreditBook {
         if let Some(p) = self.warm_pricing() {
             return Ok(p);
         }
-        let e = epoch();
+        let seen = self.changes.seen();
         let p = Arc::new(load_pricing(db).await?);
         *self.pricing.write().unwrap_or_else(|p| p.into_inner()) =
-            Some((p.clone(), Instant::now(), e));
+            Some((p.clone(), Instant::now(), seen));
         Ok(p)
     }
 
     fn warm_pricing(&self) -> Option<Arc<Pricing>> {
         match &*self.pricing.read().unwrap_or_else(|p| p.into_inner()) {
-            Some((p, at, pe)) if *pe == epoch() && at.elapsed() < PRICING_MAX_AGE => {
+            Some((p, at, seen))
+                if at.elapsed() < PRICING_MAX_AGE
+                    && self.changes.fresh(Topic::Credits, None, *seen) =>
+            {
                 Some(p.clone())
             }
             _ => None,
@@ -131,7 +129,12 @@ impl CreditBook {
             .unwrap_or_else(|p| p.into_inner())
             .get(&workspace)
         {
-            Some((b, at, be)) if *be == epoch() && at.elapsed() < BALANCE_MAX_AGE => Some(*b),
+            Some((b, at, seen))
+                if at.elapsed() < BALANCE_MAX_AGE
+                    && self.changes.fresh(Topic::Credits, Some(workspace), *seen) =>
+            {
+                Some(*b)
+            }
             _ => None,
         }
     }
@@ -160,7 +163,7 @@ impl CreditBook {
         if map.len() > 100_000 {
             map.retain(|_, (_, at, _)| at.elapsed() < BALANCE_MAX_AGE);
         }
-        map.insert(workspace, (balance, Instant::now(), epoch()));
+        map.insert(workspace, (balance, Instant::now(), self.changes.seen()));
     }
 }
 
@@ -205,6 +208,7 @@ pub async fn byok_credit_policy<C: ConnectionTrait>(
 
 pub async fn set_byok_credit_policy(
     db: &DatabaseConnection,
+    changes: &Invalidation,
     by: &By,
     policy: ByokCreditPolicy,
 ) -> Result<(), ServiceError> {
@@ -221,7 +225,7 @@ pub async fn set_byok_credit_policy(
     )
     .await?;
     txn.commit().await?;
-    changed();
+    changes.publish(Change::everyone(Topic::Credits));
     Ok(())
 }
 
@@ -323,6 +327,7 @@ pub async fn prices<C: ConnectionTrait>(db: &C) -> Result<Vec<PriceRow>, Service
 /// Adds or changes one row of the price table.
 pub async fn set_price(
     db: &DatabaseConnection,
+    changes: &Invalidation,
     by: &By,
     provider: &str,
     model: &str,
@@ -367,12 +372,13 @@ pub async fn set_price(
     )
     .await?;
     txn.commit().await?;
-    changed();
+    changes.publish(Change::everyone(Topic::Credits));
     Ok(())
 }
 
 pub async fn delete_price(
     db: &DatabaseConnection,
+    changes: &Invalidation,
     by: &By,
     provider: &str,
     model: &str,
@@ -404,7 +410,7 @@ pub async fn delete_price(
     )
     .await?;
     txn.commit().await?;
-    changed();
+    changes.publish(Change::everyone(Topic::Credits));
     Ok(())
 }
 
@@ -574,6 +580,7 @@ pub async fn current_balance(
 /// The platform admin adds (or, with a negative amount, removes) credits.
 pub async fn top_up(
     db: &DatabaseConnection,
+    changes: &Invalidation,
     by: &By,
     workspace: Uuid,
     micro: i64,
@@ -632,7 +639,7 @@ pub async fn top_up(
     )
     .await?;
     txn.commit().await?;
-    changed();
+    changes.publish(Change::workspace(Topic::Credits, workspace));
     Ok(balance)
 }
 

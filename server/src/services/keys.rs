@@ -1,28 +1,27 @@
-//! Key management: the effective provider catalogue (defaults + the platform admin's overrides),
-//! BYOK switches, the workspace failure policy, and the lifecycle of stored keys in every scope
-//! (platform, workspace, chatbot): add, test, replace, disable/enable, delete.
+//! The lifecycle of stored keys in every scope (platform, workspace, chatbot): the keys page, add,
+//! test, replace, disable/enable, default model, delete. The catalogue they are checked against is
+//! [`crate::services::catalogue`]; the workspace's routing settings, [`crate::services::routing`].
 //!
 //! Callers authorize first (the one guard); every function here scopes its SQL by the scope's
 //! owner, so another tenant's credential id answers `NotFound`. Every change writes its audit
 //! entry in the same transaction. Plaintext keys arrive as `SecretString`, go to the vault or the
 //! provider test and nowhere else; nothing returned here carries one.
 
-use crate::entities::{credential, provider_setting, setting, user, workspace};
+use crate::entities::{credential, user, workspace};
 use crate::error::ServiceError;
 use crate::gateway::{Gateway, ssrf};
+use crate::invalidation::{Change, Invalidation, Topic};
 use crate::services::audit::{self, By, Event};
+use crate::services::catalogue::{byok_plans, known, provider_info, providers};
+use crate::services::fmt_time;
 use crate::vault::{CredentialContext, Vault, VaultError};
 use chrono::{DateTime, Utc};
-use keyward::catalogue::{self, PROVIDERS, Provider};
+use keyward::catalogue::{self, Provider};
 use keyward::credential::{CredentialScope, mask};
-use keyward::dto::{
-    KeyErrorView, KeyRow, KeyTestResult, KeyView, KeysPage, PlatformProviders, ProviderInfo,
-};
+use keyward::dto::{KeyErrorView, KeyRow, KeyTestResult, KeyView, KeysPage, ProviderInfo};
 use keyward::keys::{
-    self as domain, DEFAULT_BYOK_PLANS, ErrorClass, FailurePolicy, KeyStatus, byok_allowed,
-    key_state,
+    self as domain, ErrorClass, FailurePolicy, KeyStatus, byok_allowed, key_state,
 };
-use keyward::policy::Plan;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     Set,
@@ -30,9 +29,6 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use uuid::Uuid;
-
-/// The settings row holding the plans allowed to bring their own keys.
-pub const BYOK_PLANS_SETTING: &str = "byok_plans";
 
 /// Whose keys: the platform's, a workspace's, or one chatbot's (within its workspace).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +63,14 @@ impl Scope {
         }
     }
 
+    /// The change a key of this scope makes: a platform key serves every workspace.
+    fn change(self) -> Change {
+        match self.workspace_id() {
+            Some(w) => Change::workspace(Topic::Keys, w),
+            None => Change::everyone(Topic::Keys),
+        }
+    }
+
     fn condition(self) -> sea_orm::Condition {
         let c = sea_orm::Condition::all()
             .add(credential::Column::Scope.eq(self.kind().as_str()))
@@ -76,6 +80,16 @@ impl Scope {
             None => c.add(credential::Column::WorkspaceId.is_null()),
         }
     }
+}
+
+/// What storing a key touches: the database, the vault that seals it, the gateway that tests it
+/// and the invalidation that tells the caches.
+#[derive(Clone, Copy)]
+pub struct Deps<'a> {
+    pub db: &'a DatabaseConnection,
+    pub vault: &'a Vault,
+    pub gateway: &'a Gateway,
+    pub changes: &'a Invalidation,
 }
 
 /// A key submitted by an owner. Not `Debug`: it holds the plaintext.
@@ -92,291 +106,8 @@ fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-pub(crate) fn fmt_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
 fn vault_err(e: VaultError) -> ServiceError {
     ServiceError::Internal(format!("vault: {e}"))
-}
-
-fn known(provider_id: &str) -> Result<&'static Provider, ServiceError> {
-    catalogue::provider(provider_id).ok_or_else(|| ServiceError::Invalid("unknown provider".into()))
-}
-
-fn info(p: &Provider, row: Option<&provider_setting::Model>) -> ProviderInfo {
-    let base_url = row
-        .and_then(|r| r.base_url.clone())
-        .or(p.default_base_url.map(str::to_string));
-    let default_model = row
-        .and_then(|r| r.default_model.clone())
-        .or(p.default_model.map(str::to_string));
-    ProviderInfo {
-        id: p.id.into(),
-        name: p.name.into(),
-        base_url: if p.id == catalogue::CUSTOM {
-            None
-        } else {
-            base_url
-        },
-        default_model,
-        key_url: p.key_url.map(str::to_string),
-        key_shape: p.key_shape(),
-        byok_enabled: row.is_none_or(|r| r.byok_enabled),
-        overridden: row.is_some_and(|r| r.base_url.is_some() || r.default_model.is_some()),
-    }
-}
-
-/// The catalogue as this instance uses it: defaults merged with the admin's overrides.
-pub async fn providers<C: ConnectionTrait>(db: &C) -> Result<Vec<ProviderInfo>, ServiceError> {
-    let rows: HashMap<String, provider_setting::Model> = provider_setting::Entity::find()
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|r| (r.provider.clone(), r))
-        .collect();
-    Ok(PROVIDERS.iter().map(|p| info(p, rows.get(p.id))).collect())
-}
-
-async fn provider_info<C: ConnectionTrait>(
-    db: &C,
-    id: &str,
-) -> Result<(&'static Provider, ProviderInfo), ServiceError> {
-    let p = known(id)?;
-    let row = provider_setting::Entity::find_by_id(id).one(db).await?;
-    Ok((p, info(p, row.as_ref())))
-}
-
-/// The plans whose workspaces may bring their own keys.
-pub async fn byok_plans<C: ConnectionTrait>(db: &C) -> Result<Vec<Plan>, ServiceError> {
-    Ok(
-        match setting::Entity::find_by_id(BYOK_PLANS_SETTING.to_string())
-            .one(db)
-            .await?
-        {
-            Some(row) => domain::plans_from_text(&row.value),
-            None => DEFAULT_BYOK_PLANS.to_vec(),
-        },
-    )
-}
-
-pub async fn platform_providers(
-    db: &DatabaseConnection,
-) -> Result<PlatformProviders, ServiceError> {
-    Ok(PlatformProviders {
-        providers: providers(db).await?,
-        byok_plans: byok_plans(db).await?,
-    })
-}
-
-/// The admin's change to one provider: base URL and default model overrides (empty = catalogue
-/// default) and the BYOK switch.
-pub struct ProviderChange {
-    pub base_url: String,
-    pub default_model: String,
-    pub byok_enabled: bool,
-}
-
-pub async fn update_provider(
-    db: &DatabaseConnection,
-    gateway: &Gateway,
-    by: &By,
-    provider_id: &str,
-    change: ProviderChange,
-) -> Result<(), ServiceError> {
-    let p = known(provider_id)?;
-    let base_url = match change.base_url.trim() {
-        "" => None,
-        _ if p.id == catalogue::CUSTOM => {
-            return Err(ServiceError::Invalid(
-                "Custom has no default base URL: each key brings its own".into(),
-            ));
-        }
-        url => {
-            let url = ssrf::check_base_url(url, gateway.allowlist())
-                .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-            (Some(url.as_str()) != p.default_base_url).then_some(url)
-        }
-    };
-    let default_model = domain::parse_model(&change.default_model)
-        .map_err(|m| ServiceError::Invalid(m.into()))?
-        .filter(|m| Some(m.as_str()) != p.default_model);
-    let txn = crate::db::begin_write(db).await?;
-    let before = provider_setting::Entity::find_by_id(p.id).one(&txn).await?;
-    let was_enabled = before.as_ref().is_none_or(|r| r.byok_enabled);
-    let old_url = before.as_ref().and_then(|r| r.base_url.clone());
-    let old_model = before.as_ref().and_then(|r| r.default_model.clone());
-    let row = provider_setting::ActiveModel {
-        provider: Set(p.id.into()),
-        base_url: Set(base_url.clone()),
-        default_model: Set(default_model.clone()),
-        byok_enabled: Set(change.byok_enabled),
-        updated_by: Set(by.id),
-        updated_at: Set(now()),
-    };
-    if before.is_some() {
-        row.update(&txn).await?;
-    } else {
-        provider_setting::Entity::insert(row)
-            .exec_without_returning(&txn)
-            .await?;
-    }
-    if was_enabled != change.byok_enabled {
-        let action = if change.byok_enabled {
-            "byok.enabled"
-        } else {
-            "byok.disabled"
-        };
-        audit::record(
-            &txn,
-            by,
-            Event {
-                action,
-                provider: Some(p.id),
-                ..Default::default()
-            },
-        )
-        .await?;
-    }
-    if old_url != base_url || old_model != default_model {
-        let detail = format!(
-            "base URL {}, default model {}",
-            base_url.as_deref().unwrap_or("(catalogue default)"),
-            default_model.as_deref().unwrap_or("(catalogue default)")
-        );
-        audit::record(
-            &txn,
-            by,
-            Event {
-                action: "provider.updated",
-                provider: Some(p.id),
-                detail: Some(detail),
-                ..Default::default()
-            },
-        )
-        .await?;
-    }
-    txn.commit().await?;
-    crate::gateway::cache::changed();
-    Ok(())
-}
-
-pub async fn set_byok_plans(
-    db: &DatabaseConnection,
-    by: &By,
-    plans: &[Plan],
-) -> Result<(), ServiceError> {
-    let value = domain::plans_to_text(plans);
-    let txn = crate::db::begin_write(db).await?;
-    let existing = setting::Entity::find_by_id(BYOK_PLANS_SETTING.to_string())
-        .one(&txn)
-        .await?;
-    let row = setting::ActiveModel {
-        key: Set(BYOK_PLANS_SETTING.into()),
-        value: Set(value.clone()),
-        updated_at: Set(now()),
-    };
-    if existing.is_some() {
-        row.update(&txn).await?;
-    } else {
-        setting::Entity::insert(row)
-            .exec_without_returning(&txn)
-            .await?;
-    }
-    audit::record(
-        &txn,
-        by,
-        Event {
-            action: "byok.plans_changed",
-            detail: Some(format!(
-                "BYOK allowed for: {}",
-                if value.is_empty() { "no plan" } else { &value }
-            )),
-            ..Default::default()
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    crate::gateway::cache::changed();
-    Ok(())
-}
-
-pub async fn set_failure_policy(
-    db: &DatabaseConnection,
-    by: &By,
-    workspace_id: Uuid,
-    policy: FailurePolicy,
-) -> Result<(), ServiceError> {
-    let txn = crate::db::begin_write(db).await?;
-    let ws = workspace::Entity::find_by_id(workspace_id)
-        .one(&txn)
-        .await?
-        .ok_or(ServiceError::NotFound)?;
-    if ws.failure_policy == policy.as_str() {
-        return Ok(());
-    }
-    let mut am: workspace::ActiveModel = ws.into();
-    am.failure_policy = Set(policy.as_str().into());
-    am.updated_at = Set(now());
-    am.update(&txn).await?;
-    audit::record(
-        &txn,
-        by,
-        Event {
-            workspace_id: Some(workspace_id),
-            action: "policy.failure_changed",
-            detail: Some(policy.as_str().into()),
-            ..Default::default()
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    crate::gateway::cache::changed();
-    Ok(())
-}
-
-/// Sets where the public API sends a bare model id (`None`: the first provider with a key).
-pub async fn set_default_provider(
-    db: &DatabaseConnection,
-    by: &By,
-    workspace_id: Uuid,
-    provider: Option<&str>,
-) -> Result<(), ServiceError> {
-    let provider = match provider.map(str::trim).filter(|p| !p.is_empty()) {
-        None => None,
-        Some(p) => Some(
-            keyward::catalogue::provider(p)
-                .ok_or_else(|| ServiceError::Invalid(format!("unknown provider: {p}")))?
-                .id
-                .to_string(),
-        ),
-    };
-    let txn = crate::db::begin_write(db).await?;
-    let ws = workspace::Entity::find_by_id(workspace_id)
-        .one(&txn)
-        .await?
-        .ok_or(ServiceError::NotFound)?;
-    if ws.default_provider == provider {
-        return Ok(());
-    }
-    let mut am: workspace::ActiveModel = ws.into();
-    am.default_provider = Set(provider.clone());
-    am.updated_at = Set(now());
-    am.update(&txn).await?;
-    audit::record(
-        &txn,
-        by,
-        Event {
-            workspace_id: Some(workspace_id),
-            action: "workspace.default_provider_changed",
-            detail: Some(provider.unwrap_or_else(|| "automatic".into())),
-            ..Default::default()
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    crate::gateway::cache::changed();
-    Ok(())
 }
 
 /// Whether the workspace may use its own key for the provider right now.
@@ -538,13 +269,17 @@ fn trimmed(key: &SecretString) -> SecretString {
 /// Adds this scope's key for a provider (one per provider per scope).
 #[tracing::instrument(skip_all, fields(provider = ?new.provider))]
 pub async fn add(
-    db: &DatabaseConnection,
-    vault: &Vault,
-    gateway: &Gateway,
+    deps: Deps<'_>,
     by: &By,
     scope: Scope,
     new: NewKey,
 ) -> Result<KeyView, ServiceError> {
+    let Deps {
+        db,
+        vault,
+        gateway,
+        changes,
+    } = deps;
     let key = trimmed(&new.key);
     let (p, info, base_url) = prepare(db, gateway, &new.provider, &key, &new.base_url).await?;
     let default_model =
@@ -619,7 +354,7 @@ pub async fn add(
     )
     .await?;
     txn.commit().await?;
-    crate::gateway::cache::changed();
+    changes.publish(scope.change());
     let names = by.id.map(|id| (id, by.email.clone())).into_iter().collect();
     let allowed = byok_for(db, scope, &info).await?;
     view(&row, allowed, &names)
@@ -646,13 +381,14 @@ async fn load(
 
 /// Tests a stored key live and records the outcome on its row (last tested, last error).
 pub async fn test_saved(
-    db: &DatabaseConnection,
-    vault: &Vault,
-    gateway: &Gateway,
+    deps: Deps<'_>,
     by: &By,
     scope: Scope,
     credential_id: Uuid,
 ) -> Result<KeyTestResult, ServiceError> {
+    let Deps {
+        db, vault, gateway, ..
+    } = deps;
     let row = load(db, scope, credential_id).await?;
     let p = known(&row.provider)?;
     let ctx = crate::vault::context_of(&row).map_err(vault_err)?;
@@ -729,14 +465,18 @@ pub async fn record_key_error(
 /// reads the new one. For Custom, the base URL may change here (the key is given again).
 #[tracing::instrument(skip_all)]
 pub async fn replace(
-    db: &DatabaseConnection,
-    vault: &Vault,
-    gateway: &Gateway,
+    deps: Deps<'_>,
     by: &By,
     scope: Scope,
     credential_id: Uuid,
     new: NewKey,
 ) -> Result<KeyTestResult, ServiceError> {
+    let Deps {
+        db,
+        vault,
+        gateway,
+        changes,
+    } = deps;
     let old = load(db, scope, credential_id).await?;
     if new.provider != old.provider {
         return Err(ServiceError::Invalid(
@@ -816,13 +556,14 @@ pub async fn replace(
     )
     .await?;
     txn.commit().await?;
-    crate::gateway::cache::changed();
+    changes.publish(scope.change());
     Ok(tested)
 }
 
 /// Disables or enables a stored key. A disabled key is kept but never used.
 pub async fn set_enabled(
     db: &DatabaseConnection,
+    changes: &Invalidation,
     by: &By,
     scope: Scope,
     credential_id: Uuid,
@@ -860,13 +601,14 @@ pub async fn set_enabled(
     )
     .await?;
     txn.commit().await?;
-    crate::gateway::cache::changed();
+    changes.publish(scope.change());
     Ok(())
 }
 
 /// Changes the default model of a stored key (empty: the provider's default).
 pub async fn set_default_model(
     db: &DatabaseConnection,
+    changes: &Invalidation,
     by: &By,
     scope: Scope,
     credential_id: Uuid,
@@ -893,7 +635,7 @@ pub async fn set_default_model(
     )
     .await?;
     txn.commit().await?;
-    crate::gateway::cache::changed();
+    changes.publish(scope.change());
     Ok(())
 }
 
@@ -901,6 +643,7 @@ pub async fn set_default_model(
 /// the provider and the masked hint.
 pub async fn delete(
     db: &DatabaseConnection,
+    changes: &Invalidation,
     by: &By,
     scope: Scope,
     credential_id: Uuid,
@@ -921,6 +664,6 @@ pub async fn delete(
     )
     .await?;
     txn.commit().await?;
-    crate::gateway::cache::changed();
+    changes.publish(scope.change());
     Ok(())
 }

@@ -4,7 +4,9 @@
 
 use crate::entities::{invitation, membership, user, workspace};
 use crate::error::ServiceError;
+use crate::invalidation::{Change, Invalidation, Topic};
 use crate::services::accounts::{self, SessionUser};
+use crate::services::audit::{self, By, Event};
 use crate::vault::crypto;
 use chrono::{Duration, Utc};
 use keyward::account::{Email, parse_workspace_name};
@@ -87,17 +89,38 @@ pub async fn rename(db: &DatabaseConnection, id: Uuid, name: &str) -> Result<(),
     Ok(())
 }
 
-pub async fn set_plan(db: &DatabaseConnection, id: Uuid, plan: Plan) -> Result<(), ServiceError> {
+/// The platform admin moves a workspace to another plan (audited in the same transaction).
+pub async fn set_plan(
+    db: &DatabaseConnection,
+    changes: &Invalidation,
+    by: &By,
+    id: Uuid,
+    plan: Plan,
+) -> Result<(), ServiceError> {
+    let txn = crate::db::begin_write(db).await?;
     let res = workspace::Entity::update_many()
         .col_expr(workspace::Column::Plan, Expr::value(plan.as_str()))
+        .col_expr(workspace::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(workspace::Column::Id.eq(id))
-        .exec(db)
+        .exec(&txn)
         .await?;
     if res.rows_affected == 0 {
         return Err(ServiceError::NotFound);
     }
+    audit::record(
+        &txn,
+        by,
+        Event {
+            workspace_id: Some(id),
+            action: "plan.changed",
+            detail: Some(plan.as_str().into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
     // The plan decides BYOK: cached resolutions must see it.
-    crate::gateway::cache::changed();
+    changes.publish(Change::workspace(Topic::Keys, id));
     Ok(())
 }
 

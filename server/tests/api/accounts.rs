@@ -464,9 +464,15 @@ async fn a_workspace_always_keeps_an_owner(backend: Backend) {
         Err(ServiceError::Conflict(_))
     ));
     // Plans are set per workspace.
-    workspaces::set_plan(db, w.ws, Plan::Business)
-        .await
-        .unwrap();
+    workspaces::set_plan(
+        db,
+        &w.t.changes,
+        &keyward_server::services::audit::By::cli(),
+        w.ws,
+        Plan::Business,
+    )
+    .await
+    .unwrap();
     assert_eq!(workspaces::get(db, w.ws).await.unwrap().plan, "business");
 }
 both_backends!(

@@ -238,10 +238,11 @@ pub(crate) async fn chat_world(
 ) -> Chat {
     use keyward_server::gateway::Gateway;
     use keyward_server::services::audit::By;
-    use keyward_server::services::keys::{self, ProviderChange};
+    use keyward_server::services::catalogue::{self, ProviderChange};
     let w = http_world_with(backend, mock, adjust).await;
-    keys::update_provider(
+    catalogue::update_provider(
         &w.app.db,
+        &w.app.state.changes,
         &Gateway::new(vec![("127.0.0.1".into(), w.mock.port())]).unwrap(),
         &By::cli(),
         "openai",

@@ -235,7 +235,7 @@ async fn provider_set_changes_the_catalogue_and_is_audited() {
         keyward_server::db::connect_url(&keyward_server::config::DatabaseUrl::new(url.as_str()), 2)
             .await
             .unwrap();
-    let providers = keyward_server::services::keys::providers(&db)
+    let providers = keyward_server::services::catalogue::providers(&db)
         .await
         .unwrap();
     let get = |id: &str| providers.iter().find(|p| p.id == id).unwrap().clone();

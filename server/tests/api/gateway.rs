@@ -361,18 +361,21 @@ use keyward::keys::FailurePolicy;
 use keyward::policy::Plan;
 use keyward::resolve::KeySource;
 use keyward_server::gateway::cache::KeyCache;
+use keyward_server::invalidation::{Change, Topic};
 use keyward_server::services::accounts;
 use keyward_server::services::audit::By;
+use keyward_server::services::catalogue::{self, ProviderChange};
 use keyward_server::services::chat::{self, ChatCall, ChatError};
-use keyward_server::services::keys::{self, NewKey, ProviderChange, Scope};
-use keyward_server::services::workspaces;
+use keyward_server::services::credits::CreditBook;
+use keyward_server::services::keys::{self, NewKey, Scope};
+use keyward_server::services::{routing, workspaces};
 use uuid::Uuid;
 
 struct Chat {
     t: crate::helpers::TestVault,
     gw: Gateway,
     cache: KeyCache,
-    credits: keyward_server::services::credits::CreditBook,
+    credits: CreditBook,
     mock: SocketAddr,
     by: By,
     ws: Uuid,
@@ -391,7 +394,7 @@ async fn chat_world(backend: Backend, config: MockConfig) -> Chat {
     )
     .await
     .unwrap();
-    workspaces::set_plan(&t.db, ws.id, Plan::Business)
+    workspaces::set_plan(&t.db, &t.changes, &By::cli(), ws.id, Plan::Business)
         .await
         .unwrap();
     let by = By {
@@ -407,15 +410,15 @@ async fn chat_world(backend: Backend, config: MockConfig) -> Chat {
             default_model: String::new(),
             byok_enabled: true,
         };
-        keys::update_provider(&t.db, &gw, &by, p, change)
+        catalogue::update_provider(&t.db, &t.changes, &gw, &by, p, change)
             .await
             .unwrap();
     }
     Chat {
+        cache: KeyCache::new(t.changes.clone()),
+        credits: CreditBook::new(t.changes.clone()),
         t,
         gw,
-        cache: KeyCache::new(),
-        credits: Default::default(),
         mock,
         by,
         ws: ws.id,
@@ -429,7 +432,7 @@ async fn store(c: &Chat, scope: Scope, provider: &str, key: &str) -> Uuid {
         default_model: String::new(),
         base_url: String::new(),
     };
-    let v = keys::add(&c.t.db, &c.t.vault, &c.gw, &c.by, scope, new)
+    let v = keys::add(c.t.key_deps(&c.gw), &c.by, scope, new)
         .await
         .unwrap();
     Uuid::parse_str(&v.id).unwrap()
@@ -520,10 +523,20 @@ async fn chain_cache_and_policies(backend: Backend) {
     }
     assert_eq!(c.cache.loads(), loads, "the warm path does not reload");
 
-    // Twenty requests that miss at once (after a change) read and decrypt the snapshot once
-    // between them, not twenty times (single flight). The epoch is process-wide, so another
-    // test's change landing in this window may add a load; twenty would mean no coordination.
-    keyward_server::gateway::cache::changed();
+    // Another workspace's change leaves this workspace's snapshot warm.
+    c.t.changes
+        .publish(Change::workspace(Topic::Keys, Uuid::new_v4()));
+    run(&c, call(&c, "openai", None, false)).await.unwrap();
+    assert_eq!(
+        c.cache.loads(),
+        loads,
+        "another tenant's change reloads nothing"
+    );
+
+    // Twenty requests that miss at once (after a change to this workspace) read and decrypt the
+    // snapshot once between them, not twenty times (single flight). Changes are this test's
+    // own, so the count is exact.
+    c.t.changes.publish(Change::workspace(Topic::Keys, c.ws));
     let before = c.cache.loads();
     let outs =
         futures_util::future::join_all((0..20).map(|_| run(&c, call(&c, "openai", None, false))))
@@ -532,23 +545,41 @@ async fn chain_cache_and_policies(backend: Backend) {
         outs.iter()
             .all(|o| o.as_ref().is_ok_and(|o| o.source == KeySource::Workspace))
     );
-    let reloads = c.cache.loads() - before;
-    assert!(
-        (1..=3).contains(&reloads),
-        "20 concurrent misses loaded {reloads} times"
+    assert_eq!(
+        c.cache.loads() - before,
+        1,
+        "20 concurrent misses load once"
     );
+    // A platform-wide change (a platform key, the catalogue) reaches every workspace.
+    c.t.changes.publish(Change::everyone(Topic::Keys));
+    run(&c, call(&c, "openai", None, false)).await.unwrap();
+    assert_eq!(c.cache.loads() - before, 2);
     let loads = c.cache.loads();
 
     // Any key change invalidates: the disabled workspace key gives way to the platform key.
-    keys::set_enabled(&c.t.db, &c.by, Scope::Workspace(c.ws), workspace, false)
-        .await
-        .unwrap();
+    keys::set_enabled(
+        &c.t.db,
+        &c.t.changes,
+        &c.by,
+        Scope::Workspace(c.ws),
+        workspace,
+        false,
+    )
+    .await
+    .unwrap();
     let out = run(&c, call(&c, "openai", None, false)).await.unwrap();
     assert_eq!((out.source, out.key.id), (KeySource::Platform, platform));
     assert_eq!(c.cache.loads(), loads + 1);
-    keys::set_enabled(&c.t.db, &c.by, Scope::Workspace(c.ws), workspace, true)
-        .await
-        .unwrap();
+    keys::set_enabled(
+        &c.t.db,
+        &c.t.changes,
+        &c.by,
+        Scope::Workspace(c.ws),
+        workspace,
+        true,
+    )
+    .await
+    .unwrap();
 
     // BYOK off for the provider, or a plan without BYOK: the platform key serves everyone.
     let off = ProviderChange {
@@ -556,7 +587,7 @@ async fn chain_cache_and_policies(backend: Backend) {
         default_model: String::new(),
         byok_enabled: false,
     };
-    keys::update_provider(&c.t.db, &c.gw, &c.by, "openai", off)
+    catalogue::update_provider(&c.t.db, &c.t.changes, &c.gw, &c.by, "openai", off)
         .await
         .unwrap();
     let out = run(&c, call(&c, "openai", Some(bot), false)).await.unwrap();
@@ -566,10 +597,10 @@ async fn chain_cache_and_policies(backend: Backend) {
         default_model: String::new(),
         byok_enabled: true,
     };
-    keys::update_provider(&c.t.db, &c.gw, &c.by, "openai", on)
+    catalogue::update_provider(&c.t.db, &c.t.changes, &c.gw, &c.by, "openai", on)
         .await
         .unwrap();
-    workspaces::set_plan(&c.t.db, c.ws, Plan::Free)
+    workspaces::set_plan(&c.t.db, &c.t.changes, &By::cli(), c.ws, Plan::Free)
         .await
         .unwrap();
     assert_eq!(
@@ -579,7 +610,7 @@ async fn chain_cache_and_policies(backend: Backend) {
             .source,
         KeySource::Platform
     );
-    workspaces::set_plan(&c.t.db, c.ws, Plan::Business)
+    workspaces::set_plan(&c.t.db, &c.t.changes, &By::cli(), c.ws, Plan::Business)
         .await
         .unwrap();
     assert_eq!(
@@ -596,7 +627,7 @@ async fn chain_cache_and_policies(backend: Backend) {
         default_model: "mock-small".into(),
         byok_enabled: true,
     };
-    keys::update_provider(&c.t.db, &c.gw, &c.by, "groq", groq)
+    catalogue::update_provider(&c.t.db, &c.t.changes, &c.gw, &c.by, "groq", groq)
         .await
         .unwrap();
     store(
@@ -659,9 +690,15 @@ async fn chain_cache_and_policies(backend: Backend) {
     assert_eq!(e.class, ErrorClass::InvalidKey);
     assert_eq!(k.id, bad_id.to_string());
     // Fallback to the platform: the platform key answers, and the outcome says why.
-    keys::set_failure_policy(&c.t.db, &c.by, c.ws, FailurePolicy::FallbackToPlatform)
-        .await
-        .unwrap();
+    routing::set_failure_policy(
+        &c.t.db,
+        &c.t.changes,
+        &c.by,
+        c.ws,
+        FailurePolicy::FallbackToPlatform,
+    )
+    .await
+    .unwrap();
     let out = run(&c, call(&c, "anthropic", None, true)).await.unwrap();
     assert_eq!(
         (out.source, out.fell_back),
@@ -711,17 +748,9 @@ async fn in_flight_requests_finish_on_the_old_key(backend: Backend) {
         default_model: String::new(),
         base_url: String::new(),
     };
-    keys::replace(
-        &c.t.db,
-        &c.t.vault,
-        &c.gw,
-        &c.by,
-        Scope::Workspace(c.ws),
-        id,
-        new,
-    )
-    .await
-    .unwrap();
+    keys::replace(c.t.key_deps(&c.gw), &c.by, Scope::Workspace(c.ws), id, new)
+        .await
+        .unwrap();
     let mut text = String::new();
     let mut done = false;
     while let Some(item) = s.next().await {

@@ -131,6 +131,8 @@ pub fn test_settings(database_url: &str) -> Settings {
 pub struct TestVault {
     pub vault: keyward_server::vault::Vault,
     pub db: DatabaseConnection,
+    /// This test's own cache invalidation (no other test sees its changes).
+    pub changes: keyward_server::invalidation::Invalidation,
     pub url: String,
     pub master: keyward_server::vault::master_key::MasterKey,
     sqlite_dir: Option<PathBuf>,
@@ -140,6 +142,21 @@ impl Drop for TestVault {
     fn drop(&mut self) {
         if let Some(dir) = self.sqlite_dir.take() {
             let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl TestVault {
+    /// What the key lifecycle needs, with this test's gateway.
+    pub fn key_deps<'a>(
+        &'a self,
+        gateway: &'a keyward_server::gateway::Gateway,
+    ) -> keyward_server::services::keys::Deps<'a> {
+        keyward_server::services::keys::Deps {
+            db: &self.db,
+            vault: &self.vault,
+            gateway,
+            changes: &self.changes,
         }
     }
 }
@@ -157,6 +174,7 @@ pub async fn open_vault(backend: Backend) -> TestVault {
     TestVault {
         vault,
         db,
+        changes: Default::default(),
         url,
         master,
         sqlite_dir,

@@ -13,8 +13,9 @@ use keyward_server::error::ServiceError;
 use keyward_server::gateway::Gateway;
 use keyward_server::services::accounts::{self, SignInThrottle};
 use keyward_server::services::audit::{self, By};
-use keyward_server::services::keys::{self, NewKey, ProviderChange, Scope};
-use keyward_server::services::workspaces;
+use keyward_server::services::catalogue::{self, ProviderChange};
+use keyward_server::services::keys::{self, NewKey, Scope};
+use keyward_server::services::{routing, workspaces};
 use keyward_server::vault;
 use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
 use secrecy::{ExposeSecret, SecretString};
@@ -71,13 +72,16 @@ async fn world(backend: Backend) -> World {
         id: Some(user.id),
         email: user.email.clone(),
     };
-    workspaces::set_plan(&t.db, ws.id, Plan::Pro).await.unwrap();
+    workspaces::set_plan(&t.db, &t.changes, &By::cli(), ws.id, Plan::Pro)
+        .await
+        .unwrap();
     for (p, url) in [
         ("openai", format!("http://{mock}/v1")),
         ("anthropic", format!("http://{mock}")),
     ] {
-        keys::update_provider(
+        catalogue::update_provider(
             &t.db,
+            &t.changes,
             &gw,
             &owner,
             p,
@@ -140,16 +144,9 @@ async fn key_lifecycle(backend: Backend) {
 
     // A misshapen key is refused with a message that does not repeat it; nothing is stored.
     let bad = "gsk_thisisagroqkey000000000000";
-    let err = keys::add(
-        db,
-        &w.t.vault,
-        &w.gw,
-        &w.owner,
-        scope,
-        new_key("openai", bad),
-    )
-    .await
-    .unwrap_err();
+    let err = keys::add(w.t.key_deps(&w.gw), &w.owner, scope, new_key("openai", bad))
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ServiceError::Invalid(_)), "{msg}");
     assert!(
@@ -189,9 +186,7 @@ async fn key_lifecycle(backend: Backend) {
 
     // Add: masked hint, active, encrypted, one per provider per scope.
     let view = keys::add(
-        db,
-        &w.t.vault,
-        &w.gw,
+        w.t.key_deps(&w.gw),
         &w.owner,
         scope,
         new_key("openai", GOOD),
@@ -210,9 +205,7 @@ async fn key_lifecycle(backend: Backend) {
     assert!(!String::from_utf8_lossy(&row.ciphertext).contains("good0000"));
     assert_eq!(row.base_url, format!("http://{}/v1", w.mock));
     let dup = keys::add(
-        db,
-        &w.t.vault,
-        &w.gw,
+        w.t.key_deps(&w.gw),
         &w.owner,
         scope,
         new_key("openai", NEXT),
@@ -221,7 +214,7 @@ async fn key_lifecycle(backend: Backend) {
     assert!(matches!(dup, Err(ServiceError::Conflict(_))), "{dup:?}");
 
     // Test the saved key: recorded on the row.
-    let tested = keys::test_saved(db, &w.t.vault, &w.gw, &w.owner, scope, id)
+    let tested = keys::test_saved(w.t.key_deps(&w.gw), &w.owner, scope, id)
         .await
         .unwrap();
     assert!(tested.ok);
@@ -242,9 +235,7 @@ async fn key_lifecycle(backend: Backend) {
         .unwrap()
         .unwrap();
     let refused = keys::replace(
-        db,
-        &w.t.vault,
-        &w.gw,
+        w.t.key_deps(&w.gw),
         &w.owner,
         scope,
         id,
@@ -269,9 +260,7 @@ async fn key_lifecycle(backend: Backend) {
 
     // A good replacement swaps the key in place (same row, new ciphertext and hint).
     let swapped = keys::replace(
-        db,
-        &w.t.vault,
-        &w.gw,
+        w.t.key_deps(&w.gw),
         &w.owner,
         scope,
         id,
@@ -289,7 +278,7 @@ async fn key_lifecycle(backend: Backend) {
     assert_eq!(after.hint, "sk-proj-…wxyz");
 
     // Disable / enable.
-    keys::set_enabled(db, &w.owner, scope, id, false)
+    keys::set_enabled(db, &w.t.changes, &w.owner, scope, id, false)
         .await
         .unwrap();
     let state = |p: &keyward::dto::KeysPage| {
@@ -303,7 +292,7 @@ async fn key_lifecycle(backend: Backend) {
         state(&keys::page(db, scope, true).await.unwrap()),
         Some(KeyState::Disabled)
     );
-    keys::set_enabled(db, &w.owner, scope, id, true)
+    keys::set_enabled(db, &w.t.changes, &w.owner, scope, id, true)
         .await
         .unwrap();
     assert_eq!(
@@ -317,7 +306,7 @@ async fn key_lifecycle(backend: Backend) {
         default_model: String::new(),
         byok_enabled: false,
     };
-    keys::update_provider(db, &w.gw, &w.owner, "openai", off)
+    catalogue::update_provider(db, &w.t.changes, &w.gw, &w.owner, "openai", off)
         .await
         .unwrap();
     assert_eq!(
@@ -329,15 +318,17 @@ async fn key_lifecycle(backend: Backend) {
         default_model: String::new(),
         byok_enabled: true,
     };
-    keys::update_provider(db, &w.gw, &w.owner, "openai", on)
+    catalogue::update_provider(db, &w.t.changes, &w.gw, &w.owner, "openai", on)
         .await
         .unwrap();
     // ... and a plan without BYOK does the same.
-    workspaces::set_plan(db, w.ws, Plan::Free).await.unwrap();
+    workspaces::set_plan(db, &w.t.changes, &By::cli(), w.ws, Plan::Free)
+        .await
+        .unwrap();
     let page = keys::page(db, scope, true).await.unwrap();
     assert!(!page.plan_allows_byok);
     assert_eq!(state(&page), Some(KeyState::InactiveByok));
-    keys::set_byok_plans(db, &w.owner, &[Plan::Free, Plan::Pro])
+    catalogue::set_byok_plans(db, &w.t.changes, &w.owner, &[Plan::Free, Plan::Pro])
         .await
         .unwrap();
     assert_eq!(
@@ -346,16 +337,24 @@ async fn key_lifecycle(backend: Backend) {
     );
 
     // The failure policy.
-    keys::set_failure_policy(db, &w.owner, w.ws, FailurePolicy::FallbackToPlatform)
-        .await
-        .unwrap();
+    routing::set_failure_policy(
+        db,
+        &w.t.changes,
+        &w.owner,
+        w.ws,
+        FailurePolicy::FallbackToPlatform,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         keys::page(db, scope, true).await.unwrap().failure_policy,
         FailurePolicy::FallbackToPlatform
     );
 
     // Delete: the row (and ciphertext) is gone; the audit entry keeps the hint.
-    keys::delete(db, &w.owner, scope, id).await.unwrap();
+    keys::delete(db, &w.t.changes, &w.owner, scope, id)
+        .await
+        .unwrap();
     assert!(
         credential::Entity::find_by_id(id)
             .one(db)
@@ -367,12 +366,15 @@ async fn key_lifecycle(backend: Backend) {
     assert_eq!(
         audit_actions(&w.t, Some(w.ws)).await,
         [
+            // The world's own move to Pro, then this test's changes (plans audit too).
+            "plan.changed",
             "key.created",
             "key.tested",
             "key.replace_refused",
             "key.replaced",
             "key.disabled",
             "key.enabled",
+            "plan.changed",
             "policy.failure_changed",
             "key.deleted"
         ]
@@ -448,7 +450,7 @@ async fn key_lifecycle(backend: Backend) {
         let r = db.execute_unprepared(sql).await;
         assert!(r.is_err(), "{sql} must fail");
     }
-    assert_eq!(audit_event::Entity::find().count(db).await.unwrap(), 13);
+    assert_eq!(audit_event::Entity::find().count(db).await.unwrap(), 15);
 }
 both_backends!(key_lifecycle, super::key_lifecycle);
 
@@ -459,17 +461,17 @@ async fn scopes_and_custom_urls(backend: Backend) {
     let db = &w.t.db;
     let ws = Scope::Workspace(w.ws);
     let other = Scope::Workspace(Uuid::new_v4());
-    let view = keys::add(db, &w.t.vault, &w.gw, &w.owner, ws, new_key("openai", GOOD))
+    let view = keys::add(w.t.key_deps(&w.gw), &w.owner, ws, new_key("openai", GOOD))
         .await
         .unwrap();
     let id = Uuid::parse_str(&view.id).unwrap();
     for scope in [other, Scope::Platform] {
         assert!(matches!(
-            keys::delete(db, &w.owner, scope, id).await,
+            keys::delete(db, &w.t.changes, &w.owner, scope, id).await,
             Err(ServiceError::NotFound)
         ));
         assert!(matches!(
-            keys::set_enabled(db, &w.owner, scope, id, false).await,
+            keys::set_enabled(db, &w.t.changes, &w.owner, scope, id, false).await,
             Err(ServiceError::NotFound)
         ));
     }
@@ -483,9 +485,7 @@ async fn scopes_and_custom_urls(backend: Backend) {
 
     // The platform and a chatbot may each hold their own OpenAI key beside the workspace's.
     let p = keys::add(
-        db,
-        &w.t.vault,
-        &w.gw,
+        w.t.key_deps(&w.gw),
         &w.owner,
         Scope::Platform,
         new_key("openai", NEXT),
@@ -497,9 +497,7 @@ async fn scopes_and_custom_urls(backend: Backend) {
         chatbot: Uuid::new_v4(),
     };
     let c = keys::add(
-        db,
-        &w.t.vault,
-        &w.gw,
+        w.t.key_deps(&w.gw),
         &w.owner,
         bot,
         new_key("openai", "sk-chatbot-key-000000000000beef"),
@@ -531,7 +529,7 @@ async fn scopes_and_custom_urls(backend: Backend) {
 
     // Custom: a base URL is required and SSRF-checked; the mock (allowlisted) is accepted.
     let mut custom = new_key("custom", "any-custom-key-0000000000001234");
-    let err = keys::add(db, &w.t.vault, &w.gw, &w.owner, ws, custom)
+    let err = keys::add(w.t.key_deps(&w.gw), &w.owner, ws, custom)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("base URL"), "{err}");
@@ -545,7 +543,7 @@ async fn scopes_and_custom_urls(backend: Backend) {
         let before = mock_requests(w.mock).await;
         custom = new_key("custom", "any-custom-key-0000000000001234");
         custom.base_url = url.into();
-        let err = keys::add(db, &w.t.vault, &w.gw, &w.owner, ws, custom)
+        let err = keys::add(w.t.key_deps(&w.gw), &w.owner, ws, custom)
             .await
             .unwrap_err();
         assert!(matches!(err, ServiceError::Invalid(_)), "{url}: {err}");
@@ -566,7 +564,7 @@ async fn scopes_and_custom_urls(backend: Backend) {
     }
     custom = new_key("custom", "any-custom-key-0000000000001234");
     custom.base_url = format!("http://127.0.0.1:{}/v1/", w.mock.port());
-    let saved = keys::add(db, &w.t.vault, &w.gw, &w.owner, ws, custom)
+    let saved = keys::add(w.t.key_deps(&w.gw), &w.owner, ws, custom)
         .await
         .unwrap();
     assert_eq!(
@@ -575,7 +573,7 @@ async fn scopes_and_custom_urls(backend: Backend) {
     );
     let cid = Uuid::parse_str(&saved.id).unwrap();
     assert!(
-        keys::test_saved(db, &w.t.vault, &w.gw, &w.owner, ws, cid)
+        keys::test_saved(w.t.key_deps(&w.gw), &w.owner, ws, cid)
             .await
             .unwrap()
             .ok
@@ -583,7 +581,7 @@ async fn scopes_and_custom_urls(backend: Backend) {
     // Moving a Custom key to another URL needs the key again: replace carries both.
     let mut moved = new_key("custom", "any-custom-key-0000000000005678");
     moved.base_url = format!("http://localhost:{}/v1", w.mock.port());
-    let err = keys::replace(db, &w.t.vault, &w.gw, &w.owner, ws, cid, moved)
+    let err = keys::replace(w.t.key_deps(&w.gw), &w.owner, ws, cid, moved)
         .await
         .unwrap_err();
     assert!(
@@ -689,7 +687,7 @@ pub(crate) async fn http_world_with(
         .await
         .unwrap()
         .unwrap();
-    workspaces::set_plan(db, ws.id, Plan::Business)
+    workspaces::set_plan(db, &app.state.changes, &By::cli(), ws.id, Plan::Business)
         .await
         .unwrap();
     let owner_id = keyward_server::entities::user::Entity::find()
@@ -1049,8 +1047,9 @@ async fn chatbot_keys_over_http(backend: Backend) {
 
     // The chatbot's own key: stored in its scope, shown on its page only.
     let base = format!("http://127.0.0.1:{}/v1", mock.port());
-    keys::update_provider(
+    catalogue::update_provider(
         db,
+        &app.state.changes,
         &Gateway::new(vec![("127.0.0.1".into(), mock.port())]).unwrap(),
         &By::cli(),
         "openai",
@@ -1127,6 +1126,7 @@ async fn chatbot_keys_over_http(backend: Backend) {
     assert_eq!(
         actions,
         [
+            "plan.changed",
             "chatbot.created",
             "chatbot.created",
             "key.created",
@@ -1202,9 +1202,7 @@ async fn keys_show_their_destination_and_stay_put(backend: Backend) {
     let db = &w.t.db;
     let scope = Scope::Workspace(w.ws);
     let view = keys::add(
-        db,
-        &w.t.vault,
-        &w.gw,
+        w.t.key_deps(&w.gw),
         &w.owner,
         scope,
         new_key("openai", "sk-proj-stays-put-000000000000"),
@@ -1220,8 +1218,9 @@ async fn keys_show_their_destination_and_stay_put(backend: Backend) {
         ("127.0.0.1".into(), elsewhere.port()),
     ])
     .unwrap();
-    keys::update_provider(
+    catalogue::update_provider(
         db,
+        &w.t.changes,
         &gw,
         &w.owner,
         "openai",
@@ -1254,7 +1253,7 @@ async fn keys_show_their_destination_and_stay_put(backend: Backend) {
     );
     let before = (mock_requests(w.mock).await, mock_requests(elsewhere).await);
     let id = Uuid::parse_str(&view.id).unwrap();
-    let tested = keys::test_saved(db, &w.t.vault, &gw, &w.owner, scope, id)
+    let tested = keys::test_saved(w.t.key_deps(&gw), &w.owner, scope, id)
         .await
         .unwrap();
     assert!(tested.ok, "{tested:?}");

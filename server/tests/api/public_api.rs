@@ -15,7 +15,7 @@ use keyward_server::gateway::Gateway;
 use keyward_server::mock_provider::MockConfig;
 use keyward_server::services::api_tokens::{self, NewToken};
 use keyward_server::services::audit::By;
-use keyward_server::services::keys::{self, ProviderChange};
+use keyward_server::services::catalogue::{self, ProviderChange};
 use leptos::server_fn::ServerFn;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
@@ -361,9 +361,15 @@ async fn openai_wire(backend: Backend) {
     assert_eq!(h["x-keyward-key-source"], "workspace");
 
     // A revoked token stops working at once (the check is cached, and the cache forgets it).
-    api_tokens::revoke(&c.w.app.db, &By::cli(), c.w.ws.id, token_id)
-        .await
-        .unwrap();
+    api_tokens::revoke(
+        &c.w.app.db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        c.w.ws.id,
+        token_id,
+    )
+    .await
+    .unwrap();
     let (s, _, out) = json_of(post(&c, "/v1/chat/completions", auth, json!({})).await).await;
     assert_eq!(
         (s, out["error"]["code"].as_str()),
@@ -379,8 +385,9 @@ both_backends!(openai_wire, super::openai_wire);
 async fn both_providers(backend: Backend) -> Chat {
     let c = chat_world(backend, MockConfig::default(), |_| {}).await;
     // Anthropic points at the mock too, with a workspace key of its own.
-    keys::update_provider(
+    catalogue::update_provider(
         &c.w.app.db,
+        &c.w.app.state.changes,
         &Gateway::new(vec![("127.0.0.1".into(), c.w.mock.port())]).unwrap(),
         &By::cli(),
         "anthropic",

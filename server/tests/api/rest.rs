@@ -320,7 +320,15 @@ async fn roles_hold_at_the_edges(backend: Backend) {
     assert_eq!(s, 409, "{out}");
     assert!(out.to_string().contains("only an owner"), "{out}");
     // An admin (may not manage keys) is refused the same way; an owner may.
-    let refused = chatbots::delete(&c.w.app.db, &By::cli(), c.w.ws.id, bot, false).await;
+    let refused = chatbots::delete(
+        &c.w.app.db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        c.w.ws.id,
+        bot,
+        false,
+    )
+    .await;
     assert!(
         matches!(&refused, Err(keyward_server::error::ServiceError::Conflict(m)) if m.contains("only an owner")),
         "{refused:?}"

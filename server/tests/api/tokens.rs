@@ -84,7 +84,7 @@ async fn token_lifecycle(backend: Backend) {
     let id = Uuid::parse_str(&view.id).unwrap();
     let other = Uuid::new_v4();
     assert!(matches!(
-        api_tokens::revoke(db, &by, other, id).await,
+        api_tokens::revoke(db, &w.app.state.changes, &by, other, id).await,
         Err(keyward_server::error::ServiceError::NotFound)
     ));
     assert!(
@@ -93,8 +93,12 @@ async fn token_lifecycle(backend: Backend) {
             .unwrap()
             .is_some()
     );
-    api_tokens::revoke(db, &by, ws, id).await.unwrap();
-    api_tokens::revoke(db, &by, ws, id).await.unwrap();
+    api_tokens::revoke(db, &w.app.state.changes, &by, ws, id)
+        .await
+        .unwrap();
+    api_tokens::revoke(db, &w.app.state.changes, &by, ws, id)
+        .await
+        .unwrap();
     assert_eq!(api_tokens::authenticate(db, &token).await.unwrap(), None);
     let listed = api_tokens::list(db, ws).await.unwrap();
     assert!(listed[0].revoked);
@@ -182,7 +186,9 @@ async fn token_lifecycle(backend: Backend) {
         .await
         .is_err()
     );
-    chatbots::delete(db, &by, ws, bot.id, true).await.unwrap();
+    chatbots::delete(db, &w.app.state.changes, &by, ws, bot.id, true)
+        .await
+        .unwrap();
     assert_eq!(api_tokens::authenticate(db, &t3).await.unwrap(), None);
 
     // Bad input gets a clear error.

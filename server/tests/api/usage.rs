@@ -18,6 +18,7 @@ use keyward_server::services::audit::By;
 use keyward_server::services::chat::{ChatCall, complete_metered};
 use keyward_server::services::credits;
 use keyward_server::services::keys::{self, NewKey, Scope};
+use keyward_server::services::routing;
 use keyward_server::services::usage::{self, UsageMeter, UsageRecord, UsageWriter, WriterConfig};
 use leptos::server_fn::ServerFn;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -40,9 +41,16 @@ fn expected_cost(input: i64, output: i64) -> i64 {
 
 async fn priced_world(backend: Backend) -> Chat {
     let c = chat_world(backend, MockConfig::default(), |_| {}).await;
-    credits::set_price(&c.w.app.db, &By::cli(), "openai", "mock-small", PRICE)
-        .await
-        .unwrap();
+    credits::set_price(
+        &c.w.app.db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        "openai",
+        "mock-small",
+        PRICE,
+    )
+    .await
+    .unwrap();
     c
 }
 
@@ -72,9 +80,7 @@ async fn playground(c: &Chat, text: &str) -> keyward::chat::ChatMessageView {
 
 async fn add_platform_key(c: &Chat, key: &str) -> Uuid {
     let view = keys::add(
-        &c.w.app.db,
-        &c.w.app.state.vault,
-        &c.w.app.state.gateway,
+        c.w.app.state.key_deps(),
         &By::cli(),
         Scope::Platform,
         NewKey {
@@ -108,13 +114,23 @@ async fn streamed_accounting(backend: Backend) {
     let m1 = playground(&c, "hello there friend").await;
     assert_eq!(m1.status, MessageStatus::Ok);
     // 2. BYOK under `track_only`: the same request is charged.
-    credits::set_byok_credit_policy(db, &By::cli(), ByokCreditPolicy::TrackOnly)
-        .await
-        .unwrap();
+    credits::set_byok_credit_policy(
+        db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        ByokCreditPolicy::TrackOnly,
+    )
+    .await
+    .unwrap();
     let m2 = playground(&c, "second message please").await;
-    credits::set_byok_credit_policy(db, &By::cli(), ByokCreditPolicy::Free)
-        .await
-        .unwrap();
+    credits::set_byok_credit_policy(
+        db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        ByokCreditPolicy::Free,
+    )
+    .await
+    .unwrap();
     // 3. Platform key (the workspace key deleted) under `free`: always charged.
     let ws_key = credential::Entity::find()
         .filter(credential::Column::WorkspaceId.eq(c.w.ws.id))
@@ -122,9 +138,15 @@ async fn streamed_accounting(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    keys::delete(db, &By::cli(), Scope::Workspace(c.w.ws.id), ws_key.id)
-        .await
-        .unwrap();
+    keys::delete(
+        db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        Scope::Workspace(c.w.ws.id),
+        ws_key.id,
+    )
+    .await
+    .unwrap();
     let platform = add_platform_key(&c, "sk-platform-usage-key-000000009999").await;
     let m3 = playground(&c, "third one").await;
 
@@ -328,9 +350,14 @@ fn call(c: &Chat, content: &str) -> (ChatCall, UsageMeter) {
 async fn non_streamed_and_estimated(backend: Backend) {
     let c = priced_world(backend).await;
     let state = c.w.app.state.clone();
-    credits::set_byok_credit_policy(&c.w.app.db, &By::cli(), ByokCreditPolicy::TrackOnly)
-        .await
-        .unwrap();
+    credits::set_byok_credit_policy(
+        &c.w.app.db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        ByokCreditPolicy::TrackOnly,
+    )
+    .await
+    .unwrap();
     // The mock answers `You said: <message>`, a token per word; the prompt counts its words.
     let (call1, meter1) = call(&c, "one two three four");
     let (body, source) = complete_metered(&state, call1, meter1).await.unwrap();
@@ -344,9 +371,15 @@ async fn non_streamed_and_estimated(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    keys::delete(&c.w.app.db, &By::cli(), Scope::Workspace(c.w.ws.id), old.id)
-        .await
-        .unwrap();
+    keys::delete(
+        &c.w.app.db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        Scope::Workspace(c.w.ws.id),
+        old.id,
+    )
+    .await
+    .unwrap();
     c.add_key("", "sk-nousage-provider-key-000000007777").await;
     let (call2, meter2) = call(&c, "abcdefgh");
     let (body2, _) = complete_metered(&state, call2, meter2).await.unwrap();
@@ -381,9 +414,15 @@ both_backends!(
 async fn fallback_charges_platform(backend: Backend) {
     let c = priced_world(backend).await;
     let db = &c.w.app.db;
-    keys::set_failure_policy(db, &By::cli(), c.w.ws.id, FailurePolicy::FallbackToPlatform)
-        .await
-        .unwrap();
+    routing::set_failure_policy(
+        db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        c.w.ws.id,
+        FailurePolicy::FallbackToPlatform,
+    )
+    .await
+    .unwrap();
     let platform = add_platform_key(&c, "sk-platform-fallback-key-00000005555").await;
     // The provider revokes the workspace key: the platform key answers, and pays.
     crate::chat::revoke_at_mock(c.w.mock, WS_KEY).await;
@@ -416,6 +455,7 @@ async fn zero_balance(backend: Backend) {
         .unwrap();
     keys::set_enabled(
         db,
+        &c.w.app.state.changes,
         &By::cli(),
         Scope::Workspace(c.w.ws.id),
         ws_key.id,
@@ -426,9 +466,16 @@ async fn zero_balance(backend: Backend) {
     add_platform_key(&c, "sk-platform-zero-key-0000000004444").await;
     // Remove every credit: platform-key requests are refused with a clear message.
     let b = balance(&c).await;
-    credits::top_up(db, &By::cli(), c.w.ws.id, -b, "test: empty the balance")
-        .await
-        .unwrap();
+    credits::top_up(
+        db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        c.w.ws.id,
+        -b,
+        "test: empty the balance",
+    )
+    .await
+    .unwrap();
     assert_eq!(balance(&c).await, 0);
     let reply = events(
         c.send(
@@ -447,18 +494,33 @@ async fn zero_balance(backend: Backend) {
         other => panic!("expected a refusal, got {other:?}"),
     }
     // BYOK traffic under `free` continues at zero balance.
-    keys::set_enabled(db, &By::cli(), Scope::Workspace(c.w.ws.id), ws_key.id, true)
-        .await
-        .unwrap();
+    keys::set_enabled(
+        db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        Scope::Workspace(c.w.ws.id),
+        ws_key.id,
+        true,
+    )
+    .await
+    .unwrap();
     let m = playground(&c, "byok still works").await;
     assert_eq!(m.status, MessageStatus::Ok);
     assert_eq!(m.source, Some(KeySource::Workspace));
     // A top-up lets platform traffic through again.
-    credits::top_up(db, &By::cli(), c.w.ws.id, 5 * MICRO, "test top-up")
-        .await
-        .unwrap();
+    credits::top_up(
+        db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        c.w.ws.id,
+        5 * MICRO,
+        "test top-up",
+    )
+    .await
+    .unwrap();
     keys::set_enabled(
         db,
+        &c.w.app.state.changes,
         &By::cli(),
         Scope::Workspace(c.w.ws.id),
         ws_key.id,
@@ -496,9 +558,14 @@ both_backends!(zero_balance, super::zero_balance);
 async fn concurrent_requests(backend: Backend) {
     let c = priced_world(backend).await;
     let state = c.w.app.state.clone();
-    credits::set_byok_credit_policy(&c.w.app.db, &By::cli(), ByokCreditPolicy::TrackOnly)
-        .await
-        .unwrap();
+    credits::set_byok_credit_policy(
+        &c.w.app.db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        ByokCreditPolicy::TrackOnly,
+    )
+    .await
+    .unwrap();
     let mut tasks = Vec::new();
     for i in 0..200 {
         let (call, meter) = call(&c, &format!("request number {i}"));
@@ -563,7 +630,7 @@ async fn writer_backpressure_and_shutdown(backend: Backend) {
     // 100 requests offer to at once.
     let writer = UsageWriter::spawn(
         db.clone(),
-        Default::default(),
+        credits::CreditBook::new(c.w.app.state.changes.clone()),
         WriterConfig {
             capacity: 1,
             batch: 1_000,
@@ -630,7 +697,7 @@ async fn failed_flushes_are_retried(backend: Backend) {
     let db = c.w.app.db.clone();
     let writer = UsageWriter::spawn(
         db.clone(),
-        Default::default(),
+        credits::CreditBook::new(c.w.app.state.changes.clone()),
         WriterConfig {
             capacity: 64,
             batch: 64,
@@ -719,6 +786,7 @@ async fn hostile_values_in_exports_and_reports(backend: Backend) {
     // The highest price on every other OpenAI model, and an upstream that reports 10^18 tokens each way.
     credits::set_price(
         db,
+        &c.w.app.state.changes,
         &By::cli(),
         "*",
         "*",
@@ -732,6 +800,7 @@ async fn hostile_values_in_exports_and_reports(backend: Backend) {
     assert!(
         credits::set_price(
             db,
+            &c.w.app.state.changes,
             &By::cli(),
             "*",
             "*",
@@ -750,9 +819,15 @@ async fn hostile_values_in_exports_and_reports(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    keys::delete(db, &By::cli(), Scope::Workspace(c.w.ws.id), old.id)
-        .await
-        .unwrap();
+    keys::delete(
+        db,
+        &c.w.app.state.changes,
+        &By::cli(),
+        Scope::Workspace(c.w.ws.id),
+        old.id,
+    )
+    .await
+    .unwrap();
     c.add_key("", "sk-hugeusage-provider-key-0000000777").await;
     let state = c.w.app.state.clone();
     for _ in 0..3 {
