@@ -113,7 +113,7 @@ fn gateway_bench(c: &mut Criterion) {
     events.push(("message_stop", json!({"type": "message_stop"}).to_string()));
     c.bench_function("gateway/anthropic_translate_stream_40_events", |b| {
         b.iter(|| {
-            let mut t = AnthropicStreamTranslator::new(1, true);
+            let mut t = AnthropicStreamTranslator::new(1);
             let mut n = 0;
             for (name, data) in &events {
                 n += t.event(name, data).unwrap().len();

@@ -3,7 +3,8 @@
 //! fuzzer built is committed and replayed by `make test` through the same functions
 //! (`tests/api/fuzz_corpus.rs`), so a crash once found stays fixed.
 
-use crate::gateway::chat::{AnthropicStreamTranslator, from_anthropic, to_anthropic};
+use crate::api::sse::SseEncoder;
+use crate::gateway::chat::{AnthropicStreamTranslator, Chunk, from_anthropic, to_anthropic};
 use serde_json::Value;
 
 /// The names of the targets, as the fuzz crate and the corpus folders spell them.
@@ -73,11 +74,11 @@ pub fn translators(data: &[u8]) {
         }
         let (body, _) = from_anthropic(&v, 0);
         assert!(body.is_object());
-        let back = crate::api::anthropic::from_completion(&v, "msg_1", "m");
+        let back = crate::api::anthropic::from_completion(&v, None, "msg_1", "m");
         assert!(back.is_object());
     }
     // Stream events, one per line: `name data`.
-    let mut translator = AnthropicStreamTranslator::new(0, true);
+    let mut translator = AnthropicStreamTranslator::new(0);
     let mut to_anthropic_stream =
         crate::api::anthropic::ToAnthropic::new("msg_1".into(), "m".into());
     let mut out = Vec::new();
@@ -86,14 +87,20 @@ pub fn translators(data: &[u8]) {
         if let Ok(items) = translator.event(name, data) {
             for item in items {
                 if let crate::gateway::chat::StreamEvent::Chunk(c) = item {
-                    serde_json::from_str::<Value>(&c).expect("a translated chunk is JSON");
+                    serde_json::from_str::<Value>(&c.raw).expect("a translated chunk is JSON");
+                    // What the gateway parsed from its own translation matches the raw text.
+                    let again = Chunk::parse(c.raw.clone()).expect("no error object");
+                    assert_eq!((&again.text, again.usage), (&c.text, c.usage));
                     to_anthropic_stream.chunk(&c, &mut out);
                 }
             }
         }
-        to_anthropic_stream.chunk(data, &mut out);
+        // Whatever a provider streams, parsing it never panics.
+        if let Ok(c) = Chunk::parse(data.to_string()) {
+            to_anthropic_stream.chunk(&c, &mut out);
+        }
     }
-    to_anthropic_stream.end(None, &mut out);
+    to_anthropic_stream.end(&mut out);
 }
 
 /// The Markdown renderer: whatever the text, the HTML holds no raw tag, no event-handler

@@ -77,11 +77,11 @@ impl Mailer {
             .map_err(|e| e.to_string())
     }
 
-    /// Sends `mail` in the background; a failure is logged (recipient and subject, never the
-    /// body), not returned.
-    pub fn send_later(&self, mail: Mail) {
+    /// Sends `mail` in the background (on `tasks`, which shutdown waits for); a failure is
+    /// logged (recipient and subject, never the body), not returned.
+    pub fn send_later(&self, mail: Mail, tasks: &tokio_util::task::TaskTracker) {
         let mailer = self.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(error) = mailer.send(&mail).await {
                 tracing::error!(to = %mail.to, subject = %mail.subject, %error, "mail not sent");
             } else {

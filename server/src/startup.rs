@@ -69,13 +69,26 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
     let credits = crate::services::credits::CreditBook::new(changes.clone());
     let usage =
         crate::services::usage::UsageWriter::spawn(db.clone(), credits.clone(), Default::default());
+    let keys = crate::gateway::cache::KeyCache::new(changes.clone());
+    let tasks = tokio_util::task::TaskTracker::new();
+    let chat = crate::services::chat::ChatService::new(
+        db.clone(),
+        vault.clone(),
+        gateway.clone(),
+        keys.clone(),
+        credits.clone(),
+        usage.clone(),
+        tasks.clone(),
+    );
     Ok(AppState {
+        chat,
+        tasks: tasks.clone(),
         credits,
         usage,
         gateway,
-        keys: crate::gateway::cache::KeyCache::new(changes.clone()),
+        keys,
         models: Default::default(),
-        tokens: crate::services::api_tokens::TokenCache::new(changes.clone()),
+        tokens: crate::services::api_tokens::TokenCache::new(changes.clone(), tasks.clone()),
         changes,
         leptos_options,
         db,
@@ -83,15 +96,14 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
             settings.sign_in_attempts_per_minute,
             settings.sign_in_attempts_per_minute.saturating_mul(4),
         ),
-        visitor_limits: crate::services::playground::VisitorLimits::new(
-            settings.visitor_messages_per_minute,
-        ),
+        visitor_limits: crate::throttle::VisitorLimits::new(settings.visitor_messages_per_minute),
         key_tests: crate::throttle::Throttle::per_minute(crate::state::KEY_TESTS_PER_MINUTE),
         sign_ups: crate::services::sign_up::SignUps::new(
             crate::mail::Mailer::from_settings(&settings)
                 .map_err(|e| StartupError::Serve(e.to_string()))?
                 .filter(|_| settings.open_sign_up),
             settings.public_url.as_deref(),
+            tasks.clone(),
         ),
         proxies: crate::client::TrustedProxies::parse(&settings.trusted_proxies)
             .map_err(|e| StartupError::Serve(format!("trusted_proxies: {e}")))?,
@@ -213,16 +225,24 @@ pub async fn serve(
     .map_err(|e| StartupError::Serve(e.to_string()))
 }
 
-/// Serves the application until `shutdown` resolves, drains in-flight requests, then writes
-/// every buffered usage record before returning.
+/// Serves the application until `shutdown` resolves, drains in-flight requests, waits for the
+/// work they left behind (the usage records of streams that just ended, replies being stored),
+/// then writes every buffered usage record before returning.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
     let served = serve(listener, router(state.clone()), shutdown).await;
-    state.usage.shutdown().await;
+    drain(&state).await;
     served
+}
+
+/// Waits for the tracked background work, then flushes the usage writer.
+pub async fn drain(state: &AppState) {
+    state.tasks.close();
+    state.tasks.wait().await;
+    state.usage.shutdown().await;
 }
 
 /// Binds the configured address with a clear error.

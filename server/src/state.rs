@@ -20,9 +20,14 @@ pub struct AppState {
     pub keys: crate::gateway::cache::KeyCache,
     pub models: crate::services::models::ModelsCache,
     pub sign_in_throttle: SignInThrottle,
-    pub visitor_limits: crate::services::playground::VisitorLimits,
+    pub visitor_limits: crate::throttle::VisitorLimits,
     pub credits: crate::services::credits::CreditBook,
     pub usage: crate::services::usage::UsageWriter,
+    /// The one chat pipeline (playground, chat pages, public API).
+    pub chat: crate::services::chat::ChatService,
+    /// Work that outlives a request (usage records of ended streams, reply storage, key
+    /// errors, token last-use); shutdown waits for it before the usage writer drains.
+    pub tasks: tokio_util::task::TaskTracker,
     pub tokens: crate::services::api_tokens::TokenCache,
     /// The operator's trusted reverse proxies (where client addresses come from).
     pub proxies: crate::client::TrustedProxies,

@@ -54,6 +54,32 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
     }
 }
 
+/// Per-visitor and per-address message limits of the public chat pages (in memory, per
+/// instance). Addresses are bucketed (IPv6 per /64); idle keys are pruned.
+#[derive(Clone)]
+pub struct VisitorLimits {
+    per_visitor: Throttle<String>,
+    per_address: Throttle<std::net::IpAddr>,
+}
+
+impl VisitorLimits {
+    /// `per_minute` messages for one visitor, 3× that for one client address.
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_visitor: Throttle::per_minute(per_minute),
+            per_address: Throttle::per_minute(per_minute.saturating_mul(3)),
+        }
+    }
+
+    /// `Err(seconds)` to wait when the visitor (or their address) is over the limit.
+    pub fn check(&self, visitor: &str, addr: Option<std::net::IpAddr>) -> Result<(), u32> {
+        if let Some(ip) = addr {
+            self.per_address.check(&crate::client::bucket(ip))?;
+        }
+        self.per_visitor.check(&visitor.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -898,7 +898,7 @@ impl Backend for ServerBackend {
                 .await
                 .map_err(|_| AppError::NotFound)?;
         }
-        let (models, default_model) = playground::chatbot_models(&self.state, &bot).await?;
+        let (models, default_model) = playground::chatbot_models(&self.state.chat, &bot).await?;
         let headers = Self::headers().await;
         let mut conversation = None;
         let mut messages = Vec::new();
@@ -954,7 +954,7 @@ impl Backend for ServerBackend {
             .find(|m| m.default)
             .map(|m| keyward::chat::model_id(&m.provider, &m.model));
         if let Some(b) = &bot {
-            let (offered, default) = playground::chatbot_models(st, b).await?;
+            let (offered, default) = playground::chatbot_models(&st.chat, b).await?;
             for o in offered.into_iter().rev() {
                 models.retain(|m| !(m.provider == o.provider && m.model == o.model));
                 models.insert(0, o);

@@ -6,10 +6,10 @@
 //! Text and images translate; tool use, documents and extended thinking are refused with a
 //! clear message rather than silently dropped.
 
-use super::openai::prepare;
-use super::stream::Format;
+use super::chat::prepare;
+use super::sse::SseEncoder;
 use super::{Failure, authenticate, json_body};
-use crate::gateway::chat::Usage;
+use crate::gateway::chat::{Chunk, Usage};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -36,8 +36,8 @@ pub async fn messages(State(state): State<AppState>, headers: HeaderMap, body: B
                 &state,
                 wire,
                 started,
-                move || Format::Anthropic(Box::new(ToAnthropic::new(id, model))),
-                move |body| from_completion(&body, &id2, &model2),
+                move || ToAnthropic::new(id, model),
+                move |body, usage| from_completion(&body, usage, &id2, &model2),
             )
             .await
     };
@@ -182,8 +182,9 @@ fn usage_json(u: Usage) -> Value {
     json!({"input_tokens": u.input_tokens, "output_tokens": u.output_tokens})
 }
 
-/// Translates a whole OpenAI `chat.completion` into a Messages answer.
-pub fn from_completion(body: &Value, id: &str, model: &str) -> Value {
+/// Translates a whole OpenAI `chat.completion` (and the usage the gateway read from it) into a
+/// Messages answer.
+pub fn from_completion(body: &Value, usage: Option<Usage>, id: &str, model: &str) -> Value {
     let text = body
         .pointer("/choices/0/message/content")
         .and_then(Value::as_str)
@@ -191,16 +192,7 @@ pub fn from_completion(body: &Value, id: &str, model: &str) -> Value {
     let finish = body
         .pointer("/choices/0/finish_reason")
         .and_then(Value::as_str);
-    let usage = Usage {
-        input_tokens: body
-            .pointer("/usage/prompt_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-        output_tokens: body
-            .pointer("/usage/completion_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-    };
+    let usage = usage.unwrap_or_default();
     json!({
         "id": id,
         "type": "message",
@@ -265,55 +257,35 @@ impl ToAnthropic {
                     "content_block": {"type": "text", "text": ""}}),
         );
     }
+}
 
-    pub fn usage(&mut self, u: Usage) {
-        self.usage = Some(u);
-    }
+impl SseEncoder for ToAnthropic {
+    const WIRE: Wire = Wire::Anthropic;
 
-    pub fn chunk(&mut self, chunk: &str, out: &mut Vec<u8>) {
-        #[derive(serde::Deserialize)]
-        struct Chunk<'a> {
-            #[serde(default, borrow)]
-            choices: Vec<Choice<'a>>,
+    fn chunk(&mut self, chunk: &Chunk, out: &mut Vec<u8>) {
+        if let Some(u) = chunk.usage {
+            self.usage = Some(u);
         }
-        #[derive(serde::Deserialize)]
-        struct Choice<'a> {
-            #[serde(default, borrow)]
-            delta: Option<Delta<'a>>,
-            #[serde(default)]
-            finish_reason: Option<String>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Delta<'a> {
-            #[serde(default, borrow)]
-            content: Option<std::borrow::Cow<'a, str>>,
-        }
-        self.start(out);
-        let Ok(c) = serde_json::from_str::<Chunk<'_>>(chunk) else {
+        if chunk.usage_only {
             return;
-        };
-        for choice in c.choices {
-            if let Some(text) = choice
-                .delta
-                .and_then(|d| d.content)
-                .filter(|t| !t.is_empty())
-            {
-                event(
-                    out,
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": 0,
-                            "delta": {"type": "text_delta", "text": text}}),
-                );
-            }
-            if let Some(f) = choice.finish_reason {
-                self.finish = Some(f);
-            }
+        }
+        self.start(out);
+        if let Some(text) = &chunk.text {
+            event(
+                out,
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": text}}),
+            );
+        }
+        if let Some(f) = &chunk.finish {
+            self.finish = Some(f.clone());
         }
     }
 
-    pub fn end(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
+    fn end(&mut self, out: &mut Vec<u8>) {
         self.start(out);
-        let u = usage.or(self.usage).unwrap_or_default();
+        let u = self.usage.unwrap_or_default();
         event(
             out,
             "content_block_stop",
@@ -327,6 +299,10 @@ impl ToAnthropic {
                     "usage": usage_json(u)}),
         );
         event(out, "message_stop", &json!({"type": "message_stop"}));
+    }
+
+    fn fail(&mut self, body: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("event: error\ndata: {body}\n\n").as_bytes());
     }
 }
 
@@ -394,6 +370,10 @@ mod tests {
         let m = from_completion(
             &json!({"choices": [{"message": {"content": "hello"}, "finish_reason": "length"}],
                     "usage": {"prompt_tokens": 3, "completion_tokens": 1}}),
+            Some(Usage {
+                input_tokens: 3,
+                output_tokens: 1,
+            }),
             "msg_1",
             "openai/x",
         );
@@ -406,22 +386,15 @@ mod tests {
     fn chunks_become_anthropic_events() {
         let mut t = ToAnthropic::new("msg_1".into(), "openai/x".into());
         let mut out = Vec::new();
-        t.chunk(
+        for raw in [
             r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#,
-            &mut out,
-        );
-        t.chunk(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#, &mut out);
-        t.chunk(
+            r#"{"choices":[{"delta":{"content":"Hi"}}]}"#,
             r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#,
-            &mut out,
-        );
-        t.end(
-            Some(Usage {
-                input_tokens: 2,
-                output_tokens: 1,
-            }),
-            &mut out,
-        );
+            r#"{"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1}}"#,
+        ] {
+            t.chunk(&Chunk::parse(raw.into()).unwrap(), &mut out);
+        }
+        t.end(&mut out);
         let text = String::from_utf8(out).unwrap();
         let names: Vec<&str> = text
             .lines()

@@ -18,12 +18,14 @@
 //! is the token check (a hash and a map lookup), the key resolution (in memory) and the proxy.
 
 pub(crate) mod anthropic;
+mod chat;
 mod openai;
 pub mod openapi;
-mod stream;
+pub(crate) mod sse;
 
 use crate::services::api_tokens::TokenAuth;
-use crate::services::chat::{ChatError, Served};
+use crate::services::chat::ChatError;
+use crate::services::usage::Served;
 use crate::state::AppState;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -350,9 +352,4 @@ async fn route_model(
         )
     })?;
     Ok((p, model.to_string()))
-}
-
-/// Milliseconds since `t`.
-fn ms(t: Instant) -> u64 {
-    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,19 +1,15 @@
 //! `POST /v1/chat/completions` and `GET /v1/models` in OpenAI's wire format.
 
-use super::stream::{Format, SseBody};
-use super::{
-    Failure, authenticate, chat_headers, json_body, json_response, route_model, stamp, wire_of,
-};
-use crate::services::api_tokens::TokenAuth;
-use crate::services::chat::{self as chat_service, ChatCall, Deps};
-use crate::services::usage::{Ending, UsageMeter};
+use super::chat::prepare;
+use super::sse::SseEncoder;
+use super::{Failure, authenticate, json_body, json_response, stamp, wire_of};
+use crate::gateway::chat::Chunk;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyward::tokens::TokenScope;
-use keyward::usage::{Outcome, UsageChannel};
 use keyward::wire::{Wire, model_id};
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
@@ -65,138 +61,32 @@ fn check_request(request: &Map<String, Value>, wire: Wire) -> Result<(String, bo
     Ok((model, stream))
 }
 
-/// A chat request of the public API, in Keyward's internal (OpenAI) shape, on its way: routes
-/// it, runs it (streamed or not), meters it. Shared by both wire formats.
-pub(super) struct Prepared {
-    pub auth: std::sync::Arc<TokenAuth>,
-    pub provider: &'static str,
-    pub model: String,
-    pub request: Map<String, Value>,
-    pub stream: bool,
+/// OpenAI's stream: chunks passed through verbatim, then `[DONE]`.
+pub(super) struct OpenAiSse {
+    /// The caller asked for `stream_options.include_usage` (otherwise the usage-only chunk
+    /// Keyward asked the provider for is not forwarded).
+    pub usage_chunk: bool,
 }
 
-pub(super) async fn prepare(
-    state: &AppState,
-    wire: Wire,
-    auth: std::sync::Arc<TokenAuth>,
-    request: Map<String, Value>,
-    model_id: &str,
-    stream: bool,
-) -> Result<Prepared, Failure> {
-    let (provider, model) = route_model(state, wire, &auth, model_id).await?;
-    Ok(Prepared {
-        auth,
-        provider,
-        model,
-        request,
-        stream,
-    })
-}
+impl SseEncoder for OpenAiSse {
+    const WIRE: Wire = Wire::OpenAi;
 
-impl Prepared {
-    fn meter(&self) -> UsageMeter {
-        UsageMeter {
-            workspace: self.auth.workspace,
-            chatbot: self.auth.chatbot,
-            conversation: None,
-            api_token: Some(self.auth.token_id),
-            channel: UsageChannel::Api,
-            provider: self.provider.to_string(),
-            model: Some(self.model.clone()),
-            input_estimate: UsageMeter::estimate_input(&self.request),
-            started: std::time::Instant::now(),
+    fn chunk(&mut self, chunk: &Chunk, out: &mut Vec<u8>) {
+        if chunk.usage_only && !self.usage_chunk {
+            return;
         }
+        out.reserve(chunk.raw.len() + 8);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(chunk.raw.as_bytes());
+        out.extend_from_slice(b"\n\n");
     }
 
-    fn call(self) -> ChatCall {
-        ChatCall {
-            workspace: self.auth.workspace,
-            chatbot: self.auth.chatbot,
-            provider: self.provider.to_string(),
-            model: Some(self.model),
-            request: self.request,
-            stream: self.stream,
-        }
+    fn end(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: [DONE]\n\n");
     }
 
-    /// Runs the request: the provider's whole answer (OpenAI `chat.completion`) or a stream
-    /// written out in `format`.
-    pub(super) async fn run(
-        self,
-        state: &AppState,
-        wire: Wire,
-        started: Instant,
-        format: impl FnOnce() -> Format,
-        complete: impl FnOnce(Value) -> Value,
-    ) -> Result<Response, Failure> {
-        let meter = self.meter();
-        let provider = self.provider;
-        if !self.stream {
-            let (result, served) =
-                chat_service::complete_metered_traced(state, self.call(), meter).await;
-            return match result {
-                Ok((body, _)) => {
-                    let mut res = json_response(StatusCode::OK, &complete(body));
-                    chat_headers(res.headers_mut(), started, served.as_ref());
-                    Ok(res)
-                }
-                Err(e) => {
-                    let mut res = Failure::of_chat(wire, provider, &e).into_response();
-                    chat_headers(res.headers_mut(), started, served.as_ref());
-                    Ok(res)
-                }
-            };
-        }
-        let (result, served) = chat_service::chat_traced(&Deps::of(state), self.call()).await;
-        match result {
-            Ok(outcome) => match outcome.reply {
-                crate::gateway::chat::ChatReply::Stream(inner) => {
-                    let body = SseBody::new(
-                        inner,
-                        format(),
-                        state.clone(),
-                        meter,
-                        served.clone(),
-                        provider.to_string(),
-                    );
-                    let mut res = Response::new(Body::from_stream(body));
-                    let h = res.headers_mut();
-                    h.insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("text/event-stream"),
-                    );
-                    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                    chat_headers(h, started, served.as_ref());
-                    Ok(res)
-                }
-                crate::gateway::chat::ChatReply::Complete { .. } => Err(Failure::of_service(
-                    wire,
-                    &crate::error::ServiceError::Internal(
-                        "a streaming call returned a whole answer".into(),
-                    ),
-                )),
-            },
-            Err(e) => {
-                let pricing = state.credits.pricing(&state.db).await.ok();
-                state
-                    .usage
-                    .record(meter.finish(
-                        pricing.as_deref(),
-                        Ending {
-                            served: served.as_ref(),
-                            usage: None,
-                            output: "",
-                            first_token_ms: None,
-                            outcome: Outcome::Error,
-                            error_class: Some(e.class().to_string()),
-                        },
-                    ))
-                    .await;
-                let mut res = Failure::of_chat(wire, provider, &e).into_response();
-                chat_headers(res.headers_mut(), started, served.as_ref());
-                Ok(res)
-            }
-        }
+    fn fail(&mut self, body: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("data: {body}\n\n").as_bytes());
     }
 }
 
@@ -221,8 +111,8 @@ async fn completions(
             state,
             wire,
             started,
-            || Format::OpenAi { usage_chunk },
-            |body| body,
+            || OpenAiSse { usage_chunk },
+            |body, _| body,
         )
         .await
 }

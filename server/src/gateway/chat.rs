@@ -76,14 +76,77 @@ impl UpstreamError {
     }
 }
 
-/// One item of a streamed answer, in OpenAI's chunk shape.
+/// One chunk of a streamed answer, parsed once where it arrives: the `chat.completion.chunk`
+/// document as the provider sent it (or as translated from Anthropic), with what every reader
+/// needs from it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Chunk {
+    /// The chunk's JSON, passed through verbatim from OpenAI-compatible providers.
+    pub raw: String,
+    /// The text it adds to the reply (non-empty), if any.
+    pub text: Option<String>,
+    /// The token usage it reports (the usage-only chunk at the end, usually).
+    pub usage: Option<Usage>,
+    /// The finish reason it carries (`stop`, `length`, …).
+    pub finish: Option<String>,
+    /// It has no choices, only usage: the answer to `stream_options.include_usage`, forwarded to
+    /// callers only when they asked for it.
+    pub usage_only: bool,
+}
+
+impl Chunk {
+    /// Parses an OpenAI `chat.completion.chunk` (the first choice's text and finish reason,
+    /// the usage). `Err`: the provider put an error object in the stream.
+    pub fn parse(raw: String) -> Result<Self, UpstreamError> {
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            choices: Option<Vec<Choice>>,
+            usage: Option<Value>,
+            error: Option<Value>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Choice {
+            delta: Option<Delta>,
+            finish_reason: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Delta {
+            content: Option<String>,
+        }
+        let Ok(p) = serde_json::from_str::<Probe>(&raw) else {
+            // Not ours to judge: passed on as it came.
+            return Ok(Chunk {
+                raw,
+                ..Chunk::default()
+            });
+        };
+        if let Some(e) = p.error.and_then(|e| error_object(&e, true)) {
+            return Err(e);
+        }
+        let usage = p.usage.as_ref().and_then(usage_from);
+        let no_choices = p.choices.as_ref().is_none_or(Vec::is_empty);
+        let first = p.choices.and_then(|c| c.into_iter().next());
+        let (text, finish) = match first {
+            Some(c) => (
+                c.delta.and_then(|d| d.content).filter(|t| !t.is_empty()),
+                c.finish_reason,
+            ),
+            None => (None, None),
+        };
+        Ok(Chunk {
+            raw,
+            text,
+            usage_only: usage.is_some() && no_choices,
+            usage,
+            finish,
+        })
+    }
+}
+
+/// One item of a streamed answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamEvent {
-    /// A `chat.completion.chunk` JSON document (passed through verbatim from OpenAI-compatible
-    /// providers).
-    Chunk(String),
-    /// Token usage, as soon as the provider reports it.
-    Usage(Usage),
+    Chunk(Chunk),
     /// The provider finished normally.
     Done,
 }
@@ -346,15 +409,12 @@ pub struct AnthropicStreamTranslator {
     /// `{"id":…,"object":"chat.completion.chunk",…,"choices":[{"index":0,"delta":` — the part of
     /// every chunk that does not change, serialised once (the hot path is one token per event).
     prefix: String,
-    /// Emit a final usage chunk (the caller asked for `stream_options.include_usage`).
-    pub include_usage: bool,
 }
 
 impl AnthropicStreamTranslator {
-    pub fn new(created: u64, include_usage: bool) -> Self {
+    pub fn new(created: u64) -> Self {
         AnthropicStreamTranslator {
             created,
-            include_usage,
             ..Default::default()
         }
     }
@@ -368,11 +428,25 @@ impl AnthropicStreamTranslator {
         );
     }
 
-    fn chunk(&mut self, delta: Value, finish: Value) -> String {
+    fn chunk(&mut self, delta: Value, finish: Option<&'static str>) -> StreamEvent {
         if self.prefix.is_empty() {
             self.set_prefix();
         }
-        format!("{}{delta},\"finish_reason\":{finish}}}]}}", self.prefix)
+        let text = delta
+            .get("content")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        StreamEvent::Chunk(Chunk {
+            raw: format!(
+                "{}{delta},\"finish_reason\":{}}}]}}",
+                self.prefix,
+                json!(finish)
+            ),
+            text,
+            finish: finish.map(str::to_string),
+            ..Chunk::default()
+        })
     }
 
     /// The hot path: a text delta, parsed without building a JSON tree.
@@ -398,7 +472,11 @@ impl AnthropicStreamTranslator {
         out.push_str("{\"content\":");
         out.push_str(&escaped);
         out.push_str("},\"finish_reason\":null}]}");
-        Some(StreamEvent::Chunk(out))
+        Some(StreamEvent::Chunk(Chunk {
+            raw: out,
+            text: Some(text.into_owned()).filter(|t| !t.is_empty()),
+            ..Chunk::default()
+        }))
     }
 
     /// Handles one event (`event:` name and `data:` JSON); returns what to forward.
@@ -425,15 +503,10 @@ impl AnthropicStreamTranslator {
                     .into();
                 self.usage.input_tokens = tokens(v.pointer("/message/usage/input_tokens"));
                 self.set_prefix();
-                vec![StreamEvent::Chunk(self.chunk(
-                    json!({"role": "assistant", "content": ""}),
-                    Value::Null,
-                ))]
+                vec![self.chunk(json!({"role": "assistant", "content": ""}), None)]
             }
             "content_block_delta" => match v.pointer("/delta/text").and_then(Value::as_str) {
-                Some(text) => vec![StreamEvent::Chunk(
-                    self.chunk(json!({"content": text}), Value::Null),
-                )],
+                Some(text) => vec![self.chunk(json!({"content": text}), None)],
                 None => vec![],
             },
             "message_delta" => {
@@ -441,24 +514,28 @@ impl AnthropicStreamTranslator {
                     self.usage.output_tokens = tokens(Some(out));
                 }
                 let finish = finish_reason(v.pointer("/delta/stop_reason").and_then(Value::as_str));
-                vec![StreamEvent::Chunk(self.chunk(json!({}), json!(finish)))]
+                vec![self.chunk(json!({}), Some(finish))]
             }
             "message_stop" => {
-                let mut out = vec![StreamEvent::Usage(self.usage)];
-                if self.include_usage {
-                    let u = self.usage;
-                    out.push(StreamEvent::Chunk(
-                        json!({
-                            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                            "model": self.model, "choices": [],
-                            "usage": {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
-                                      "total_tokens": u.input_tokens.saturating_add(u.output_tokens)},
-                        })
-                        .to_string(),
-                    ));
-                }
-                out.push(StreamEvent::Done);
-                out
+                // The usage-only chunk OpenAI sends for `include_usage`; forwarded to callers
+                // only when they asked for it.
+                let u = self.usage;
+                let raw = json!({
+                    "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                    "model": self.model, "choices": [],
+                    "usage": {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
+                              "total_tokens": u.input_tokens.saturating_add(u.output_tokens)},
+                })
+                .to_string();
+                vec![
+                    StreamEvent::Chunk(Chunk {
+                        raw,
+                        usage: Some(u),
+                        usage_only: true,
+                        ..Chunk::default()
+                    }),
+                    StreamEvent::Done,
+                ]
             }
             "error" => {
                 return Err(error_inside(&v, true).unwrap_or_else(|| {
@@ -664,11 +741,6 @@ impl Gateway {
         stream: bool,
     ) -> Result<ChatReply, UpstreamError> {
         let (base, headers) = self.destination(up)?;
-        let include_usage = request
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            == Some(true);
         let (url, body) = match up.wire {
             WireFormat::OpenAi => (
                 format!("{base}/chat/completions"),
@@ -737,7 +809,7 @@ impl Gateway {
         .eventsource();
         let wire = up.wire;
         let idle = limits.idle;
-        let mut translator = AnthropicStreamTranslator::new(now_secs(), include_usage);
+        let mut translator = AnthropicStreamTranslator::new(now_secs());
         let stream = futures_util::stream::unfold(
             (Box::pin(events), false),
             move |(mut events, done)| async move {
@@ -770,24 +842,7 @@ impl Gateway {
                         if ev.data.trim() == "[DONE]" {
                             vec![Ok(StreamEvent::Done)]
                         } else {
-                            // Only `usage` and `error` are read; the rest is skipped unparsed.
-                            #[derive(serde::Deserialize)]
-                            struct Probe {
-                                usage: Option<Value>,
-                                error: Option<Value>,
-                            }
-                            let probe = serde_json::from_str::<Probe>(&ev.data).ok();
-                            let mut out = Vec::with_capacity(2);
-                            if let Some(p) = probe {
-                                if let Some(e) = p.error.and_then(|e| error_object(&e, true)) {
-                                    return futures_util::stream::iter(vec![Err(e)]);
-                                }
-                                if let Some(u) = p.usage.as_ref().and_then(usage_from) {
-                                    out.push(Ok(StreamEvent::Usage(u)));
-                                }
-                            }
-                            out.push(Ok(StreamEvent::Chunk(ev.data)));
-                            out
+                            vec![Chunk::parse(ev.data).map(StreamEvent::Chunk)]
                         }
                     }
                     WireFormat::Anthropic => match translator.event(&ev.event, &ev.data) {
@@ -809,5 +864,90 @@ impl Gateway {
             std::future::ready(Some(item))
         });
         Ok(ChatReply::Stream(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(raw: &str) -> Chunk {
+        Chunk::parse(raw.into()).unwrap()
+    }
+
+    #[test]
+    fn a_chunk_is_read_once_for_text_usage_and_finish() {
+        let c = parsed(r#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#);
+        assert_eq!(
+            (c.text.as_deref(), c.usage, c.usage_only),
+            (Some("Hel"), None, false)
+        );
+        assert_eq!(
+            parsed(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#).text,
+            None
+        );
+        assert_eq!(
+            parsed(r#"{"choices":[{"delta":{"content":""}}]}"#).text,
+            None
+        );
+        let end = parsed(r#"{"choices":[{"delta":{},"finish_reason":"length"}]}"#);
+        assert_eq!(end.finish.as_deref(), Some("length"));
+        let usage = parsed(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#);
+        assert!(usage.usage_only);
+        assert_eq!(
+            usage.usage,
+            Some(Usage {
+                input_tokens: 3,
+                output_tokens: 2
+            })
+        );
+        // Some providers put usage on the last content chunk: it is not usage-only.
+        let both = parsed(r#"{"choices":[{"delta":{"content":"!"}}],"usage":{"prompt_tokens":1}}"#);
+        assert!(!both.usage_only && both.usage.is_some());
+        assert!(
+            parsed(r#"{"choices":[{"delta":{}}],"usage":null}"#)
+                .usage
+                .is_none()
+        );
+        // Unreadable: forwarded as it came, read as nothing.
+        let odd = parsed("not json");
+        assert_eq!((odd.raw.as_str(), odd.text), ("not json", None));
+        // An error object inside the stream is a classified failure.
+        assert!(Chunk::parse(r#"{"error":{"message":"overloaded","code":429}}"#.into()).is_err());
+    }
+
+    #[test]
+    fn translated_anthropic_chunks_carry_their_text_and_usage() {
+        let mut t = AnthropicStreamTranslator::new(7);
+        let start = r#"{"type":"message_start","message":{"id":"m1","model":"claude","usage":{"input_tokens":4}}}"#;
+        t.event("message_start", start).unwrap();
+        let delta = r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}"#;
+        let out = t.event("content_block_delta", delta).unwrap();
+        let [StreamEvent::Chunk(c)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(c.text.as_deref(), Some("Hi"));
+        assert_eq!(
+            parsed(&c.raw).text.as_deref(),
+            Some("Hi"),
+            "raw and parsed agree"
+        );
+        let stop = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":1}}"#;
+        t.event("message_delta", stop).unwrap();
+        let out = t
+            .event("message_stop", r#"{"type":"message_stop"}"#)
+            .unwrap();
+        let [StreamEvent::Chunk(u), StreamEvent::Done] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(u.usage_only);
+        assert_eq!(
+            u.usage,
+            Some(Usage {
+                input_tokens: 4,
+                output_tokens: 1
+            })
+        );
+        assert_eq!(parsed(&u.raw).usage, u.usage);
     }
 }

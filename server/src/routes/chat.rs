@@ -328,7 +328,7 @@ pub async fn visitor_send(
         message: send.message,
         members: false,
     };
-    let rx = playground::send(&state, turn).await?;
+    let rx = playground::send(&state.chat, &state.db, turn).await?;
     let mut res = sse(rx);
     if let Some(c) = set_cookie {
         res.headers_mut().append(header::SET_COOKIE, c);
@@ -363,5 +363,5 @@ pub async fn playground_send(
         message: send.message,
         members: true,
     };
-    Ok(sse(playground::send(&state, turn).await?))
+    Ok(sse(playground::send(&state.chat, &state.db, turn).await?))
 }

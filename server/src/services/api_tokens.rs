@@ -306,6 +306,8 @@ pub struct TokenCache {
     /// Concurrent misses of one token read it once.
     flight: Arc<crate::single_flight::SingleFlight>,
     changes: Invalidation,
+    /// Where the `last_used_at` writes run (shutdown waits for them).
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -315,11 +317,12 @@ impl std::fmt::Debug for TokenCache {
 }
 
 impl TokenCache {
-    pub fn new(changes: Invalidation) -> Self {
+    pub fn new(changes: Invalidation, tasks: tokio_util::task::TaskTracker) -> Self {
         Self {
             entries: Default::default(),
             flight: Default::default(),
             changes,
+            tasks,
         }
     }
 
@@ -349,7 +352,7 @@ impl TokenCache {
                 .is_ok()
         {
             let (db, id) = (db.clone(), c.auth.token_id);
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let done = api_token::Entity::update_many()
                     .col_expr(api_token::Column::LastUsedAt, Expr::value(now))
                     .filter(api_token::Column::Id.eq(id))

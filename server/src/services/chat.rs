@@ -1,22 +1,35 @@
-//! One chat request through the gateway: resolve the key from the cache (no database read and no
-//! decryption when warm), call the provider, and apply the failure rules — record an auth or
-//! quota failure on the key, retry once where it is safe (nothing sent to the caller yet, a
-//! transient failure), and under `fallback_to_platform` retry a failed BYOK key once with the
-//! platform key. The playground and the public API both call [`chat`].
+//! The one chat pipeline. [`ChatService::run`] takes one chat request of any surface (the
+//! visitor chat page, the dashboard playground, `/v1/chat/completions`, `/v1/messages`) and:
+//! resolves the key from the cache (no database read and no decryption when warm); refuses
+//! platform-key traffic of a workspace without credits; calls the provider; applies the failure
+//! rules — records an auth or quota failure on the key, retries once where it is safe (nothing
+//! sent to the caller yet, a transient failure), and under `fallback_to_platform` retries a
+//! failed BYOK key once with the platform key — and meters: a whole answer or a failure is
+//! recorded before `run` returns; a stream comes back as a [`MeteredStream`], which records its
+//! usage when it ends, fails or is dropped (the caller went away).
+//!
+//! Work that outlives a request (a stream's record, a key's last error) runs on the service's
+//! [`TaskTracker`], which shutdown waits for before the usage writer drains.
 
 use crate::error::ServiceError;
 use crate::gateway::Gateway;
-use crate::gateway::cache::{KeyCache, LiveKey};
-use crate::gateway::chat::{ChatReply, Upstream, UpstreamError};
-use crate::services::credits::CreditBook;
+use crate::gateway::cache::{KeyCache, LiveKey, Snapshot};
+use crate::gateway::chat::{ChatReply, ChatStream, StreamEvent, Upstream, UpstreamError, Usage};
+use crate::services::credits::{CreditBook, Pricing};
 use crate::services::keys as key_service;
+use crate::services::usage::{Ending, Served, UsageMeter, UsageRecord, UsageWriter};
 use crate::vault::Vault;
+use futures_util::{Stream, StreamExt};
 use keyward::keys::ErrorClass;
 use keyward::resolve::{KeySource, ResolveError};
+use keyward::usage::Outcome;
 use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 /// Pause before the one retry of a transient failure.
@@ -35,14 +48,28 @@ pub struct ChatCall {
     pub stream: bool,
 }
 
-pub struct ChatOutcome {
-    pub source: KeySource,
-    /// The key that served the request; the request holds it until it ends.
-    pub key: Arc<LiveKey>,
-    pub model: String,
-    pub reply: ChatReply,
+/// What the provider answered, metered.
+pub enum ReplyBody {
+    /// A whole `chat.completion` document (already recorded) and its usage.
+    Complete { body: Value, usage: Option<Usage> },
+    /// The answer as it streams; it records its usage when it ends or is dropped.
+    Stream(MeteredStream),
+}
+
+/// A served request.
+pub struct Reply {
+    /// The key that served it (source, key, model) and how long the provider took.
+    pub served: Served,
     /// Set when the BYOK key failed with this class and the platform key served instead.
     pub fell_back: Option<ErrorClass>,
+    pub body: ReplyBody,
+}
+
+/// A refused or failed request (already recorded), with the key it was sent with, if any.
+#[derive(Debug)]
+pub struct ChatFailure {
+    pub error: ChatError,
+    pub served: Option<Served>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,244 +123,348 @@ async fn attempt(
     }
 }
 
-/// Records a provider's refusal of a stored key on its row, off the request's path.
-fn record_failure(db: &DatabaseConnection, key: &LiveKey, e: &UpstreamError) {
-    if !records_on_key(e.class) {
-        return;
-    }
-    let (db, id, class, message) = (db.clone(), key.id, e.class, e.message.clone());
-    tokio::spawn(async move {
-        if let Err(err) = key_service::record_key_error(&db, id, class, &message).await {
-            tracing::warn!(credential = %id, error = %err, "could not record a key's last error");
-        }
-    });
-}
-
-/// The key a request was sent with (for its usage record), also when it failed.
-#[derive(Clone, Debug)]
-pub struct Served {
-    pub source: KeySource,
-    pub key_id: Uuid,
-    pub hint: String,
-    pub model: String,
-    pub fell_back: bool,
-    /// Time spent waiting on the provider until its answer (or its stream's headers) arrived,
-    /// retries included: the rest of a request's time is Keyward's own.
-    pub upstream: Duration,
-}
-
-impl Served {
-    fn of(source: KeySource, key: &LiveKey, model: &str, fell_back: bool) -> Self {
-        Served {
-            source,
-            key_id: key.id,
-            hint: key.hint.clone(),
-            model: model.to_string(),
-            fell_back,
-            upstream: Duration::ZERO,
-        }
+fn served(source: KeySource, key: &LiveKey, model: &str, fell_back: bool) -> Served {
+    Served {
+        source,
+        key_id: key.id,
+        hint: key.hint.clone(),
+        model: model.to_string(),
+        fell_back,
+        upstream: Duration::ZERO,
     }
 }
 
-/// Everything [`chat`] needs from the application.
-pub struct Deps<'a> {
-    pub db: &'a DatabaseConnection,
-    pub vault: &'a Vault,
-    pub gateway: &'a Gateway,
-    pub cache: &'a KeyCache,
-    pub credits: &'a CreditBook,
+/// What the gateway answered before metering.
+struct Outcome1 {
+    source: KeySource,
+    key: Arc<LiveKey>,
+    model: String,
+    reply: ChatReply,
+    fell_back: Option<ErrorClass>,
 }
 
-impl<'a> Deps<'a> {
-    pub fn of(state: &'a crate::state::AppState) -> Self {
-        Deps {
-            db: &state.db,
-            vault: &state.vault,
-            gateway: &state.gateway,
-            cache: &state.keys,
-            credits: &state.credits,
+/// The chat pipeline, built once at startup and shared (cheap to clone).
+#[derive(Clone)]
+pub struct ChatService {
+    db: DatabaseConnection,
+    vault: Vault,
+    gateway: Gateway,
+    keys: KeyCache,
+    credits: CreditBook,
+    usage: UsageWriter,
+    tasks: TaskTracker,
+}
+
+impl ChatService {
+    pub fn new(
+        db: DatabaseConnection,
+        vault: Vault,
+        gateway: Gateway,
+        keys: KeyCache,
+        credits: CreditBook,
+        usage: UsageWriter,
+        tasks: TaskTracker,
+    ) -> Self {
+        Self {
+            db,
+            vault,
+            gateway,
+            keys,
+            credits,
+            usage,
+            tasks,
         }
     }
-}
 
-/// Refuses platform-key traffic of a workspace without credits (a map lookup when warm).
-async fn check_credits(deps: &Deps<'_>, workspace: Uuid) -> Result<(), ChatError> {
-    let balance = deps.credits.balance(deps.db, workspace).await?;
-    if keyward::usage::refused_for_credits(KeySource::Platform, balance) {
-        return Err(ChatError::NoCredits);
+    /// The workspace's key snapshot (what the resolution chain decides from).
+    pub async fn snapshot(&self, workspace: Uuid) -> Result<Arc<Snapshot>, ServiceError> {
+        self.keys.snapshot(&self.db, &self.vault, workspace).await
     }
-    Ok(())
-}
 
-pub async fn chat(deps: &Deps<'_>, call: ChatCall) -> Result<ChatOutcome, ChatError> {
-    chat_traced(deps, call).await.0
-}
-
-/// [`chat`], also saying which key the request was sent with when it failed.
-#[tracing::instrument(skip_all, fields(workspace = %call.workspace, provider = ?call.provider))]
-pub async fn chat_traced(
-    deps: &Deps<'_>,
-    call: ChatCall,
-) -> (Result<ChatOutcome, ChatError>, Option<Served>) {
-    let (db, gateway) = (deps.db, deps.gateway);
-    let snap = match deps.cache.snapshot(db, deps.vault, call.workspace).await {
-        Ok(s) => s,
-        Err(e) => return (Err(e.into()), None),
-    };
-    let resolved = match snap.resolve(&call.provider, call.chatbot, call.model.as_deref()) {
-        Ok(r) => r,
-        Err(e) => return (Err(e.into()), None),
-    };
-    let first = Served::of(resolved.source, &resolved.key, &resolved.model, false);
-    if resolved.source == KeySource::Platform
-        && let Err(e) = check_credits(deps, call.workspace).await
+    /// Runs `work` off the request's path; shutdown waits for it.
+    pub fn spawn<F>(&self, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
     {
-        return (Err(e), Some(first));
+        self.tasks.spawn(work);
     }
-    let sent = std::time::Instant::now();
-    let result = match attempt(gateway, &resolved.key, &call, &resolved.model).await {
-        Ok(reply) => Ok(ChatOutcome {
-            source: resolved.source,
-            key: resolved.key,
-            model: resolved.model,
-            reply,
-            fell_back: None,
-        }),
-        Err(e) => {
-            record_failure(db, &resolved.key, &e);
-            match resolved.fallback {
-                Some(platform) if records_on_key(e.class) && !e.mid_stream => {
-                    // Without credits the platform cannot stand in: the BYOK failure stands.
-                    if check_credits(deps, call.workspace).await.is_err() {
-                        return (
-                            Err(ChatError::Upstream(e)),
-                            Some(Served {
-                                upstream: sent.elapsed(),
-                                ..first
-                            }),
+
+    /// The one entry point: resolve, check credits, call (with the failure policy), meter.
+    #[tracing::instrument(skip_all, fields(workspace = %call.workspace, provider = ?call.provider))]
+    pub async fn run(&self, call: ChatCall, meter: UsageMeter) -> Result<Reply, ChatFailure> {
+        // Prices as they stand when the request starts (a map lookup when warm).
+        let pricing = self.credits.pricing(&self.db).await.ok();
+        let stream = call.stream;
+        let (result, served) = self.call(call).await;
+        let sink = Sink {
+            usage: self.usage.clone(),
+            tasks: self.tasks.clone(),
+        };
+        match result {
+            Err(error) => {
+                let rec = meter.finish(
+                    pricing.as_deref(),
+                    Ending {
+                        served: served.as_ref(),
+                        usage: None,
+                        output: "",
+                        first_token_ms: None,
+                        outcome: Outcome::Error,
+                        error_class: Some(error.class().to_string()),
+                    },
+                );
+                self.usage.record(rec).await;
+                Err(ChatFailure { error, served })
+            }
+            Ok(o) => {
+                let served = served.unwrap_or_else(|| served_of(&o));
+                let body = match (o.reply, stream) {
+                    (ChatReply::Complete { body, usage }, false) => {
+                        let text = body
+                            .pointer("/choices/0/message/content")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        let ms = millis(meter.started);
+                        let rec = meter.finish(
+                            pricing.as_deref(),
+                            Ending {
+                                served: Some(&served),
+                                usage,
+                                output: text,
+                                first_token_ms: Some(ms),
+                                outcome: Outcome::Ok,
+                                error_class: None,
+                            },
                         );
+                        self.usage.record(rec).await;
+                        ReplyBody::Complete { body, usage }
                     }
-                    let second = Served::of(KeySource::Platform, &platform, &resolved.model, true);
-                    tracing::info!(
-                        class = e.class.as_str(),
-                        "BYOK key failed; falling back to the platform key"
-                    );
-                    match attempt(gateway, &platform, &call, &resolved.model).await {
-                        Ok(reply) => Ok(ChatOutcome {
-                            source: KeySource::Platform,
-                            key: platform,
-                            model: resolved.model,
-                            reply,
-                            fell_back: Some(e.class),
-                        }),
-                        Err(e2) => {
-                            record_failure(db, &platform, &e2);
-                            return (
-                                Err(ChatError::Upstream(e2)),
-                                Some(Served {
-                                    upstream: sent.elapsed(),
-                                    ..second
-                                }),
-                            );
-                        }
+                    (ChatReply::Stream(inner), true) => ReplyBody::Stream(MeteredStream {
+                        inner,
+                        meter: Some(Box::new(Metering {
+                            meter,
+                            pricing,
+                            served: served.clone(),
+                            text: String::new(),
+                            usage: None,
+                            first_token_ms: None,
+                            sink,
+                        })),
+                    }),
+                    _ => {
+                        let error = ChatError::Service(ServiceError::Internal(
+                            "the gateway answered in the other mode than asked".into(),
+                        ));
+                        return Err(ChatFailure {
+                            error,
+                            served: Some(served),
+                        });
                     }
-                }
-                _ => Err(ChatError::Upstream(e)),
+                };
+                Ok(Reply {
+                    served,
+                    fell_back: o.fell_back,
+                    body,
+                })
             }
         }
-    };
-    let served = match &result {
-        Ok(o) => Some(Served::of(
-            o.source,
-            &o.key,
-            &o.model,
-            o.fell_back.is_some(),
-        )),
-        Err(_) => Some(first),
     }
-    .map(|s| Served {
-        upstream: sent.elapsed(),
-        ..s
-    });
-    (result, served)
+
+    /// Records a provider's refusal of a stored key on its row, off the request's path.
+    fn record_failure(&self, key: &LiveKey, e: &UpstreamError) {
+        if !records_on_key(e.class) {
+            return;
+        }
+        let (db, id, class, message) = (self.db.clone(), key.id, e.class, e.message.clone());
+        self.tasks.spawn(async move {
+            if let Err(err) = key_service::record_key_error(&db, id, class, &message).await {
+                tracing::warn!(credential = %id, error = %err, "could not record a key's last error");
+            }
+        });
+    }
+
+    /// Refuses platform-key traffic of a workspace without credits (a map lookup when warm).
+    async fn check_credits(&self, workspace: Uuid) -> Result<(), ChatError> {
+        let balance = self.credits.balance(&self.db, workspace).await?;
+        if keyward::usage::refused_for_credits(KeySource::Platform, balance) {
+            return Err(ChatError::NoCredits);
+        }
+        Ok(())
+    }
+
+    /// Resolution, credits and the provider call with the failure policy; also says which key
+    /// the request was sent with when it failed.
+    async fn call(&self, call: ChatCall) -> (Result<Outcome1, ChatError>, Option<Served>) {
+        let snap = match self.snapshot(call.workspace).await {
+            Ok(s) => s,
+            Err(e) => return (Err(e.into()), None),
+        };
+        let resolved = match snap.resolve(&call.provider, call.chatbot, call.model.as_deref()) {
+            Ok(r) => r,
+            Err(e) => return (Err(e.into()), None),
+        };
+        let first = served(resolved.source, &resolved.key, &resolved.model, false);
+        if resolved.source == KeySource::Platform
+            && let Err(e) = self.check_credits(call.workspace).await
+        {
+            return (Err(e), Some(first));
+        }
+        let sent = Instant::now();
+        let timed = |s: Served| Served {
+            upstream: sent.elapsed(),
+            ..s
+        };
+        let gateway = &self.gateway;
+        let e = match attempt(gateway, &resolved.key, &call, &resolved.model).await {
+            Ok(reply) => {
+                let o = Outcome1 {
+                    source: resolved.source,
+                    key: resolved.key,
+                    model: resolved.model,
+                    reply,
+                    fell_back: None,
+                };
+                return (Ok(o), Some(timed(first)));
+            }
+            Err(e) => e,
+        };
+        self.record_failure(&resolved.key, &e);
+        let platform = match resolved.fallback {
+            Some(platform) if records_on_key(e.class) && !e.mid_stream => platform,
+            _ => return (Err(ChatError::Upstream(e)), Some(timed(first))),
+        };
+        // Without credits the platform cannot stand in: the BYOK failure stands.
+        if self.check_credits(call.workspace).await.is_err() {
+            return (Err(ChatError::Upstream(e)), Some(timed(first)));
+        }
+        let second = served(KeySource::Platform, &platform, &resolved.model, true);
+        tracing::info!(
+            class = e.class.as_str(),
+            "BYOK key failed; falling back to the platform key"
+        );
+        match attempt(gateway, &platform, &call, &resolved.model).await {
+            Ok(reply) => {
+                let o = Outcome1 {
+                    source: KeySource::Platform,
+                    key: platform,
+                    model: resolved.model,
+                    reply,
+                    fell_back: Some(e.class),
+                };
+                (Ok(o), Some(timed(second)))
+            }
+            Err(e2) => {
+                self.record_failure(&platform, &e2);
+                (Err(ChatError::Upstream(e2)), Some(timed(second)))
+            }
+        }
+    }
 }
 
-/// A non-streaming chat whose usage is recorded: the answer document and which key source
-/// served it. (The public API's non-streaming path; streams are metered by their reader, which
-/// alone knows when they end.)
-pub async fn complete_metered(
-    state: &crate::state::AppState,
-    call: ChatCall,
-    meter: crate::services::usage::UsageMeter,
-) -> Result<(Value, KeySource), ChatError> {
-    complete_metered_traced(state, call, meter).await.0
+fn served_of(o: &Outcome1) -> Served {
+    served(o.source, &o.key, &o.model, o.fell_back.is_some())
 }
 
-/// [`complete_metered`], also saying which key served (and how long the provider took).
-pub async fn complete_metered_traced(
-    state: &crate::state::AppState,
-    mut call: ChatCall,
-    meter: crate::services::usage::UsageMeter,
-) -> (Result<(Value, KeySource), ChatError>, Option<Served>) {
-    use crate::gateway::chat::ChatReply;
-    use crate::services::usage::Ending;
-    use keyward::usage::Outcome;
-    call.stream = false;
-    let (result, served) = chat_traced(&Deps::of(state), call).await;
-    let pricing = state.credits.pricing(&state.db).await.ok();
-    let pricing = pricing.as_deref();
-    let (record, out) = match result {
-        Ok(ChatOutcome {
-            reply: ChatReply::Complete { body, usage },
-            source,
-            ..
-        }) => {
-            let text = body
-                .pointer("/choices/0/message/content")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let ms = u64::try_from(meter.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let rec = meter.finish(
-                pricing,
-                Ending {
-                    served: served.as_ref(),
-                    usage,
-                    output: &text,
-                    first_token_ms: Some(ms),
-                    outcome: Outcome::Ok,
-                    error_class: None,
-                },
-            );
-            (rec, Ok((body, source)))
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Where a stream's record goes when it ends.
+struct Sink {
+    usage: UsageWriter,
+    tasks: TaskTracker,
+}
+
+/// What a stream's meter collects while it runs.
+struct Metering {
+    meter: UsageMeter,
+    pricing: Option<Arc<Pricing>>,
+    served: Served,
+    text: String,
+    usage: Option<Usage>,
+    first_token_ms: Option<u64>,
+    sink: Sink,
+}
+
+impl Metering {
+    fn record(self, outcome: Outcome, error_class: Option<String>) -> UsageRecord {
+        self.meter.finish(
+            self.pricing.as_deref(),
+            Ending {
+                served: Some(&self.served),
+                usage: self.usage,
+                output: &self.text,
+                first_token_ms: self.first_token_ms,
+                outcome,
+                error_class,
+            },
+        )
+    }
+
+    /// Hands the record to the writer on the tracked task set (a stream ends inside `poll`
+    /// or `drop`, where nothing can wait).
+    fn finish(self, outcome: Outcome, error_class: Option<String>) {
+        let (usage, tasks) = (self.sink.usage.clone(), self.sink.tasks.clone());
+        let rec = self.record(outcome, error_class);
+        if tokio::runtime::Handle::try_current().is_err() {
+            tracing::error!("a stream ended outside the runtime: its usage record is lost");
+            return;
         }
-        Ok(ChatOutcome {
-            reply: ChatReply::Stream(_),
-            ..
-        }) => {
-            return (
-                Err(ChatError::Service(ServiceError::Internal(
-                    "a non-streaming call returned a stream".into(),
-                ))),
-                served,
-            );
+        tasks.spawn(async move { usage.record(rec).await });
+    }
+}
+
+/// A provider's stream, metered: its usage is recorded once, when it finishes (`ok`), fails
+/// (`error`, with the class) or is dropped before either (`stopped`: the caller went away).
+/// Each chunk passes through as it came; nothing buffers.
+pub struct MeteredStream {
+    inner: ChatStream,
+    meter: Option<Box<Metering>>,
+}
+
+impl Stream for MeteredStream {
+    type Item = Result<StreamEvent, UpstreamError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let item = match this.inner.poll_next_unpin(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(item) => item,
+        };
+        match &item {
+            Some(Ok(StreamEvent::Chunk(c))) => {
+                if let Some(m) = this.meter.as_deref_mut() {
+                    if let Some(text) = &c.text {
+                        m.first_token_ms
+                            .get_or_insert_with(|| millis(m.meter.started));
+                        keyward::chat::push_capped(&mut m.text, text);
+                    }
+                    if c.usage.is_some() {
+                        m.usage = c.usage;
+                    }
+                }
+            }
+            Some(Ok(StreamEvent::Done)) | None => {
+                if let Some(m) = this.meter.take() {
+                    m.finish(Outcome::Ok, None);
+                }
+            }
+            Some(Err(e)) => {
+                if let Some(m) = this.meter.take() {
+                    m.finish(Outcome::Error, Some(e.class.as_str().to_string()));
+                }
+            }
         }
-        Err(e) => {
-            let class = Some(e.class().to_string());
-            let rec = meter.finish(
-                pricing,
-                Ending {
-                    served: served.as_ref(),
-                    usage: None,
-                    output: "",
-                    first_token_ms: None,
-                    outcome: Outcome::Error,
-                    error_class: class,
-                },
-            );
-            (rec, Err(e))
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for MeteredStream {
+    fn drop(&mut self) {
+        // The caller went away mid-answer: the provider's stream is dropped with us (closing
+        // its connection) and what was produced is recorded as stopped.
+        if let Some(m) = self.meter.take() {
+            m.finish(Outcome::Stopped, None);
         }
-    };
-    state.usage.record(record).await;
-    (out, served)
+    }
 }

@@ -1,7 +1,7 @@
 //! One chat turn, as the visitor chat page and the dashboard playground run it: check the
 //! message and the model, continue (or start) the conversation, send the history with the
-//! chatbot's prompt and settings through the gateway ([`crate::services::chat::chat`]), and
-//! stream the reply back as [`ChatEvent`]s while a task of its own stores it.
+//! chatbot's prompt and settings through the chat pipeline ([`ChatService::run`], which meters
+//! it), and stream the reply back as [`ChatEvent`]s while a task of its own stores it.
 //!
 //! The task owns the upstream stream. When the reader goes away (stop button, closed tab) the
 //! channel closes, the task drops the upstream response (closing that connection, so the
@@ -11,11 +11,10 @@
 
 use crate::entities::chatbot;
 use crate::error::ServiceError;
-use crate::gateway::chat::{ChatReply, StreamEvent, Usage};
-use crate::services::chat::{self as chat_service, ChatCall, ChatError, Deps, Served};
+use crate::gateway::chat::{StreamEvent, Usage};
+use crate::services::chat::{ChatCall, ChatError, ChatFailure, ChatService, Reply, ReplyBody};
 use crate::services::conversations::{self as convs, Channel, Owner, ReplyRecord};
-use crate::services::usage::{Ending, UsageMeter};
-use crate::state::AppState;
+use crate::services::usage::UsageMeter;
 use futures_util::StreamExt;
 use keyward::chat::{
     ChatEvent, ChatRole, MAX_MESSAGE_CHARS, MessageStatus, model_id, split_model_id,
@@ -23,6 +22,7 @@ use keyward::chat::{
 use keyward::dto::ModelOption;
 use keyward::keys::ErrorClass;
 use keyward::resolve::{KeySource, ResolveError};
+use sea_orm::DatabaseConnection;
 use serde_json::{Map, Value, json};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -52,13 +52,10 @@ pub struct Turn {
 /// models, each labelled with the kind of key that would serve it. Models no key serves now are
 /// left out. Returns the options and the default's id.
 pub async fn chatbot_models(
-    state: &AppState,
+    chat: &ChatService,
     bot: &chatbot::Model,
 ) -> Result<(Vec<ModelOption>, Option<String>), ServiceError> {
-    let snap = state
-        .keys
-        .snapshot(&state.db, &state.vault, bot.workspace_id)
-        .await?;
+    let snap = chat.snapshot(bot.workspace_id).await?;
     let mut out: Vec<ModelOption> = Vec::new();
     let mut default = None;
     if let Ok(r) = snap.resolve(&bot.provider, Some(bot.id), bot.model.as_deref()) {
@@ -103,7 +100,7 @@ fn allowed_models(bot: &chatbot::Model) -> Vec<String> {
 
 /// The provider and model for this turn, or why the choice is refused.
 async fn choose_model(
-    state: &AppState,
+    chat: &ChatService,
     turn: &Turn,
 ) -> Result<(String, Option<String>), ServiceError> {
     match (&turn.chatbot, turn.model.as_deref().map(str::trim)) {
@@ -118,7 +115,7 @@ async fn choose_model(
             if turn.channel == Channel::Visitor
                 && let Some(bot) = bot
             {
-                let (options, _) = chatbot_models(state, bot).await?;
+                let (options, _) = chatbot_models(chat, bot).await?;
                 if !options
                     .iter()
                     .any(|o| o.provider == provider && o.model == model)
@@ -160,32 +157,6 @@ fn request(
     req.insert("temperature".into(), json!(temperature));
     req.insert("max_tokens".into(), json!(max_tokens));
     req
-}
-
-/// The text of one `chat.completion.chunk`.
-pub(crate) fn delta_text(chunk: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Chunk {
-        #[serde(default)]
-        choices: Vec<Choice>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Choice {
-        #[serde(default)]
-        delta: Option<Delta>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Delta {
-        #[serde(default)]
-        content: Option<String>,
-    }
-    let c: Chunk = serde_json::from_str(chunk).ok()?;
-    c.choices
-        .into_iter()
-        .next()?
-        .delta?
-        .content
-        .filter(|s| !s.is_empty())
 }
 
 /// What a member reads when a reply fails.
@@ -247,7 +218,11 @@ fn ms(since: Instant) -> u64 {
 
 /// Runs one turn; the reply arrives on the returned channel. Fails before anything is stored
 /// when the message, the model or the conversation is refused.
-pub async fn send(state: &AppState, turn: Turn) -> Result<mpsc::Receiver<ChatEvent>, ServiceError> {
+pub async fn send(
+    chat: &ChatService,
+    db: &DatabaseConnection,
+    turn: Turn,
+) -> Result<mpsc::Receiver<ChatEvent>, ServiceError> {
     let message = turn.message.trim().to_string();
     if message.is_empty() {
         return Err(ServiceError::Invalid("write a message first".into()));
@@ -257,9 +232,8 @@ pub async fn send(state: &AppState, turn: Turn) -> Result<mpsc::Receiver<ChatEve
             "a message may have at most {MAX_MESSAGE_CHARS} characters"
         )));
     }
-    let (provider, model) = choose_model(state, &turn).await?;
+    let (provider, model) = choose_model(chat, &turn).await?;
     let bot_id = turn.chatbot.as_ref().map(|b| b.id);
-    let db = &state.db;
     let conv = match turn.conversation {
         Some(id) => convs::get(db, turn.workspace, bot_id, &turn.owner, id).await?,
         None => {
@@ -309,7 +283,7 @@ pub async fn send(state: &AppState, turn: Turn) -> Result<mpsc::Receiver<ChatEve
         request: req,
         stream: true,
     };
-    let (outcome, served) = chat_service::chat_traced(&Deps::of(state), call).await;
+    let outcome = chat.run(call, meter).await;
     let (tx, rx) = mpsc::channel(EVENT_BUFFER);
     let members = turn.members;
     let start = |model: String, source: Option<KeySource>| ChatEvent::Start {
@@ -319,7 +293,7 @@ pub async fn send(state: &AppState, turn: Turn) -> Result<mpsc::Receiver<ChatEve
         source: source.filter(|_| members),
     };
     match outcome {
-        Err(e) => {
+        Err(ChatFailure { error: e, .. }) => {
             if let ChatError::Service(err) = &e {
                 tracing::error!(error = %err, "a chat turn failed on our side");
             }
@@ -329,21 +303,6 @@ pub async fn send(state: &AppState, turn: Turn) -> Result<mpsc::Receiver<ChatEve
                 class = class.as_deref().unwrap_or(""),
                 "chat turn failed before the reply started"
             );
-            let pricing = state.credits.pricing(db).await.ok();
-            state
-                .usage
-                .record(meter.finish(
-                    pricing.as_deref(),
-                    Ending {
-                        served: served.as_ref(),
-                        usage: None,
-                        output: "",
-                        first_token_ms: None,
-                        outcome: keyward::usage::Outcome::Error,
-                        error_class: class.clone(),
-                    },
-                ))
-                .await;
             let stored = convs::append(
                 db,
                 &conv,
@@ -370,14 +329,13 @@ pub async fn send(state: &AppState, turn: Turn) -> Result<mpsc::Receiver<ChatEve
                 ))
                 .await;
         }
-        Ok(outcome) => {
+        Ok(reply) => {
             let _ = tx
-                .send(start(outcome.model.clone(), Some(outcome.source)))
+                .send(start(reply.served.model.clone(), Some(reply.served.source)))
                 .await;
-            let state = state.clone();
-            tokio::spawn(async move {
-                let metered = (meter, served);
-                pump(state, conv, provider, outcome, metered, members, tx).await;
+            let db = db.clone();
+            chat.spawn(async move {
+                pump(db, conv, provider, reply, started, members, tx).await;
             });
         }
     }
@@ -386,22 +344,21 @@ pub async fn send(state: &AppState, turn: Turn) -> Result<mpsc::Receiver<ChatEve
 
 /// Forwards the reply to the reader and stores it when it ends (finished, failed or stopped).
 async fn pump(
-    state: AppState,
+    db: DatabaseConnection,
     conv: crate::entities::conversation::Model,
     provider: String,
-    outcome: chat_service::ChatOutcome,
-    (meter, served): (UsageMeter, Option<Served>),
+    reply: Reply,
+    started: Instant,
     members: bool,
     tx: mpsc::Sender<ChatEvent>,
 ) {
-    let started = meter.started;
     let mut text = String::new();
     let mut usage: Option<Usage> = None;
     let mut first_token = None;
     let mut failure = None;
     let mut status = MessageStatus::Ok;
-    match outcome.reply {
-        ChatReply::Complete { body, usage: u } => {
+    match reply.body {
+        ReplyBody::Complete { body, usage: u } => {
             usage = u;
             if let Some(t) = body
                 .pointer("/choices/0/message/content")
@@ -414,7 +371,9 @@ async fn pump(
                 }
             }
         }
-        ChatReply::Stream(mut stream) => loop {
+        // Dropping the metered stream (by leaving the loop) closes the upstream connection
+        // and records the usage: ok, error, or stopped when the reader went away first.
+        ReplyBody::Stream(mut stream) => loop {
             tokio::select! {
                 biased;
                 () = tx.closed() => {
@@ -423,7 +382,10 @@ async fn pump(
                 }
                 next = stream.next() => match next {
                     Some(Ok(StreamEvent::Chunk(chunk))) => {
-                        if let Some(piece) = delta_text(&chunk) {
+                        if chunk.usage.is_some() {
+                            usage = chunk.usage;
+                        }
+                        if let Some(piece) = chunk.text {
                             first_token.get_or_insert_with(|| ms(started));
                             keyward::chat::push_capped(&mut text, &piece);
                             if tx.send(ChatEvent::Delta { text: piece }).await.is_err() {
@@ -432,7 +394,6 @@ async fn pump(
                             }
                         }
                     }
-                    Some(Ok(StreamEvent::Usage(u))) => usage = Some(u),
                     Some(Ok(StreamEvent::Done)) | None => break,
                     Some(Err(e)) => {
                         status = MessageStatus::Error;
@@ -443,48 +404,28 @@ async fn pump(
             }
         },
     }
-    // Dropping the stream (here, by leaving the loop) closed the upstream connection.
     let latency = ms(started);
     tracing::info!(
         provider = %provider,
-        model = ?outcome.model,
-        source = outcome.source.as_str(),
+        model = ?reply.served.model,
+        source = reply.served.source.as_str(),
         status = status.as_str(),
         latency_ms = latency,
         "chat turn finished"
     );
-    let pricing = state.credits.pricing(&state.db).await.ok();
-    state
-        .usage
-        .record(meter.finish(
-            pricing.as_deref(),
-            Ending {
-                served: served.as_ref(),
-                usage,
-                output: &text,
-                first_token_ms: first_token,
-                outcome: match status {
-                    MessageStatus::Ok => keyward::usage::Outcome::Ok,
-                    MessageStatus::Stopped => keyward::usage::Outcome::Stopped,
-                    MessageStatus::Error => keyward::usage::Outcome::Error,
-                },
-                error_class: failure.as_ref().map(|e| e.class.as_str().to_string()),
-            },
-        ))
-        .await;
     let record = ReplyRecord {
         content: text,
         status: Some(status),
         provider: Some(provider.clone()),
-        model: Some(outcome.model.clone()),
-        source: Some(outcome.source),
+        model: Some(reply.served.model.clone()),
+        source: Some(reply.served.source),
         error_class: failure.as_ref().map(|e| e.class.as_str().to_string()),
         input_tokens: usage.map(|u| u.input_tokens),
         output_tokens: usage.map(|u| u.output_tokens),
         first_token_ms: first_token,
         latency_ms: Some(latency),
     };
-    let stored = match convs::append(&state.db, &conv, ChatRole::Assistant, record).await {
+    let stored = match convs::append(&db, &conv, ChatRole::Assistant, record).await {
         Ok(m) => Some(convs::view(&m, members)),
         Err(e) => {
             tracing::error!(error = %e, "could not store a chat reply");
@@ -506,23 +447,6 @@ async fn pump(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deltas_are_read_from_chunks() {
-        assert_eq!(
-            delta_text(r#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#).as_deref(),
-            Some("Hel")
-        );
-        assert_eq!(
-            delta_text(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
-            None
-        );
-        assert_eq!(
-            delta_text(r#"{"choices":[],"usage":{"prompt_tokens":1}}"#),
-            None
-        );
-        assert_eq!(delta_text("not json"), None);
-    }
 
     #[test]
     fn requests_carry_prompt_history_and_settings() {
@@ -566,32 +490,5 @@ mod tests {
                 "max_tokens": 50,
             })
         );
-    }
-}
-
-/// Per-visitor and per-address message limits of the public chat pages (in memory, per
-/// instance). Addresses are bucketed (IPv6 per /64); idle keys are pruned.
-#[derive(Clone)]
-pub struct VisitorLimits {
-    per_visitor: crate::throttle::Throttle<String>,
-    per_address: crate::throttle::Throttle<std::net::IpAddr>,
-}
-
-impl VisitorLimits {
-    /// `per_minute` messages for one visitor, 3× that for one client address.
-    pub fn new(per_minute: u32) -> Self {
-        use crate::throttle::Throttle;
-        Self {
-            per_visitor: Throttle::per_minute(per_minute),
-            per_address: Throttle::per_minute(per_minute.saturating_mul(3)),
-        }
-    }
-
-    /// `Err(seconds)` to wait when the visitor (or their address) is over the limit.
-    pub fn check(&self, visitor: &str, addr: Option<std::net::IpAddr>) -> Result<(), u32> {
-        if let Some(ip) = addr {
-            self.per_address.check(&crate::client::bucket(ip))?;
-        }
-        self.per_visitor.check(&visitor.to_string())
     }
 }

@@ -18,6 +18,7 @@ use sea_orm::{
     Set,
 };
 use std::net::IpAddr;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 /// How long a sign-up link works.
@@ -33,12 +34,14 @@ pub struct SignUps {
     mailer: Option<Mailer>,
     base_url: String,
     mails: Throttle<String>,
+    tasks: TaskTracker,
 }
 
 impl SignUps {
-    pub fn new(mailer: Option<Mailer>, public_url: Option<&str>) -> Self {
+    pub fn new(mailer: Option<Mailer>, public_url: Option<&str>, tasks: TaskTracker) -> Self {
         Self {
             mailer,
+            tasks,
             base_url: public_url.unwrap_or_default().trim_end_matches('/').into(),
             mails: Throttle::per_hour(MAILS_PER_ADDRESS_PER_HOUR),
         }
@@ -107,7 +110,7 @@ pub async fn request(
         .await?;
         confirm_link(&email, &sign_ups.base_url, &token)
     };
-    mailer.send_later(mail);
+    mailer.send_later(mail, &sign_ups.tasks);
     Ok(())
 }
 

@@ -815,7 +815,7 @@ fn nowhere_mail() -> sign_up::SignUps {
         ..Default::default()
     };
     let mailer = keyward_server::mail::Mailer::from_settings(&settings).unwrap();
-    sign_up::SignUps::new(mailer, Some("http://keyward.test"))
+    sign_up::SignUps::new(mailer, Some("http://keyward.test"), Default::default())
 }
 
 /// An enum-like column holding a value the code does not know is corrupt data: reading it is an

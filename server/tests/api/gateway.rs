@@ -54,16 +54,20 @@ async fn drain(reply: ChatReply) -> (String, Option<Usage>, bool, Option<Upstrea
         match item {
             Ok(StreamEvent::Chunk(c)) => {
                 chunks += 1;
-                let v: Value = serde_json::from_str(&c).unwrap();
-                assert_eq!(v["object"], "chat.completion.chunk", "{c}");
-                if let Some(t) = v
+                let v: Value = serde_json::from_str(&c.raw).unwrap();
+                assert_eq!(v["object"], "chat.completion.chunk", "{}", c.raw);
+                // The parsed text is the raw chunk's text.
+                let raw_text = v
                     .pointer("/choices/0/delta/content")
-                    .and_then(Value::as_str)
-                {
-                    text.push_str(t);
+                    .and_then(Value::as_str);
+                assert_eq!(c.text.as_deref(), raw_text.filter(|t| !t.is_empty()));
+                if let Some(t) = c.text {
+                    text.push_str(&t);
+                }
+                if c.usage.is_some() {
+                    usage = c.usage;
                 }
             }
-            Ok(StreamEvent::Usage(u)) => usage = Some(u),
             Ok(StreamEvent::Done) => done = true,
             Err(e) => err = Some(e),
         }
@@ -365,9 +369,10 @@ use keyward_server::invalidation::{Change, Topic};
 use keyward_server::services::accounts;
 use keyward_server::services::audit::By;
 use keyward_server::services::catalogue::{self, ProviderChange};
-use keyward_server::services::chat::{self, ChatCall, ChatError};
+use keyward_server::services::chat::{ChatCall, ChatError, ChatService, ReplyBody};
 use keyward_server::services::credits::CreditBook;
 use keyward_server::services::keys::{self, NewKey, Scope};
+use keyward_server::services::usage::{UsageMeter, UsageWriter};
 use keyward_server::services::{routing, workspaces};
 use uuid::Uuid;
 
@@ -375,7 +380,7 @@ struct Chat {
     t: crate::helpers::TestVault,
     gw: Gateway,
     cache: KeyCache,
-    credits: CreditBook,
+    chat: ChatService,
     mock: SocketAddr,
     by: By,
     ws: Uuid,
@@ -414,9 +419,21 @@ async fn chat_world(backend: Backend, config: MockConfig) -> Chat {
             .await
             .unwrap();
     }
+    let cache = KeyCache::new(t.changes.clone());
+    let credits = CreditBook::new(t.changes.clone());
+    let usage = UsageWriter::spawn(t.db.clone(), credits.clone(), Default::default());
+    let chat = ChatService::new(
+        t.db.clone(),
+        t.vault.clone(),
+        gw.clone(),
+        cache.clone(),
+        credits,
+        usage,
+        Default::default(),
+    );
     Chat {
-        cache: KeyCache::new(t.changes.clone()),
-        credits: CreditBook::new(t.changes.clone()),
+        cache,
+        chat,
         t,
         gw,
         mock,
@@ -459,15 +476,41 @@ async fn last_tail(mock: SocketAddr) -> String {
     v["last_key_tail"].as_str().unwrap().to_string()
 }
 
-async fn run(c: &Chat, call: ChatCall) -> Result<chat::ChatOutcome, ChatError> {
-    let deps = chat::Deps {
-        db: &c.t.db,
-        vault: &c.t.vault,
-        gateway: &c.gw,
-        cache: &c.cache,
-        credits: &c.credits,
+/// What a test reads of a served request.
+struct Out {
+    source: KeySource,
+    key_id: Uuid,
+    hint: String,
+    model: String,
+    fell_back: Option<keyward::keys::ErrorClass>,
+    reply: ChatReply,
+}
+
+/// Runs a call through the one chat pipeline, as the playground does (metered).
+async fn run(c: &Chat, call: ChatCall) -> Result<Out, ChatError> {
+    let meter = UsageMeter {
+        workspace: call.workspace,
+        chatbot: call.chatbot,
+        conversation: None,
+        api_token: None,
+        channel: keyward::usage::UsageChannel::Dashboard,
+        provider: call.provider.clone(),
+        model: call.model.clone(),
+        input_estimate: 0,
+        started: std::time::Instant::now(),
     };
-    chat::chat(&deps, call).await
+    let r = c.chat.run(call, meter).await.map_err(|f| f.error)?;
+    Ok(Out {
+        source: r.served.source,
+        key_id: r.served.key_id,
+        hint: r.served.hint,
+        model: r.served.model,
+        fell_back: r.fell_back,
+        reply: match r.body {
+            ReplyBody::Complete { body, usage } => ChatReply::Complete { body, usage },
+            ReplyBody::Stream(s) => ChatReply::Stream(Box::pin(s)),
+        },
+    })
 }
 
 async fn chain_cache_and_policies(backend: Backend) {
@@ -508,12 +551,12 @@ async fn chain_cache_and_policies(backend: Backend) {
     // chatbot > workspace > platform; the model defaults to the provider's.
     let out = run(&c, call(&c, "openai", Some(bot), false)).await.unwrap();
     assert_eq!(
-        (out.source, out.key.id, out.model.as_str()),
+        (out.source, out.key_id, out.model.as_str()),
         (KeySource::Chatbot, chatbot, "gpt-4o-mini")
     );
     assert_eq!(last_tail(c.mock).await, "cccc");
     let out = run(&c, call(&c, "openai", None, false)).await.unwrap();
-    assert_eq!((out.source, out.key.id), (KeySource::Workspace, workspace));
+    assert_eq!((out.source, out.key_id), (KeySource::Workspace, workspace));
     assert_eq!(last_tail(c.mock).await, "wwww");
 
     // Warm: repeated requests load nothing (no database read, no decryption).
@@ -568,7 +611,7 @@ async fn chain_cache_and_policies(backend: Backend) {
     .await
     .unwrap();
     let out = run(&c, call(&c, "openai", None, false)).await.unwrap();
-    assert_eq!((out.source, out.key.id), (KeySource::Platform, platform));
+    assert_eq!((out.source, out.key_id), (KeySource::Platform, platform));
     assert_eq!(c.cache.loads(), loads + 1);
     keys::set_enabled(
         &c.t.db,
@@ -735,7 +778,7 @@ async fn in_flight_requests_finish_on_the_old_key(backend: Backend) {
         json!([{"role": "user", "content": "tick ".repeat(40)}]),
     );
     let out = run(&c, long).await.unwrap();
-    assert_eq!(out.key.id, id);
+    assert_eq!(out.key_id, id);
     let ChatReply::Stream(mut s) = out.reply else {
         panic!()
     };
@@ -755,17 +798,8 @@ async fn in_flight_requests_finish_on_the_old_key(backend: Backend) {
     let mut done = false;
     while let Some(item) = s.next().await {
         match item.unwrap() {
-            StreamEvent::Chunk(ch) => {
-                let v: Value = serde_json::from_str(&ch).unwrap();
-                if let Some(t) = v
-                    .pointer("/choices/0/delta/content")
-                    .and_then(Value::as_str)
-                {
-                    text.push_str(t);
-                }
-            }
+            StreamEvent::Chunk(ch) => text.push_str(ch.text.as_deref().unwrap_or_default()),
             StreamEvent::Done => done = true,
-            StreamEvent::Usage(_) => {}
         }
     }
     assert!(done, "the old stream finished");
@@ -774,12 +808,9 @@ async fn in_flight_requests_finish_on_the_old_key(backend: Backend) {
         40,
         "the whole answer arrived: {text}"
     );
-    assert_eq!(
-        out.key.hint, "sk-…aaaa",
-        "the request still holds the old key"
-    );
+    assert_eq!(out.hint, "sk-…aaaa", "the request still holds the old key");
     let next = run(&c, call(&c, "openai", None, false)).await.unwrap();
-    assert_eq!(next.key.hint, "sk-…bbbb");
+    assert_eq!(next.hint, "sk-…bbbb");
     assert_eq!(last_tail(c.mock).await, "bbbb");
 }
 both_backends!(
@@ -1070,7 +1101,7 @@ both_backends!(
 #[test]
 fn streamed_text_is_escaped_correctly_on_the_fast_path() {
     use keyward_server::gateway::chat::AnthropicStreamTranslator;
-    let mut t = AnthropicStreamTranslator::new(5, false);
+    let mut t = AnthropicStreamTranslator::new(5);
     t.event(
         "message_start",
         r#"{"type":"message_start","message":{"id":"msg_\"1","model":"m","usage":{"input_tokens":2}}}"#,
@@ -1085,11 +1116,12 @@ fn streamed_text_is_escaped_correctly_on_the_fast_path() {
     let [StreamEvent::Chunk(c)] = out.as_slice() else {
         panic!("{out:?}")
     };
-    let v: Value = serde_json::from_str(c).unwrap();
+    let v: Value = serde_json::from_str(&c.raw).unwrap();
     assert_eq!(
         v["choices"][0]["delta"]["content"],
         "a \"quote\"\né </script>"
     );
+    assert_eq!(c.text.as_deref(), Some("a \"quote\"\né </script>"));
     assert_eq!(v["id"], "msg_\"1");
     assert_eq!(v["created"], 5);
     assert_eq!(v["choices"][0]["finish_reason"], Value::Null);
@@ -1273,7 +1305,7 @@ async fn error_objects_inside_a_successful_answer_are_classified() {
         assert!(
             forwarded
                 .iter()
-                .all(|c| !c.contains("10.1.2.3") && !c.contains("\"error\"")),
+                .all(|c| !c.raw.contains("10.1.2.3") && !c.raw.contains("\"error\"")),
             "{wire:?}: the provider's error object is never forwarded: {forwarded:?}"
         );
     }

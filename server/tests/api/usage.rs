@@ -15,7 +15,7 @@ use keyward_app::api::{GetUsage, TopUpCredits};
 use keyward_server::entities::{credential, message, usage_record};
 use keyward_server::mock_provider::MockConfig;
 use keyward_server::services::audit::By;
-use keyward_server::services::chat::{ChatCall, complete_metered};
+use keyward_server::services::chat::{ChatCall, ChatError, ReplyBody};
 use keyward_server::services::credits;
 use keyward_server::services::keys::{self, NewKey, Scope};
 use keyward_server::services::routing;
@@ -316,6 +316,19 @@ async fn streamed_accounting(backend: Backend) {
     assert_eq!(balance(&c).await, BUSINESS_ALLOWANCE - charged);
 }
 both_backends!(streamed_accounting, super::streamed_accounting);
+
+/// A whole (non-streaming) answer through the chat pipeline, metered: its body and key source.
+async fn complete_metered(
+    state: &keyward_server::state::AppState,
+    call: ChatCall,
+    meter: UsageMeter,
+) -> Result<(Value, KeySource), ChatError> {
+    let r = state.chat.run(call, meter).await.map_err(|f| f.error)?;
+    match r.body {
+        ReplyBody::Complete { body, .. } => Ok((body, r.served.source)),
+        ReplyBody::Stream(_) => panic!("a whole answer was asked for"),
+    }
+}
 
 fn call(c: &Chat, content: &str) -> (ChatCall, UsageMeter) {
     let mut request = Map::new();
@@ -902,4 +915,61 @@ async fn hostile_values_in_exports_and_reports(backend: Backend) {
 both_backends!(
     hostile_values_in_exports_and_reports,
     super::hostile_values_in_exports_and_reports
+);
+
+/// A stream that ends while the server shuts down keeps its usage record: shutdown waits for the
+/// work requests leave behind (here, the record of a stream that just ended) before the usage
+/// writer drains.
+async fn a_stream_ending_during_shutdown_keeps_its_record(backend: Backend) {
+    use futures_util::StreamExt;
+    let mock = MockConfig {
+        tokens_per_sec: 25,
+        ..Default::default()
+    };
+    let mut c = chat_world(backend, mock, |_| {}).await;
+    let (_, token) = crate::public_api::token(&c, &[keyward::tokens::TokenScope::Chat]).await;
+    let res =
+        c.w.app
+            .client
+            .post(c.w.app.url("/v1/chat/completions"))
+            .bearer_auth(&token)
+            .json(&json!({"model": "openai/mock-small", "stream": true,
+                      "messages": [{"role": "user", "content": "one two three four five six"}]}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "), "the answer is streaming");
+    // Shutdown starts mid-answer; the answer still finishes (graceful drain) and is read out.
+    let reader = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        while let Some(Ok(b)) = body.next().await {
+            rest.extend_from_slice(&b);
+        }
+        String::from_utf8_lossy(&rest).into_owned()
+    });
+    c.w.app.shutdown().await;
+    let rest = reader.await.unwrap();
+    assert!(
+        rest.ends_with("data: [DONE]\n\n"),
+        "the stream finished: {rest}"
+    );
+    let recs = records(&c).await;
+    assert_eq!(recs.len(), 1, "the record of the stream was written");
+    assert_eq!(recs[0].outcome, Outcome::Ok.as_str());
+    assert_eq!(recs[0].output_tokens, 8, "You said: + six words");
+    let dropped =
+        c.w.app
+            .state
+            .usage
+            .stats()
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(dropped, 0);
+}
+both_backends!(
+    a_stream_ending_during_shutdown_keeps_its_record,
+    super::a_stream_ending_during_shutdown_keeps_its_record
 );
