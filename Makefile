@@ -76,12 +76,13 @@ lint:
 	cargo clippy -p keyward-app --features ssr --all-targets -- -D warnings
 	cargo clippy -p keyward-app --features hydrate --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy -p keyward-frontend --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p keyward-backend --all-targets -- -D warnings
 	cargo clippy -p keyward-server --all-targets -- -D warnings
 
 ## Unit and integration tests; every database test runs on SQLite and on PostgreSQL.
 unit:
 	@mkdir -p $(LOGS)
-	cargo test -p keyward -p keyward-migration -p keyward-app -p keyward-server --features keyward-app/ssr 2>&1 | tee $(LOGS)/cargo.log
+	cargo test -p keyward -p keyward-migration -p keyward-app -p keyward-backend -p keyward-server --features keyward-app/ssr 2>&1 | tee $(LOGS)/cargo.log
 
 ## End-to-end: Playwright (playwright-core) driving Debian's Chromium against the release server.
 e2e: build

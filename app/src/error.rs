@@ -56,6 +56,33 @@ impl FromServerFnError for AppError {
     }
 }
 
+/// A service failure as the browser may see it: database and internal details are logged here
+/// and replaced by an opaque variant.
+#[cfg(feature = "ssr")]
+impl From<keyward_backend::error::ServiceError> for AppError {
+    fn from(e: keyward_backend::error::ServiceError) -> Self {
+        use keyward_backend::error::ServiceError;
+        match e {
+            ServiceError::Invalid(m) => AppError::Invalid(m),
+            ServiceError::NotFound => AppError::NotFound,
+            ServiceError::Conflict(m) => AppError::Conflict(m),
+            ServiceError::Unauthorized => AppError::Unauthorized,
+            ServiceError::Forbidden => AppError::Forbidden,
+            ServiceError::RateLimited(secs) => AppError::RateLimited {
+                retry_after_secs: secs,
+            },
+            ServiceError::Database(err) => {
+                tracing::error!(error = %err, "database error in a server function");
+                AppError::Unavailable
+            }
+            ServiceError::Internal(detail) => {
+                tracing::error!(%detail, "internal error in a server function");
+                AppError::Internal
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +100,22 @@ mod tests {
             assert!(!mapped.to_string().contains(secret));
             assert!(!format!("{mapped:?}").contains(secret));
         }
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn database_details_never_reach_the_browser() {
+        use keyward_backend::error::ServiceError;
+        let detail = "connection to 10.0.0.7 refused for user kw password hunter2";
+        let e = sea_orm_err(detail);
+        let app: AppError = ServiceError::Database(e).into();
+        assert_eq!(app, AppError::Unavailable);
+        assert!(!format!("{app:?} {app}").contains("hunter2"));
+    }
+
+    #[cfg(feature = "ssr")]
+    fn sea_orm_err(detail: &str) -> keyward_backend::sea_orm::DbErr {
+        keyward_backend::sea_orm::DbErr::Custom(detail.into())
     }
 
     #[test]

@@ -1,15 +1,15 @@
 //! Errors, one type per surface.
 //!
 //! * [`ServiceError`]: what the service layer returns. It may carry internal detail.
-//! * [`keyward_app::error::AppError`]: what server functions return to the browser; built from a
-//!   `ServiceError` by logging the detail and keeping only a user message.
+//! * `keyward_app::error::AppError`: what server functions return to the browser; built from a
+//!   `ServiceError` (in the app, under `ssr`) by logging the detail and keeping only a user
+//!   message.
 //! * [`ApiError`]: what REST handlers return; an `IntoResponse` with a JSON body whose status is
 //!   documented per variant. 5xx details are logged, the client gets an opaque message.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use keyward_app::error::AppError;
 use sea_orm::DbErr;
 use serde::Serialize;
 
@@ -33,29 +33,6 @@ pub enum ServiceError {
     /// A failure whose detail is for the log only (randomness, a worker thread).
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-impl From<ServiceError> for AppError {
-    fn from(e: ServiceError) -> Self {
-        match e {
-            ServiceError::Invalid(m) => AppError::Invalid(m),
-            ServiceError::NotFound => AppError::NotFound,
-            ServiceError::Conflict(m) => AppError::Conflict(m),
-            ServiceError::Unauthorized => AppError::Unauthorized,
-            ServiceError::Forbidden => AppError::Forbidden,
-            ServiceError::RateLimited(secs) => AppError::RateLimited {
-                retry_after_secs: secs,
-            },
-            ServiceError::Database(err) => {
-                tracing::error!(error = %err, "database error in a server function");
-                AppError::Unavailable
-            }
-            ServiceError::Internal(detail) => {
-                tracing::error!(%detail, "internal error in a server function");
-                AppError::Internal
-            }
-        }
-    }
 }
 
 /// The REST surface's error. Every variant documents its status code.
@@ -162,9 +139,6 @@ mod tests {
     #[tokio::test]
     async fn database_details_never_reach_the_client() {
         let detail = "connection to 10.0.0.7 refused for user kw password hunter2";
-        let app: AppError = ServiceError::Database(DbErr::Custom(detail.into())).into();
-        assert_eq!(app, AppError::Unavailable);
-
         let api: ApiError = ServiceError::Database(DbErr::Custom(detail.into())).into();
         let res = api.into_response();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -1,5 +1,5 @@
 //! Known-answer tests through the project's own AEAD wrapper: RFC 8452 Appendix C.2 and the
-//! Wycheproof AES-GCM-SIV vectors (`server/testdata/wycheproof`, copied from Project
+//! Wycheproof AES-GCM-SIV vectors (`server/backend/testdata/wycheproof`, copied from Project
 //! Wycheproof, Apache-2.0, so that a fresh clone tests them).
 
 use super::crypto::{NONCE_LEN, open_with_key, seal_with_key};
@@ -66,7 +66,7 @@ fn wycheproof_aes_gcm_siv_all_202_cases() {
         "/testdata/wycheproof/aes_gcm_siv_test.json"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!("Wycheproof vectors not found at {path} ({e}); they ship in server/testdata")
+        panic!("Wycheproof vectors not found at {path} ({e}); they ship in server/backend/testdata")
     });
     let file: File = serde_json::from_str(&text).expect("Wycheproof JSON");
     let (mut valid, mut invalid, mut by_size) = (0, 0, [0u32; 2]);
