@@ -1,6 +1,6 @@
-//! Server-function declarations. Each body is a thin adapter: reach the backend, call one
-//! method (which authenticates, authorizes through the one guard, and runs the service), return
-//! its typed result. Server-only code stays inside the bodies.
+//! Server-function declarations. Each body is a thin adapter over the service layer: identify
+//! the caller ([`crate::ssr::Cx`]), authorize through the one guard, call one service, and let
+//! `?` turn its error into an [`AppError`]. Server-only code is compiled under `ssr` only.
 
 use crate::error::AppError;
 use keyward::chat::{ChatPage, PlaygroundPage};
@@ -15,18 +15,34 @@ use keyward::system::SystemStatus;
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
-use crate::backend::backend;
+use crate::ssr::{By, Cx, id, optional_id};
+#[cfg(feature = "ssr")]
+use keyward::policy::Action;
+#[cfg(feature = "ssr")]
+use keyward_backend::services::{
+    self as svc, accounts, api_tokens, audit, catalogue, chatbots, credits, keys, keys::NewKey,
+    playground, routing, sign_up, workspaces,
+};
+#[cfg(feature = "ssr")]
+use secrecy::SecretString;
+#[cfg(feature = "ssr")]
+use zeroize::Zeroizing;
 
 /// The instance status shown on the dashboard; a real database round trip.
 #[server(client = CsrfClient)]
 pub async fn get_system_status() -> Result<SystemStatus, AppError> {
-    backend()?.system_status().await
+    let cx = Cx::get().await?;
+    // Any signed-in user; it writes (the check counter), so never anonymous.
+    cx.require().await?;
+    Ok(svc::system::status(&cx.state.db).await?)
 }
 
 /// Who is looking: whether the instance needs setting up, and the signed-in user if any.
 #[server(client = CsrfClient)]
 pub async fn get_session_state() -> Result<SessionState, AppError> {
-    backend()?.session_state().await
+    let cx = Cx::get().await?;
+    let open = cx.state.sign_ups.enabled();
+    Ok(svc::session::state(&cx.state.db, open, cx.user().await?).await?)
 }
 
 /// First run: creates the platform admin, their first workspace, and signs them in.
@@ -38,55 +54,85 @@ pub async fn setup_instance(
     password: String,
     workspace_name: String,
 ) -> Result<(), AppError> {
-    backend()?
-        .setup_instance(token, email, display_name, password, workspace_name)
-        .await
+    let cx = Cx::get().await?;
+    let password = Zeroizing::new(password);
+    let form = accounts::SetupForm {
+        email: &email,
+        display_name: &display_name,
+        password: &password,
+        workspace_name: &workspace_name,
+    };
+    let (db, guard) = (&cx.state.db, &cx.state.sign_in_throttle);
+    accounts::setup_with_token(db, guard, cx.caller.ip(), &token, form).await?;
+    cx.sign_in(&email, &password).await
 }
 
 #[server(client = CsrfClient)]
 pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
-    backend()?.sign_in(email, password).await
+    let password = Zeroizing::new(password);
+    Cx::get().await?.sign_in(&email, &password).await
 }
 
 #[server(client = CsrfClient)]
 pub async fn sign_out() -> Result<(), AppError> {
-    backend()?.sign_out().await
+    let cx = Cx::get().await?;
+    if let Some(token) = cx.caller.session_token() {
+        accounts::sign_out(&cx.state.db, token).await?;
+    }
+    cx.clear_session();
+    Ok(())
 }
 
 /// Ends every session of the signed-in user, this one included.
 #[server(client = CsrfClient)]
 pub async fn sign_out_everywhere() -> Result<(), AppError> {
-    backend()?.sign_out_everywhere().await
+    let cx = Cx::get().await?;
+    let who = cx.require().await?;
+    accounts::sign_out_everywhere(&cx.state.db, who.user_id, None).await?;
+    cx.clear_session();
+    Ok(())
 }
 
 #[server(client = CsrfClient)]
 pub async fn change_password(current: String, new_password: String) -> Result<(), AppError> {
-    backend()?.change_password(current, new_password).await
+    let cx = Cx::get().await?;
+    let (current, new) = (Zeroizing::new(current), Zeroizing::new(new_password));
+    let guard = &cx.state.sign_in_throttle;
+    Ok(accounts::change_password(&cx.state.db, guard, cx.require().await?, &current, &new).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn list_sessions() -> Result<Vec<SessionView>, AppError> {
-    backend()?.list_sessions().await
+    let cx = Cx::get().await?;
+    Ok(svc::session::sessions(&cx.state.db, cx.require().await?).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn switch_workspace(workspace_id: String) -> Result<(), AppError> {
-    backend()?.switch_workspace(workspace_id).await
+    let cx = Cx::get().await?;
+    Ok(accounts::switch_workspace(&cx.state.db, cx.require().await?, id(&workspace_id)?).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn create_workspace(name: String) -> Result<(), AppError> {
-    backend()?.create_workspace(name).await
+    let cx = Cx::get().await?;
+    let (db, who) = (&cx.state.db, cx.require().await?);
+    let ws = workspaces::create(db, who, &name).await?;
+    Ok(accounts::switch_workspace(db, who, ws.id).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn rename_workspace(workspace_id: String, name: String) -> Result<(), AppError> {
-    backend()?.rename_workspace(workspace_id, name).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageMembers).await?;
+    Ok(workspaces::rename(&cx.state.db, ok.workspace.id, &name).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn get_members(workspace_id: String) -> Result<MembersPage, AppError> {
-    backend()?.members(workspace_id).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ViewMembers).await?;
+    Ok(workspaces::members_page(&cx.state.db, &ok).await?)
 }
 
 /// Returns the invitation link's path (`/invite/TOKEN`), shown once to the owner.
@@ -96,7 +142,11 @@ pub async fn invite_member(
     email: String,
     role: Role,
 ) -> Result<String, AppError> {
-    backend()?.invite(workspace_id, email, role).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageMembers).await?;
+    let by = By::user(&ok.user);
+    let (_, token) = workspaces::invite(&cx.state.db, &by, ok.workspace.id, &email, role).await?;
+    Ok(format!("/invite/{}", token.as_str()))
 }
 
 #[server(client = CsrfClient)]
@@ -104,9 +154,10 @@ pub async fn revoke_invitation(
     workspace_id: String,
     invitation_id: String,
 ) -> Result<(), AppError> {
-    backend()?
-        .revoke_invitation(workspace_id, invitation_id)
-        .await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageMembers).await?;
+    let (by, invitation) = (By::user(&ok.user), id(&invitation_id)?);
+    Ok(workspaces::revoke_invitation(&cx.state.db, &by, ok.workspace.id, invitation).await?)
 }
 
 #[server(client = CsrfClient)]
@@ -115,28 +166,42 @@ pub async fn change_member_role(
     user_id: String,
     role: Role,
 ) -> Result<(), AppError> {
-    backend()?.change_role(workspace_id, user_id, role).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageMembers).await?;
+    let (by, user) = (By::user(&ok.user), id(&user_id)?);
+    Ok(workspaces::change_role(&cx.state.db, &by, ok.workspace.id, user, role).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn remove_member(workspace_id: String, user_id: String) -> Result<(), AppError> {
-    backend()?.remove_member(workspace_id, user_id).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageMembers).await?;
+    let (by, user) = (By::user(&ok.user), id(&user_id)?);
+    Ok(workspaces::remove_member(&cx.state.db, &by, ok.workspace.id, user).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn transfer_ownership(workspace_id: String, user_id: String) -> Result<(), AppError> {
-    backend()?.transfer_ownership(workspace_id, user_id).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageMembers).await?;
+    let (by, to) = (By::user(&ok.user), id(&user_id)?);
+    let (ws, from) = (ok.workspace.id, ok.user.user_id);
+    Ok(workspaces::transfer_ownership(&cx.state.db, &by, ws, from, to).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn get_invitation(token: String) -> Result<InvitationPreview, AppError> {
-    backend()?.invitation_preview(token).await
+    let cx = Cx::get().await?;
+    Ok(workspaces::invitation_preview(&cx.state.db, &token).await?)
 }
 
 /// Accepts an invitation as the signed-in user.
 #[server(client = CsrfClient)]
 pub async fn accept_invitation(token: String) -> Result<(), AppError> {
-    backend()?.accept_invitation(token).await
+    let cx = Cx::get().await?;
+    let (db, who) = (&cx.state.db, cx.require().await?);
+    let ws = workspaces::accept_invitation(db, &token, who).await?;
+    Ok(accounts::switch_workspace(db, who, ws).await?)
 }
 
 /// Creates an account through an invitation and signs it in.
@@ -146,15 +211,20 @@ pub async fn sign_up_with_invitation(
     display_name: String,
     password: String,
 ) -> Result<(), AppError> {
-    backend()?
-        .sign_up_with_invitation(token, display_name, password)
-        .await
+    let cx = Cx::get().await?;
+    let password = Zeroizing::new(password);
+    let (db, guard, ip) = (&cx.state.db, &cx.state.sign_in_throttle, cx.caller.ip());
+    let user = workspaces::sign_up_with_invitation(db, guard, ip, &token, &display_name, &password)
+        .await?;
+    cx.sign_in(&user.email, &password).await
 }
 
 /// Every workspace on the instance (platform admins).
 #[server(client = CsrfClient)]
 pub async fn list_all_workspaces() -> Result<Vec<AdminWorkspaceRow>, AppError> {
-    backend()?.all_workspaces().await
+    let cx = Cx::get().await?;
+    cx.platform_admin().await?;
+    Ok(workspaces::admin_rows(&cx.state.db).await?)
 }
 
 /// Open sign-up, when the operator enabled it: mails a link that creates the account (or, for
@@ -166,27 +236,53 @@ pub async fn sign_up(
     password: String,
     workspace_name: String,
 ) -> Result<(), AppError> {
-    backend()?
-        .sign_up(email, display_name, password, workspace_name)
-        .await
+    let cx = Cx::get().await?;
+    let password = Zeroizing::new(password);
+    let form = sign_up::SignUpForm {
+        email: &email,
+        display_name: &display_name,
+        password: &password,
+        workspace_name: &workspace_name,
+    };
+    let s = &cx.state;
+    Ok(sign_up::request(
+        &s.db,
+        &s.sign_in_throttle,
+        &s.sign_ups,
+        cx.caller.ip(),
+        form,
+    )
+    .await?)
 }
 
 /// The account a sign-up link would create.
 #[server(client = CsrfClient)]
 pub async fn get_sign_up(token: String) -> Result<SignUpPreview, AppError> {
-    backend()?.sign_up_preview(token).await
+    let cx = Cx::get().await?;
+    let (email, workspace_name) = sign_up::preview(&cx.state.db, &token).await?;
+    Ok(SignUpPreview {
+        email,
+        workspace_name,
+    })
 }
 
 /// Opens a sign-up link: creates the account and its workspace, and signs it in.
 #[server(client = CsrfClient)]
 pub async fn confirm_sign_up(token: String) -> Result<(), AppError> {
-    backend()?.confirm_sign_up(token).await
+    let cx = Cx::get().await?;
+    let ua = cx.caller.user_agent.as_deref();
+    let session = sign_up::confirm(&cx.state.db, &token, ua).await?;
+    cx.start_session(&session.token);
+    Ok(())
 }
 
 /// Platform admins set a workspace's plan.
 #[server(client = CsrfClient)]
 pub async fn set_workspace_plan(workspace_id: String, plan: Plan) -> Result<(), AppError> {
-    backend()?.set_plan(workspace_id, plan).await
+    let cx = Cx::get().await?;
+    let by = cx.platform_admin().await?;
+    let (s, ws) = (&cx.state, id(&workspace_id)?);
+    Ok(workspaces::set_plan(&s.db, &s.changes, &by, ws, plan).await?)
 }
 
 // Keys. An empty `workspace_id` means the platform's keys (platform admins only).
@@ -198,7 +294,11 @@ pub async fn get_keys(
     workspace_id: String,
     #[server(default)] chatbot_id: String,
 ) -> Result<KeysPage, AppError> {
-    backend()?.keys_page(workspace_id, chatbot_id).await
+    let cx = Cx::get().await?;
+    let (_, scope, ok) = cx
+        .key_scope(&workspace_id, &chatbot_id, Action::ViewKeys)
+        .await?;
+    Ok(keys::page_for(&cx.state.db, scope, ok.as_ref()).await?)
 }
 
 /// Tests a key before it is saved: format check, then a live call to the provider.
@@ -210,9 +310,14 @@ pub async fn test_new_key(
     key: KeyInput,
     base_url: String,
 ) -> Result<KeyTestResult, AppError> {
-    backend()?
-        .test_new_key(workspace_id, chatbot_id, provider, key, base_url)
-        .await
+    let cx = Cx::get().await?;
+    let key = SecretString::from(key.into_inner());
+    let (_, scope, _) = cx
+        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+        .await?;
+    let s = &cx.state;
+    s.key_test(scope.workspace_id())?;
+    Ok(keys::test_unsaved(&s.db, &s.gateway, &provider, &key, &base_url).await?)
 }
 
 #[server(client = CsrfClient)]
@@ -224,16 +329,19 @@ pub async fn add_key(
     default_model: String,
     base_url: String,
 ) -> Result<KeyView, AppError> {
-    backend()?
-        .add_key(
-            workspace_id,
-            chatbot_id,
-            provider,
-            key,
-            default_model,
-            base_url,
-        )
-        .await
+    let cx = Cx::get().await?;
+    let key = SecretString::from(key.into_inner());
+    let (by, scope, _) = cx
+        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+        .await?;
+    cx.state.key_test(scope.workspace_id())?;
+    let new = NewKey {
+        provider,
+        key,
+        default_model,
+        base_url,
+    };
+    Ok(keys::add(cx.state.key_deps(), &by, scope, new).await?)
 }
 
 #[server(client = CsrfClient)]
@@ -242,9 +350,12 @@ pub async fn test_saved_key(
     #[server(default)] chatbot_id: String,
     key_id: String,
 ) -> Result<KeyTestResult, AppError> {
-    backend()?
-        .test_saved_key(workspace_id, chatbot_id, key_id)
-        .await
+    let cx = Cx::get().await?;
+    let (by, scope, _) = cx
+        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+        .await?;
+    cx.state.key_test(scope.workspace_id())?;
+    Ok(keys::test_saved(cx.state.key_deps(), &by, scope, id(&key_id)?).await?)
 }
 
 /// Replaces a key after the new one passed a live test; otherwise nothing changes.
@@ -258,17 +369,20 @@ pub async fn replace_key(
     default_model: String,
     base_url: String,
 ) -> Result<KeyTestResult, AppError> {
-    backend()?
-        .replace_key(
-            workspace_id,
-            chatbot_id,
-            key_id,
-            provider,
-            key,
-            default_model,
-            base_url,
-        )
-        .await
+    let cx = Cx::get().await?;
+    let key = SecretString::from(key.into_inner());
+    let (by, scope, _) = cx
+        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+        .await?;
+    cx.state.key_test(scope.workspace_id())?;
+    let new = NewKey {
+        provider,
+        key,
+        default_model,
+        base_url,
+    };
+    let key_id = id(&key_id)?;
+    Ok(keys::replace(cx.state.key_deps(), &by, scope, key_id, new).await?)
 }
 
 #[server(client = CsrfClient)]
@@ -278,9 +392,12 @@ pub async fn set_key_enabled(
     key_id: String,
     enabled: bool,
 ) -> Result<(), AppError> {
-    backend()?
-        .set_key_enabled(workspace_id, chatbot_id, key_id, enabled)
-        .await
+    let cx = Cx::get().await?;
+    let (by, scope, _) = cx
+        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+        .await?;
+    let (s, key) = (&cx.state, id(&key_id)?);
+    Ok(keys::set_enabled(&s.db, &s.changes, &by, scope, key, enabled).await?)
 }
 
 #[server(client = CsrfClient)]
@@ -290,9 +407,12 @@ pub async fn set_key_model(
     key_id: String,
     model: String,
 ) -> Result<(), AppError> {
-    backend()?
-        .set_key_model(workspace_id, chatbot_id, key_id, model)
-        .await
+    let cx = Cx::get().await?;
+    let (by, scope, _) = cx
+        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+        .await?;
+    let (s, key) = (&cx.state, id(&key_id)?);
+    Ok(keys::set_default_model(&s.db, &s.changes, &by, scope, key, &model).await?)
 }
 
 #[server(client = CsrfClient)]
@@ -301,9 +421,12 @@ pub async fn delete_key(
     #[server(default)] chatbot_id: String,
     key_id: String,
 ) -> Result<(), AppError> {
-    backend()?
-        .delete_key(workspace_id, chatbot_id, key_id)
-        .await
+    let cx = Cx::get().await?;
+    let (by, scope, _) = cx
+        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
+        .await?;
+    let (s, key) = (&cx.state, id(&key_id)?);
+    Ok(keys::delete(&s.db, &s.changes, &by, scope, key).await?)
 }
 
 #[server(client = CsrfClient)]
@@ -311,12 +434,17 @@ pub async fn set_failure_policy(
     workspace_id: String,
     policy: FailurePolicy,
 ) -> Result<(), AppError> {
-    backend()?.set_failure_policy(workspace_id, policy).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageKeys).await?;
+    let (s, by) = (&cx.state, By::user(&ok.user));
+    Ok(routing::set_failure_policy(&s.db, &s.changes, &by, ok.workspace.id, policy).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn get_platform_providers() -> Result<PlatformProviders, AppError> {
-    backend()?.platform_providers().await
+    let cx = Cx::get().await?;
+    cx.platform_admin().await?;
+    Ok(catalogue::platform_providers(&cx.state.db).await?)
 }
 
 /// The platform admin's provider settings: base URL and default model overrides (empty for the
@@ -328,9 +456,15 @@ pub async fn update_provider(
     default_model: String,
     byok_enabled: bool,
 ) -> Result<(), AppError> {
-    backend()?
-        .update_provider(provider, base_url, default_model, byok_enabled)
-        .await
+    let cx = Cx::get().await?;
+    let by = cx.platform_admin().await?;
+    let change = catalogue::ProviderChange {
+        base_url,
+        default_model,
+        byok_enabled,
+    };
+    let s = &cx.state;
+    Ok(catalogue::update_provider(&s.db, &s.changes, &s.gateway, &by, &provider, change).await?)
 }
 
 /// The plans allowed to bring their own keys, comma-separated (`pro,business`).
@@ -343,7 +477,9 @@ pub async fn set_byok_plans(plans: String) -> Result<(), AppError> {
                 .map_err(|e| AppError::Invalid(e.to_string()))?,
         );
     }
-    backend()?.set_byok_plans(parsed).await
+    let cx = Cx::get().await?;
+    let by = cx.platform_admin().await?;
+    Ok(catalogue::set_byok_plans(&cx.state.db, &cx.state.changes, &by, &parsed).await?)
 }
 
 /// The audit log of a workspace (or, with an empty id, the instance-wide log), filtered.
@@ -364,13 +500,17 @@ pub async fn get_audit_log(
         from: some(from),
         to: some(to),
     };
-    backend()?.audit_log(workspace_id, filter).await
+    let cx = Cx::get().await?;
+    let (_, scope, _) = cx.key_scope(&workspace_id, "", Action::ViewAudit).await?;
+    Ok(audit::list(&cx.state.db, scope.workspace_id(), &filter).await?)
 }
 
 /// The chatbots of a workspace (owners and admins manage them; everyone else reads).
 #[server(client = CsrfClient)]
 pub async fn get_chatbots(workspace_id: String) -> Result<ChatbotsPage, AppError> {
-    backend()?.chatbots(workspace_id).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ViewKeys).await?;
+    Ok(chatbots::page(&cx.state.db, &ok).await?)
 }
 
 #[server(client = CsrfClient)]
@@ -383,22 +523,30 @@ pub async fn create_chatbot(
     #[server(default)] greeting: String,
     #[server(default)] public: bool,
 ) -> Result<ChatbotView, AppError> {
-    backend()?
-        .create_chatbot(
-            workspace_id,
-            name,
-            provider,
-            model,
-            system_prompt,
-            greeting,
-            public,
-        )
-        .await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageChatbots).await?;
+    let new = chatbots::NewChatbot {
+        name,
+        provider,
+        model,
+        system_prompt,
+        greeting,
+        public,
+    };
+    let by = By::user(&ok.user);
+    let bot = chatbots::create(&cx.state.db, &by, ok.workspace.id, new).await?;
+    Ok(chatbots::view(&bot))
 }
 
 #[server(client = CsrfClient)]
 pub async fn delete_chatbot(workspace_id: String, chatbot_id: String) -> Result<(), AppError> {
-    backend()?.delete_chatbot(workspace_id, chatbot_id).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageChatbots).await?;
+    let (by, bot) = (By::user(&ok.user), id(&chatbot_id)?);
+    // Deleting a chatbot that holds keys of its own takes the right to manage keys.
+    let keys = keyward::policy::can(ok.actor, Action::ManageKeys);
+    let s = &cx.state;
+    Ok(chatbots::delete(&s.db, &s.changes, &by, ok.workspace.id, bot, keys).await?)
 }
 
 /// Changes a chatbot's settings (owners and admins).
@@ -408,9 +556,11 @@ pub async fn update_chatbot(
     chatbot_id: String,
     update: keyward::dto::ChatbotUpdate,
 ) -> Result<ChatbotView, AppError> {
-    backend()?
-        .update_chatbot(workspace_id, chatbot_id, update)
-        .await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageChatbots).await?;
+    let (by, bot) = (By::user(&ok.user), id(&chatbot_id)?);
+    let row = chatbots::update(&cx.state.db, &by, ok.workspace.id, bot, update).await?;
+    Ok(chatbots::view(&row))
 }
 
 /// The public chat page's data: the chatbot, its models, the visitor's conversation.
@@ -419,7 +569,11 @@ pub async fn get_chat_page(
     workspace_slug: String,
     chatbot_slug: String,
 ) -> Result<ChatPage, AppError> {
-    backend()?.chat_page(workspace_slug, chatbot_slug).await
+    let cx = Cx::get().await?;
+    let (who, visitor) = (cx.user().await?, cx.caller.visitor.as_deref());
+    let slugs = (workspace_slug.as_str(), chatbot_slug.as_str());
+    let s = &cx.state;
+    Ok(playground::chat_page(&s.chat, &s.db, slugs, who, visitor).await?)
 }
 
 /// The dashboard playground's data for a chatbot (empty: the workspace's own keys).
@@ -428,7 +582,10 @@ pub async fn get_playground(
     workspace_id: String,
     #[server(default)] chatbot_id: String,
 ) -> Result<PlaygroundPage, AppError> {
-    backend()?.playground(workspace_id, chatbot_id).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::Chat).await?;
+    let (s, bot) = (&cx.state, optional_id(&chatbot_id)?);
+    Ok(playground::page(&s.chat, &s.models, &s.db, &ok, bot).await?)
 }
 
 /// The client every server function uses: the browser's `fetch` plus the CSRF proof header.
@@ -488,36 +645,61 @@ pub async fn get_usage(
     #[server(default)] from: String,
     #[server(default)] to: String,
 ) -> Result<keyward::usage::UsageReport, AppError> {
-    backend()?.usage(workspace_id, from, to).await
+    let cx = Cx::get().await?;
+    let s = &cx.state;
+    if workspace_id.is_empty() {
+        cx.platform_admin().await?;
+        return Ok(svc::usage::report(&s.db, &s.credits, None, &from, &to).await?);
+    }
+    let ok = cx.guard(&workspace_id, Action::ViewUsage).await?;
+    Ok(svc::usage::report(&s.db, &s.credits, Some(&ok.workspace), &from, &to).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn get_credit_settings() -> Result<keyward::usage::CreditSettings, AppError> {
-    backend()?.credit_settings().await
+    let cx = Cx::get().await?;
+    cx.platform_admin().await?;
+    Ok(credits::settings(&cx.state.db).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn set_byok_credit_policy(
     policy: keyward::usage::ByokCreditPolicy,
 ) -> Result<(), AppError> {
-    backend()?.set_byok_credit_policy(policy).await
+    let cx = Cx::get().await?;
+    let by = cx.platform_admin().await?;
+    let s = &cx.state;
+    Ok(credits::set_byok_credit_policy(&s.db, &s.changes, &by, policy).await?)
 }
 
 /// A plan's monthly credit allowance, as a decimal number of credits.
 #[server(client = CsrfClient)]
 pub async fn set_plan_allowance(plan: Plan, credits: String) -> Result<(), AppError> {
-    backend()?.set_plan_allowance(plan, credits).await
+    let cx = Cx::get().await?;
+    let by = cx.platform_admin().await?;
+    let micro =
+        keyward::usage::parse_credits(&credits).map_err(|e| AppError::Invalid(e.to_string()))?;
+    Ok(credits::set_allowance(&cx.state.db, &by, plan, micro).await?)
 }
 
 /// Adds or changes a row of the price table (US dollars per million tokens).
 #[server(client = CsrfClient)]
 pub async fn set_price(price: keyward::usage::PriceInput) -> Result<(), AppError> {
-    backend()?.set_price(price).await
+    let cx = Cx::get().await?;
+    let by = cx.platform_admin().await?;
+    let parsed = price
+        .parse()
+        .map_err(|e| AppError::Invalid(e.to_string()))?;
+    let (s, p) = (&cx.state, &price);
+    Ok(credits::set_price(&s.db, &s.changes, &by, &p.provider, &p.model, parsed).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn delete_price(provider: String, model: String) -> Result<(), AppError> {
-    backend()?.delete_price(provider, model).await
+    let cx = Cx::get().await?;
+    let by = cx.platform_admin().await?;
+    let s = &cx.state;
+    Ok(credits::delete_price(&s.db, &s.changes, &by, &provider, &model).await?)
 }
 
 /// Adds credits to a workspace (a negative amount removes them); returns the new balance.
@@ -527,7 +709,12 @@ pub async fn top_up_credits(
     credits: String,
     #[server(default)] note: String,
 ) -> Result<i64, AppError> {
-    backend()?.top_up(workspace_id, credits, note).await
+    let cx = Cx::get().await?;
+    let by = cx.platform_admin().await?;
+    let micro =
+        keyward::usage::parse_credits(&credits).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let (s, ws) = (&cx.state, id(&workspace_id)?);
+    Ok(credits::top_up(&s.db, &s.changes, &by, ws, micro, &note).await?)
 }
 
 /// The API tokens of a workspace (everyone reads; owners and admins manage).
@@ -535,7 +722,9 @@ pub async fn top_up_credits(
 pub async fn get_api_tokens(
     workspace_id: String,
 ) -> Result<keyward::tokens::ApiTokensPage, AppError> {
-    backend()?.api_tokens(workspace_id).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ViewKeys).await?;
+    Ok(api_tokens::page(&cx.state.db, &ok).await?)
 }
 
 /// Creates a token; the answer holds its secret, shown this once.
@@ -544,12 +733,23 @@ pub async fn create_api_token(
     workspace_id: String,
     new: keyward::tokens::NewApiToken,
 ) -> Result<keyward::tokens::CreatedApiToken, AppError> {
-    backend()?.create_api_token(workspace_id, new).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageApiTokens).await?;
+    let by = By::user(&ok.user);
+    let new = new.try_into()?;
+    let (view, token) = api_tokens::create(&cx.state.db, &by, ok.workspace.id, new, None).await?;
+    Ok(keyward::tokens::CreatedApiToken {
+        token: token.to_string(),
+        view,
+    })
 }
 
 #[server(client = CsrfClient)]
 pub async fn revoke_api_token(workspace_id: String, token_id: String) -> Result<(), AppError> {
-    backend()?.revoke_api_token(workspace_id, token_id).await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageApiTokens).await?;
+    let (s, by, token) = (&cx.state, By::user(&ok.user), id(&token_id)?);
+    Ok(api_tokens::revoke(&s.db, &s.changes, &by, ok.workspace.id, token).await?)
 }
 
 /// Where bare model ids go on the public API (empty: automatic).
@@ -558,7 +758,9 @@ pub async fn set_default_provider(
     workspace_id: String,
     #[server(default)] provider: String,
 ) -> Result<(), AppError> {
-    backend()?
-        .set_default_provider(workspace_id, provider)
-        .await
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ManageKeys).await?;
+    let (s, by) = (&cx.state, By::user(&ok.user));
+    let provider = Some(provider.as_str());
+    Ok(routing::set_default_provider(&s.db, &s.changes, &by, ok.workspace.id, provider).await?)
 }

@@ -7,13 +7,13 @@
 
 pub mod api;
 pub mod auth;
-#[cfg(feature = "ssr")]
-pub mod backend;
 #[cfg(feature = "hydrate")]
 mod chat_client;
 pub mod error;
 mod layout;
 mod pages;
+#[cfg(feature = "ssr")]
+pub mod ssr;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};

@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub use keyward_backend::{
-    auth, client, config, db, entities, error, gateway, invalidation, mail, services,
+    auth, client, config, db, entities, error, gateway, identity, invalidation, mail, services,
     single_flight, state, throttle, vault,
 };
 
@@ -19,4 +19,3 @@ pub mod rest;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
-pub mod web_backend;

@@ -7,13 +7,11 @@ use crate::services::accounts::SignInThrottle;
 use crate::state::AppState;
 use crate::vault::master_key::MasterKey;
 use crate::vault::{self, Vault};
-use crate::web_backend::ServerBackend;
 use crate::{db, services};
 use axum::Router;
 use axum::http::{HeaderName, Request, StatusCode, header};
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use keyward_app::backend::SharedBackend;
 use keyward_app::{App, shell};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
@@ -124,11 +122,10 @@ pub fn leptos_options(settings: &Settings) -> LeptosOptions {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let backend: SharedBackend = Arc::new(ServerBackend {
-        state: state.clone(),
-    });
+    let app_state = state.clone();
     let context = move || {
-        provide_context(backend.clone());
+        // Server functions reach the services through the state (see `keyward_app::ssr`).
+        provide_context(app_state.clone());
         // A page render (not a server function) has a nonce: its script policy names it.
         if let (Some(nonce), Some(res)) = (
             leptos::nonce::use_nonce(),

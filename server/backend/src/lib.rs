@@ -12,6 +12,7 @@ pub mod db;
 pub mod entities;
 pub mod error;
 pub mod gateway;
+pub mod identity;
 pub mod invalidation;
 pub mod mail;
 pub mod services;

@@ -17,7 +17,7 @@ mod openapi;
 use crate::auth::authorize;
 use crate::entities::workspace;
 use crate::error::ApiError;
-use crate::routes::chat::session_user;
+use crate::identity::Caller;
 use crate::services::audit::By;
 use crate::services::{api_tokens, chatbots, keys, usage};
 use crate::state::AppState;
@@ -118,8 +118,8 @@ async fn access(
     if !matches!(*method, Method::GET | Method::HEAD) {
         crate::routes::csrf::check(headers).map_err(|_| ApiError::Forbidden)?;
     }
-    let who = session_user(state, headers, state.settings.https_for(client)).await?;
-    let ok = authorize(&state.db, who.as_ref(), ws, action).await?;
+    let caller = Caller::from_headers(&state.settings, headers, client.copied());
+    let ok = authorize(&state.db, caller.user(&state.db).await?, ws, action).await?;
     Ok(Access {
         by: By::user(&ok.user),
         workspace: ok.workspace,

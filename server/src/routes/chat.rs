@@ -14,7 +14,8 @@
 use crate::auth::authorize;
 use crate::entities::chatbot;
 use crate::error::ServiceError;
-use crate::services::accounts::{self, SessionUser};
+use crate::identity::{Caller, visitor_cookie_name};
+use crate::services::accounts::SessionUser;
 use crate::services::chatbots;
 use crate::services::conversations::{self, Channel, Owner};
 use crate::services::playground::{self, Turn};
@@ -22,12 +23,11 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use keyward::chat::{ChatEvent, ChatSend};
-use keyward::http::{SESSION_COOKIE, SESSION_COOKIE_SECURE, VISITOR_COOKIE, VISITOR_COOKIE_SECURE};
 use keyward::policy::Action;
 use serde::Serialize;
 use std::convert::Infallible;
@@ -151,59 +151,6 @@ impl IntoResponse for ChatRouteError {
     }
 }
 
-/// A cookie's value from the request.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .map(|c| c.value().to_string())
-}
-
-/// The signed-in user, if the request carries a live session.
-pub async fn session_user(
-    state: &AppState,
-    headers: &HeaderMap,
-    https: bool,
-) -> Result<Option<SessionUser>, ServiceError> {
-    let name = if https {
-        SESSION_COOKIE_SECURE
-    } else {
-        SESSION_COOKIE
-    };
-    match cookie(headers, name) {
-        Some(token) => {
-            let token = zeroize::Zeroizing::new(token);
-            accounts::authenticate(&state.db, &token).await
-        }
-        None => Ok(None),
-    }
-}
-
-/// The visitor cookie's name for this instance.
-pub fn visitor_cookie_name(https: bool) -> &'static str {
-    if https {
-        VISITOR_COOKIE_SECURE
-    } else {
-        VISITOR_COOKIE
-    }
-}
-
-/// A well-formed visitor id: 32 random bytes, base64url without padding.
-fn valid_visitor_id(v: &str) -> bool {
-    v.len() == 43
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// The request's visitor id, if it carries a well-formed one.
-pub fn visitor_id(headers: &HeaderMap, https: bool) -> Option<String> {
-    cookie(headers, visitor_cookie_name(https)).filter(|v| valid_visitor_id(v))
-}
-
 fn new_visitor_id() -> Result<String, ChatRouteError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| {
@@ -284,21 +231,20 @@ async fn is_member(state: &AppState, who: Option<&SessionUser>, bot: &chatbot::M
 pub async fn visitor_send(
     State(state): State<AppState>,
     Path((workspace_slug, chatbot_slug)): Path<(String, String)>,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    caller: Caller,
     payload: Result<Json<ChatSend>, JsonRejection>,
 ) -> Result<Response, ChatRouteError> {
-    let https = state.settings.https_for(client.as_deref());
+    let https = caller.https;
     let send = body(payload)?;
     let (_, bot) = chatbots::by_slugs(&state.db, &workspace_slug, &chatbot_slug).await?;
     // Membership matters only for a private chatbot: public ones skip the session lookups.
     if !bot.public {
-        let who = session_user(&state, &headers, https).await?;
-        if !is_member(&state, who.as_ref(), &bot).await {
+        let who = caller.user(&state.db).await?;
+        if !is_member(&state, who, &bot).await {
             return Err(ChatRouteError::NotFound);
         }
     }
-    let (visitor, set_cookie) = match visitor_id(&headers, https) {
+    let (visitor, set_cookie) = match caller.visitor.clone() {
         Some(v) => (v, None),
         None => {
             let v = new_visitor_id()?;
@@ -309,7 +255,7 @@ pub async fn visitor_send(
     let hash = conversations::visitor_hash(&visitor);
     state
         .visitor_limits
-        .check(&hash, client.map(|c| c.ip))
+        .check(&hash, caller.ip())
         .map_err(ChatRouteError::TooFast)?;
     if bot.daily_cap > 0
         && conversations::visitor_messages_today(&state.db, bot.id).await?
@@ -340,14 +286,12 @@ pub async fn visitor_send(
 pub async fn playground_send(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    caller: Caller,
     payload: Result<Json<ChatSend>, JsonRejection>,
 ) -> Result<Response, ChatRouteError> {
-    let https = state.settings.https_for(client.as_deref());
-    let who = session_user(&state, &headers, https).await?;
+    let who = caller.user(&state.db).await?;
     let workspace = Uuid::parse_str(&workspace).map_err(|_| ChatRouteError::NotFound)?;
-    let ok = authorize(&state.db, who.as_ref(), workspace, Action::Chat).await?;
+    let ok = authorize(&state.db, who, workspace, Action::Chat).await?;
     let send = body(payload)?;
     let bot = match uuid_of(send.chatbot.as_deref())? {
         Some(id) => Some(chatbots::get(&state.db, workspace, id).await?),

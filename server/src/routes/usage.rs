@@ -4,11 +4,11 @@
 
 use crate::auth::{authorize, authorize_platform};
 use crate::error::ApiError;
-use crate::routes::chat::session_user;
+use crate::identity::Caller;
 use crate::services::usage;
 use crate::state::AppState;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use keyward::policy::Action;
 use serde::Deserialize;
@@ -26,18 +26,16 @@ pub struct CsvQuery {
 
 pub async fn csv(
     State(state): State<AppState>,
-    client: Option<axum::Extension<crate::client::ClientAddr>>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(q): Query<CsvQuery>,
 ) -> Result<Response, ApiError> {
-    let https = state.settings.https_for(client.as_deref());
-    let who = session_user(&state, &headers, https).await?;
+    let who = caller.user(&state.db).await?;
     let scope = if q.workspace.trim().is_empty() {
-        authorize_platform(&state.db, who.as_ref()).await?;
+        authorize_platform(&state.db, who).await?;
         None
     } else {
         let id = Uuid::parse_str(q.workspace.trim()).map_err(|_| ApiError::NotFound)?;
-        authorize(&state.db, who.as_ref(), id, Action::ViewUsage).await?;
+        authorize(&state.db, who, id, Action::ViewUsage).await?;
         Some(id)
     };
     let (from, to) = usage::range(&q.from, &q.to)?;

@@ -56,9 +56,15 @@ async fn world(backend: Backend) -> (World, Vec<(Role, SessionUser)>, SessionUse
     let mut people = vec![(Role::Owner, w.owner.clone())];
     for role in [Role::Admin, Role::Member, Role::Support] {
         let email = format!("{role}@example.com");
-        let (_, token) = workspaces::invite(&w.t.db, w.ws, w.owner.user_id, &email, role)
-            .await
-            .unwrap();
+        let (_, token) = workspaces::invite(
+            &w.t.db,
+            &keyward_server::services::audit::By::cli(),
+            w.ws,
+            &email,
+            role,
+        )
+        .await
+        .unwrap();
         workspaces::sign_up_with_invitation(
             &w.t.db,
             &keyward_server::services::accounts::SignInThrottle::new(100, 100),
@@ -74,8 +80,8 @@ async fn world(backend: Backend) -> (World, Vec<(Role, SessionUser)>, SessionUse
     // An outsider: platform-less user owning a workspace of their own.
     let (_, token) = workspaces::invite(
         &w.t.db,
+        &keyward_server::services::audit::By::cli(),
         w.ws,
-        w.owner.user_id,
         "eve@example.com",
         Role::Member,
     )
@@ -92,9 +98,14 @@ async fn world(backend: Backend) -> (World, Vec<(Role, SessionUser)>, SessionUse
     .await
     .unwrap();
     let eve = sign_in(&w, "eve@example.com").await;
-    workspaces::remove_member(&w.t.db, w.ws, eve.user_id)
-        .await
-        .unwrap();
+    workspaces::remove_member(
+        &w.t.db,
+        &keyward_server::services::audit::By::cli(),
+        w.ws,
+        eve.user_id,
+    )
+    .await
+    .unwrap();
     let other = workspaces::create(&w.t.db, &eve, "Eve's shop")
         .await
         .unwrap();
@@ -410,17 +421,28 @@ async fn demotion_and_removal_apply_on_the_next_request(backend: Backend) {
             .await
             .is_ok()
     );
-    workspaces::change_role(db, w.ws, admin.user_id, Role::Member)
-        .await
-        .unwrap();
+    workspaces::change_role(
+        db,
+        &keyward_server::services::audit::By::cli(),
+        w.ws,
+        admin.user_id,
+        Role::Member,
+    )
+    .await
+    .unwrap();
     // Same session object, very next check: the new role applies.
     assert!(matches!(
         authorize(db, Some(admin), w.ws, Action::ManageChatbots).await,
         Err(ServiceError::Forbidden)
     ));
-    workspaces::remove_member(db, w.ws, admin.user_id)
-        .await
-        .unwrap();
+    workspaces::remove_member(
+        db,
+        &keyward_server::services::audit::By::cli(),
+        w.ws,
+        admin.user_id,
+    )
+    .await
+    .unwrap();
     assert!(matches!(
         authorize(db, Some(admin), w.ws, Action::ViewKeys).await,
         Err(ServiceError::NotFound)
@@ -436,17 +458,31 @@ async fn a_workspace_always_keeps_an_owner(backend: Backend) {
     let db = &w.t.db;
     let owner = w.owner.user_id;
     assert!(matches!(
-        workspaces::change_role(db, w.ws, owner, Role::Admin).await,
+        workspaces::change_role(
+            db,
+            &keyward_server::services::audit::By::cli(),
+            w.ws,
+            owner,
+            Role::Admin
+        )
+        .await,
         Err(ServiceError::Conflict(_))
     ));
     assert!(matches!(
-        workspaces::remove_member(db, w.ws, owner).await,
+        workspaces::remove_member(db, &keyward_server::services::audit::By::cli(), w.ws, owner)
+            .await,
         Err(ServiceError::Conflict(_))
     ));
     let member = &people.iter().find(|(r, _)| *r == Role::Member).unwrap().1;
-    workspaces::transfer_ownership(db, w.ws, owner, member.user_id)
-        .await
-        .unwrap();
+    workspaces::transfer_ownership(
+        db,
+        &keyward_server::services::audit::By::cli(),
+        w.ws,
+        owner,
+        member.user_id,
+    )
+    .await
+    .unwrap();
     let roles: Vec<(Uuid, Role)> = workspaces::members(db, w.ws)
         .await
         .unwrap()
@@ -456,11 +492,24 @@ async fn a_workspace_always_keeps_an_owner(backend: Backend) {
     assert!(roles.contains(&(member.user_id, Role::Owner)));
     assert!(roles.contains(&(owner, Role::Admin)));
     // Now the former owner can be demoted further, the new owner cannot.
-    workspaces::change_role(db, w.ws, owner, Role::Member)
-        .await
-        .unwrap();
+    workspaces::change_role(
+        db,
+        &keyward_server::services::audit::By::cli(),
+        w.ws,
+        owner,
+        Role::Member,
+    )
+    .await
+    .unwrap();
     assert!(matches!(
-        workspaces::change_role(db, w.ws, member.user_id, Role::Support).await,
+        workspaces::change_role(
+            db,
+            &keyward_server::services::audit::By::cli(),
+            w.ws,
+            member.user_id,
+            Role::Support
+        )
+        .await,
         Err(ServiceError::Conflict(_))
     ));
     // Plans are set per workspace.
@@ -483,10 +532,15 @@ both_backends!(
 async fn invitations_are_single_use_and_expire(backend: Backend) {
     let (w, _, eve, _) = world(backend).await;
     let db = &w.t.db;
-    let (id, token) =
-        workspaces::invite(db, w.ws, w.owner.user_id, "eve@example.com", Role::Support)
-            .await
-            .unwrap();
+    let (id, token) = workspaces::invite(
+        db,
+        &keyward_server::services::audit::By::cli(),
+        w.ws,
+        "eve@example.com",
+        Role::Support,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         workspaces::pending_invitations(db, w.ws)
             .await
@@ -512,10 +566,15 @@ async fn invitations_are_single_use_and_expire(backend: Backend) {
     let _ = id;
 
     // Addressed to someone else: refused.
-    let (_, for_bob) =
-        workspaces::invite(db, w.ws, w.owner.user_id, "bob@example.com", Role::Member)
-            .await
-            .unwrap();
+    let (_, for_bob) = workspaces::invite(
+        db,
+        &keyward_server::services::audit::By::cli(),
+        w.ws,
+        "bob@example.com",
+        Role::Member,
+    )
+    .await
+    .unwrap();
     let outsider = accounts::sign_in(db, &w.throttle, "eve@example.com", PW, None, None, None)
         .await
         .unwrap()
@@ -526,10 +585,15 @@ async fn invitations_are_single_use_and_expire(backend: Backend) {
     ));
 
     // Expired.
-    let (exp_id, expiring) =
-        workspaces::invite(db, w.ws, w.owner.user_id, "carol@example.com", Role::Member)
-            .await
-            .unwrap();
+    let (exp_id, expiring) = workspaces::invite(
+        db,
+        &keyward_server::services::audit::By::cli(),
+        w.ws,
+        "carol@example.com",
+        Role::Member,
+    )
+    .await
+    .unwrap();
     let row = invitation::Entity::find_by_id(exp_id)
         .one(db)
         .await
@@ -551,13 +615,23 @@ async fn invitations_are_single_use_and_expire(backend: Backend) {
         Err(ServiceError::NotFound)
     ));
     // Revoked.
-    let (rev_id, revoked) =
-        workspaces::invite(db, w.ws, w.owner.user_id, "dan@example.com", Role::Member)
-            .await
-            .unwrap();
-    workspaces::revoke_invitation(db, w.ws, rev_id)
-        .await
-        .unwrap();
+    let (rev_id, revoked) = workspaces::invite(
+        db,
+        &keyward_server::services::audit::By::cli(),
+        w.ws,
+        "dan@example.com",
+        Role::Member,
+    )
+    .await
+    .unwrap();
+    workspaces::revoke_invitation(
+        db,
+        &keyward_server::services::audit::By::cli(),
+        w.ws,
+        rev_id,
+    )
+    .await
+    .unwrap();
     assert!(
         workspaces::sign_up_with_invitation(
             db,
@@ -579,7 +653,13 @@ async fn invitations_are_single_use_and_expire(backend: Backend) {
     assert_ne!(stored.token_hash, *revoked);
     // Revoking another workspace's invitation id from this workspace: not found, nothing changes.
     assert!(matches!(
-        workspaces::revoke_invitation(db, Uuid::new_v4(), exp_id).await,
+        workspaces::revoke_invitation(
+            db,
+            &keyward_server::services::audit::By::cli(),
+            Uuid::new_v4(),
+            exp_id
+        )
+        .await,
         Err(ServiceError::NotFound)
     ));
     assert_eq!(membership::Entity::find().count(db).await.unwrap(), 6);
@@ -756,30 +836,63 @@ async fn concurrent_demotions_keep_an_owner(backend: Backend) {
     };
     let mut refused = 0;
     for round in 0..12 {
-        workspaces::change_role(&w.t.db, w.ws, b, Role::Owner)
-            .await
-            .unwrap();
-        workspaces::change_role(&w.t.db, w.ws, a, Role::Owner)
-            .await
-            .unwrap();
+        workspaces::change_role(
+            &w.t.db,
+            &keyward_server::services::audit::By::cli(),
+            w.ws,
+            b,
+            Role::Owner,
+        )
+        .await
+        .unwrap();
+        workspaces::change_role(
+            &w.t.db,
+            &keyward_server::services::audit::By::cli(),
+            w.ws,
+            a,
+            Role::Owner,
+        )
+        .await
+        .unwrap();
         assert_eq!(owners().await, 2);
         let (db1, db2, ws) = (w.t.db.clone(), w.t.db.clone(), w.ws);
         let (x, y) = if round % 2 == 0 {
-            let one =
-                tokio::spawn(
-                    async move { workspaces::change_role(&db1, ws, a, Role::Admin).await },
-                );
-            let two =
-                tokio::spawn(
-                    async move { workspaces::change_role(&db2, ws, b, Role::Admin).await },
-                );
+            let one = tokio::spawn(async move {
+                workspaces::change_role(
+                    &db1,
+                    &keyward_server::services::audit::By::cli(),
+                    ws,
+                    a,
+                    Role::Admin,
+                )
+                .await
+            });
+            let two = tokio::spawn(async move {
+                workspaces::change_role(
+                    &db2,
+                    &keyward_server::services::audit::By::cli(),
+                    ws,
+                    b,
+                    Role::Admin,
+                )
+                .await
+            });
             (one.await.unwrap(), two.await.unwrap())
         } else {
-            let one = tokio::spawn(async move { workspaces::remove_member(&db1, ws, a).await });
-            let two =
-                tokio::spawn(
-                    async move { workspaces::change_role(&db2, ws, b, Role::Member).await },
-                );
+            let one = tokio::spawn(async move {
+                workspaces::remove_member(&db1, &keyward_server::services::audit::By::cli(), ws, a)
+                    .await
+            });
+            let two = tokio::spawn(async move {
+                workspaces::change_role(
+                    &db2,
+                    &keyward_server::services::audit::By::cli(),
+                    ws,
+                    b,
+                    Role::Member,
+                )
+                .await
+            });
             (one.await.unwrap(), two.await.unwrap())
         };
         assert!(

@@ -598,7 +598,6 @@ async fn only_owners_manage_keys(backend: Backend) {
     let w = world(backend).await;
     let db = &w.t.db;
     let throttle = SignInThrottle::new(1000, 1000);
-    let owner_id = w.owner.id.unwrap();
     for role in Role::ALL {
         let who = if role == Role::Owner {
             accounts::sign_in(
@@ -615,7 +614,7 @@ async fn only_owners_manage_keys(backend: Backend) {
             .user
         } else {
             let email = format!("{role}@example.com");
-            let (_, token) = workspaces::invite(db, w.ws, owner_id, &email, role)
+            let (_, token) = workspaces::invite(db, &w.owner, w.ws, &email, role)
                 .await
                 .unwrap();
             workspaces::sign_up_with_invitation(
@@ -690,13 +689,7 @@ pub(crate) async fn http_world_with(
     workspaces::set_plan(db, &app.state.changes, &By::cli(), ws.id, Plan::Business)
         .await
         .unwrap();
-    let owner_id = keyward_server::entities::user::Entity::find()
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    let (_, token) = workspaces::invite(db, ws.id, owner_id, "mia@example.com", Role::Member)
+    let (_, token) = workspaces::invite(db, &By::cli(), ws.id, "mia@example.com", Role::Member)
         .await
         .unwrap();
     workspaces::sign_up_with_invitation(
@@ -954,7 +947,10 @@ async fn canary_sweep_over_http(backend: Backend) {
         details,
         [
             "member.role_changed mia@example.com is now support",
-            "member.invited lee@example.com invited as support"
+            "member.invited lee@example.com invited as support",
+            // The world's setup: Mia was invited and joined (services audit members too).
+            "member.joined mia@example.com",
+            "member.invited mia@example.com invited as member"
         ]
     );
     let debug = format!(
@@ -1127,6 +1123,8 @@ async fn chatbot_keys_over_http(backend: Backend) {
         actions,
         [
             "plan.changed",
+            "member.invited",
+            "member.joined",
             "chatbot.created",
             "chatbot.created",
             "key.created",

@@ -264,9 +264,15 @@ async fn forbidden_server_function_calls_change_nothing(backend: Backend) {
         .unwrap()
         .unwrap()
         .user_id;
-    let (inv_id, token) = workspaces::invite(db, ws.id, owner, "mia@example.com", Role::Member)
-        .await
-        .unwrap();
+    let (inv_id, token) = workspaces::invite(
+        db,
+        &keyward_server::services::audit::By::cli(),
+        ws.id,
+        "mia@example.com",
+        Role::Member,
+    )
+    .await
+    .unwrap();
     workspaces::sign_up_with_invitation(
         db,
         &keyward_server::services::accounts::SignInThrottle::new(100, 100),
@@ -277,9 +283,15 @@ async fn forbidden_server_function_calls_change_nothing(backend: Backend) {
     )
     .await
     .unwrap();
-    let (pending, _) = workspaces::invite(db, ws.id, owner, "pat@example.com", Role::Member)
-        .await
-        .unwrap();
+    let (pending, _) = workspaces::invite(
+        db,
+        &keyward_server::services::audit::By::cli(),
+        ws.id,
+        "pat@example.com",
+        Role::Member,
+    )
+    .await
+    .unwrap();
     let _ = inv_id;
     let mia = accounts::sign_in(
         db,

@@ -77,11 +77,10 @@ impl TryFrom<keyward::tokens::NewApiToken> for NewToken {
 /// The API tokens page of a workspace for a viewer who may (or may not) manage them.
 pub async fn page(
     db: &DatabaseConnection,
-    ws: &crate::entities::workspace::Model,
-    summary: keyward::dto::WorkspaceSummary,
-    can_manage: bool,
-    can_set_default: bool,
+    ok: &crate::auth::Authorized,
 ) -> Result<keyward::tokens::ApiTokensPage, ServiceError> {
+    use keyward::policy::{Action, can};
+    let ws = &ok.workspace;
     let tokens = list(db, ws.id).await?;
     let chatbots = crate::services::chatbots::list(db, ws.id)
         .await?
@@ -89,12 +88,12 @@ pub async fn page(
         .map(|c| (c.id.to_string(), c.name))
         .collect();
     Ok(keyward::tokens::ApiTokensPage {
-        workspace: summary,
+        workspace: crate::services::workspaces::summary(ws, ok.actor.role)?,
         tokens,
         chatbots,
-        can_manage,
+        can_manage: can(ok.actor, Action::ManageApiTokens),
         default_provider: ws.default_provider.clone(),
-        can_set_default,
+        can_set_default: can(ok.actor, Action::ManageKeys),
     })
 }
 

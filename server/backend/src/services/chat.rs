@@ -181,6 +181,26 @@ impl ChatService {
         self.keys.snapshot(&self.db, &self.vault, workspace).await
     }
 
+    /// The models a workspace (or one of its chatbots) may use now, by the key that would serve
+    /// each (provider lists cached in `cache`).
+    pub async fn models(
+        &self,
+        cache: &crate::services::models::ModelsCache,
+        workspace: Uuid,
+        chatbot: Option<Uuid>,
+    ) -> Result<Vec<keyward::dto::ModelOption>, ServiceError> {
+        crate::services::models::available(
+            &self.db,
+            &self.vault,
+            &self.gateway,
+            &self.keys,
+            cache,
+            workspace,
+            chatbot,
+        )
+        .await
+    }
+
     /// Runs `work` off the request's path; shutdown waits for it.
     pub fn spawn<F>(&self, work: F)
     where

@@ -389,3 +389,16 @@ pub async fn delete(
     changes.publish(Change::workspace(Topic::Tokens, workspace_id));
     Ok(())
 }
+
+/// The chatbots page of a workspace.
+pub async fn page(
+    db: &DatabaseConnection,
+    ok: &crate::auth::Authorized,
+) -> Result<keyward::dto::ChatbotsPage, ServiceError> {
+    let rows = list(db, ok.workspace.id).await?;
+    Ok(keyward::dto::ChatbotsPage {
+        workspace: crate::services::workspaces::summary(&ok.workspace, ok.actor.role)?,
+        chatbots: rows.iter().map(view).collect(),
+        can_manage: keyward::policy::can(ok.actor, keyward::policy::Action::ManageChatbots),
+    })
+}

@@ -131,6 +131,22 @@ async fn byok_for<C: ConnectionTrait>(
     ))
 }
 
+/// The keys page as the dashboard shows it: [`page`] for a scope the guard authorized (`None`:
+/// the platform's, for a platform admin), with the workspace and whether the viewer manages.
+pub async fn page_for(
+    db: &DatabaseConnection,
+    scope: Scope,
+    ok: Option<&crate::auth::Authorized>,
+) -> Result<KeysPage, ServiceError> {
+    use keyward::policy::{Action, can};
+    let can_manage = ok.is_none_or(|ok| can(ok.actor, Action::ManageKeys));
+    let mut page = page(db, scope, can_manage).await?;
+    page.workspace = ok
+        .map(|ok| crate::services::workspaces::summary(&ok.workspace, ok.actor.role))
+        .transpose()?;
+    Ok(page)
+}
+
 /// The keys page of a scope: every provider of the catalogue with this scope's key, if any.
 pub async fn page(
     db: &DatabaseConnection,

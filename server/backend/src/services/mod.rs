@@ -13,6 +13,7 @@ pub mod keys;
 pub mod models;
 pub mod playground;
 pub mod routing;
+pub mod session;
 pub mod sign_up;
 pub mod system;
 pub mod usage;

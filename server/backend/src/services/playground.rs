@@ -444,6 +444,90 @@ async fn pump(
     let _ = tx.send(last).await;
 }
 
+/// The public chat page of a chatbot: its greeting, the models it offers, and the visitor's
+/// latest conversation. A private chatbot answers "not found" to anyone who may not chat in its
+/// workspace.
+pub async fn chat_page(
+    chat: &ChatService,
+    db: &DatabaseConnection,
+    (workspace_slug, chatbot_slug): (&str, &str),
+    who: Option<&crate::services::accounts::SessionUser>,
+    visitor: Option<&str>,
+) -> Result<keyward::chat::ChatPage, ServiceError> {
+    let (ws, bot) = crate::services::chatbots::by_slugs(db, workspace_slug, chatbot_slug).await?;
+    if !bot.public {
+        let action = keyward::policy::Action::Chat;
+        crate::auth::authorize(db, who, bot.workspace_id, action)
+            .await
+            .map_err(|_| ServiceError::NotFound)?;
+    }
+    let (models, default_model) = chatbot_models(chat, &bot).await?;
+    let mut conversation = None;
+    let mut messages = Vec::new();
+    if let Some(v) = visitor {
+        let owner = Owner::Visitor(convs::visitor_hash(v));
+        if let Some(c) = convs::latest(db, bot.id, &owner).await? {
+            messages = convs::messages(db, c.id)
+                .await?
+                .iter()
+                .map(|m| convs::view(m, false))
+                .collect();
+            conversation = Some(c.id.to_string());
+        }
+    }
+    Ok(keyward::chat::ChatPage {
+        workspace_name: ws.name,
+        workspace_slug: ws.slug,
+        chatbot_name: bot.name,
+        chatbot_slug: bot.slug,
+        greeting: bot.greeting,
+        models,
+        default_model,
+        conversation,
+        messages,
+    })
+}
+
+/// The dashboard playground of a workspace, optionally as one of its chatbots: the models on
+/// offer (a chatbot's own offer first) and the default.
+pub async fn page(
+    chat: &ChatService,
+    models_cache: &crate::services::models::ModelsCache,
+    db: &DatabaseConnection,
+    ok: &crate::auth::Authorized,
+    chatbot: Option<Uuid>,
+) -> Result<keyward::chat::PlaygroundPage, ServiceError> {
+    use crate::services::chatbots;
+    let ws = ok.workspace.id;
+    let bots = chatbots::list(db, ws).await?;
+    let bot = match chatbot {
+        None => None,
+        Some(id) => Some(chatbots::get(db, ws, id).await?),
+    };
+    let mut models = chat
+        .models(models_cache, ws, bot.as_ref().map(|b| b.id))
+        .await?;
+    let mut default_model = models
+        .iter()
+        .find(|m| m.default)
+        .map(|m| model_id(&m.provider, &m.model));
+    if let Some(b) = &bot {
+        let (offered, default) = chatbot_models(chat, b).await?;
+        for o in offered.into_iter().rev() {
+            models.retain(|m| !(m.provider == o.provider && m.model == o.model));
+            models.insert(0, o);
+        }
+        default_model = default.or(default_model);
+    }
+    Ok(keyward::chat::PlaygroundPage {
+        workspace: crate::services::workspaces::summary(&ok.workspace, ok.actor.role)?,
+        chatbots: bots.iter().map(chatbots::view).collect(),
+        chatbot: bot.map(|b| b.id.to_string()),
+        models,
+        default_model,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

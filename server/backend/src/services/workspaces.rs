@@ -166,9 +166,35 @@ async fn lock_owners<C: ConnectionTrait>(db: &C, workspace_id: Uuid) -> Result<u
     Ok(owners.len() as u64)
 }
 
+/// Records a member change in the transaction that makes it.
+async fn audited<C: ConnectionTrait>(
+    txn: &C,
+    by: &By,
+    workspace_id: Uuid,
+    action: &str,
+    detail: String,
+) -> Result<(), ServiceError> {
+    let event = Event {
+        workspace_id: Some(workspace_id),
+        action,
+        detail: Some(detail),
+        ..Default::default()
+    };
+    audit::record(txn, by, event).await
+}
+
+/// A user's email (for audit details), or their id if the row is gone.
+async fn email_of<C: ConnectionTrait>(txn: &C, user_id: Uuid) -> Result<String, ServiceError> {
+    Ok(user::Entity::find_by_id(user_id)
+        .one(txn)
+        .await?
+        .map_or_else(|| user_id.to_string(), |u| u.email))
+}
+
 /// Changes a member's role. Refused if it would leave the workspace without an owner.
 pub async fn change_role(
     db: &DatabaseConnection,
+    by: &By,
     workspace_id: Uuid,
     user_id: Uuid,
     role: Role,
@@ -187,6 +213,8 @@ pub async fn change_role(
     let mut am: membership::ActiveModel = m.into();
     am.role = Set(role.as_str().into());
     am.update(&txn).await?;
+    let detail = format!("{} is now {role}", email_of(&txn, user_id).await?);
+    audited(&txn, by, workspace_id, "member.role_changed", detail).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -194,6 +222,7 @@ pub async fn change_role(
 /// Removes a member. Refused for the last owner.
 pub async fn remove_member(
     db: &DatabaseConnection,
+    by: &By,
     workspace_id: Uuid,
     user_id: Uuid,
 ) -> Result<(), ServiceError> {
@@ -211,6 +240,8 @@ pub async fn remove_member(
     membership::Entity::delete_by_id((workspace_id, user_id))
         .exec(&txn)
         .await?;
+    let email = email_of(&txn, user_id).await?;
+    audited(&txn, by, workspace_id, "member.removed", email).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -218,6 +249,7 @@ pub async fn remove_member(
 /// Makes `to` an owner and `from` an admin, in one transaction.
 pub async fn transfer_ownership(
     db: &DatabaseConnection,
+    by: &By,
     workspace_id: Uuid,
     from: Uuid,
     to: Uuid,
@@ -241,6 +273,8 @@ pub async fn transfer_ownership(
         am.role = Set(Role::Admin.as_str().into());
         am.update(&txn).await?;
     }
+    let detail = format!("ownership transferred to {}", email_of(&txn, to).await?);
+    audited(&txn, by, workspace_id, "owner.transferred", detail).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -248,8 +282,8 @@ pub async fn transfer_ownership(
 /// Creates an invitation; returns its id and the link token (shown once; only its hash is kept).
 pub async fn invite(
     db: &DatabaseConnection,
+    by: &By,
     workspace_id: Uuid,
-    inviter: Uuid,
     email: &str,
     role: Role,
 ) -> Result<(Uuid, Zeroizing<String>), ServiceError> {
@@ -275,21 +309,25 @@ pub async fn invite(
     let token = crypto::random_token().map_err(|e| ServiceError::Internal(e.to_string()))?;
     let now = Utc::now();
     let id = Uuid::now_v7();
+    let txn = crate::db::begin_write(db).await?;
     invitation::ActiveModel {
         id: Set(id),
         workspace_id: Set(workspace_id),
         email: Set(email.as_str().into()),
         role: Set(role.as_str().into()),
         token_hash: Set(crypto::token_hash(&token)),
-        created_by: Set(Some(inviter)),
+        created_by: Set(by.id),
         created_at: Set(now),
         expires_at: Set(now + INVITATION_TTL),
         accepted_at: Set(None),
         accepted_by: Set(None),
         revoked_at: Set(None),
     }
-    .insert(db)
+    .insert(&txn)
     .await?;
+    let detail = format!("{} invited as {role}", email.as_str());
+    audited(&txn, by, workspace_id, "member.invited", detail).await?;
+    txn.commit().await?;
     Ok((id, token))
 }
 
@@ -310,19 +348,24 @@ pub async fn pending_invitations(
 
 pub async fn revoke_invitation(
     db: &DatabaseConnection,
+    by: &By,
     workspace_id: Uuid,
     invitation_id: Uuid,
 ) -> Result<(), ServiceError> {
+    let txn = crate::db::begin_write(db).await?;
     let res = invitation::Entity::update_many()
         .col_expr(invitation::Column::RevokedAt, Expr::value(Utc::now()))
         .filter(invitation::Column::Id.eq(invitation_id))
         .filter(invitation::Column::WorkspaceId.eq(workspace_id))
         .filter(invitation::Column::AcceptedAt.is_null())
-        .exec(db)
+        .exec(&txn)
         .await?;
     if res.rows_affected == 0 {
         return Err(ServiceError::NotFound);
     }
+    let detail = invitation_id.to_string();
+    audited(&txn, by, workspace_id, "invitation.revoked", detail).await?;
+    txn.commit().await?;
     Ok(())
 }
 
@@ -384,6 +427,18 @@ async fn accept_for<C: ConnectionTrait>(
         created_at: Set(now),
     }
     .insert(txn)
+    .await?;
+    let by = By {
+        id: Some(user_id),
+        email: user_email.to_string(),
+    };
+    audited(
+        txn,
+        &by,
+        inv.workspace_id,
+        "member.joined",
+        user_email.into(),
+    )
     .await?;
     Ok(inv.workspace_id)
 }
@@ -447,4 +502,88 @@ pub async fn list_all(
             (ws, n)
         })
         .collect())
+}
+
+/// How the dashboard names a workspace, with the viewer's role in it (`None`: a platform admin
+/// looking in from outside).
+pub fn summary(
+    ws: &workspace::Model,
+    role: Option<Role>,
+) -> Result<keyward::dto::WorkspaceSummary, ServiceError> {
+    Ok(keyward::dto::WorkspaceSummary {
+        id: ws.id.to_string(),
+        name: ws.name.clone(),
+        slug: ws.slug.clone(),
+        plan: ws.plan()?,
+        role,
+    })
+}
+
+/// The members page: members, open invitations, and whether the viewer may manage them.
+pub async fn members_page(
+    db: &DatabaseConnection,
+    ok: &crate::auth::Authorized,
+) -> Result<keyward::dto::MembersPage, ServiceError> {
+    use keyward::dto::{InvitationView, MemberView};
+    let ws = ok.workspace.id;
+    let members = members(db, ws).await?;
+    let invitations = pending_invitations(db, ws).await?;
+    Ok(keyward::dto::MembersPage {
+        workspace: summary(&ok.workspace, ok.actor.role)?,
+        members: members
+            .into_iter()
+            .map(|m| MemberView {
+                is_you: m.user_id == ok.user.user_id,
+                user_id: m.user_id.to_string(),
+                email: m.email,
+                display_name: m.display_name,
+                role: m.role,
+            })
+            .collect(),
+        invitations: invitations
+            .into_iter()
+            .map(|i| {
+                Ok(InvitationView {
+                    id: i.id.to_string(),
+                    role: i.role()?,
+                    email: i.email,
+                    expires_at: i.expires_at.to_rfc3339(),
+                })
+            })
+            .collect::<Result<_, ServiceError>>()?,
+        can_manage: keyward::policy::can(ok.actor, keyward::policy::Action::ManageMembers),
+    })
+}
+
+/// What the invitation page shows before accepting.
+pub async fn invitation_preview(
+    db: &DatabaseConnection,
+    token: &str,
+) -> Result<keyward::dto::InvitationPreview, ServiceError> {
+    let (inv, ws) = invitation_info(db, token).await?;
+    Ok(keyward::dto::InvitationPreview {
+        role: inv.role()?,
+        workspace_name: ws.name,
+        email: inv.email,
+    })
+}
+
+/// Every workspace of the instance, for the platform admin's list.
+pub async fn admin_rows(
+    db: &DatabaseConnection,
+) -> Result<Vec<keyward::dto::AdminWorkspaceRow>, ServiceError> {
+    list_all(db)
+        .await?
+        .into_iter()
+        .map(|(w, n)| {
+            Ok(keyward::dto::AdminWorkspaceRow {
+                id: w.id.to_string(),
+                plan: w.plan()?,
+                name: w.name,
+                slug: w.slug,
+                members: u32::try_from(n).unwrap_or(u32::MAX),
+                created_at: w.created_at.to_rfc3339(),
+            })
+        })
+        .collect()
 }
