@@ -95,10 +95,14 @@ test: test-tools fmt-check lint unit e2e
 ## The gateway benchmark against LiteLLM and Portkey (writes docs/BENCHMARKS.md), then the
 ## micro-benchmarks. Not part of `make test` (its smoke run is). BENCH_ARGS=--quick for a short run.
 BENCH_ARGS ?=
+## TAIL_ARGS=--before PATH measures an earlier build in the same run (docs/TAIL.md).
+TAIL_ARGS ?=
 bench: build
 	bench/peers.sh
 	cargo build --release -p keyward-server --example bench
 	taskset -c 1 target/release/examples/bench --keyward target/release/keyward --out docs/BENCHMARKS.md $(BENCH_ARGS)
+	cargo build --release -p keyward-server --example tail
+	target/release/examples/tail --keyward target/release/keyward --out docs/TAIL.md $(TAIL_ARGS)
 	cargo bench -p keyward-server
 
 ## Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of the parsers and translators; grows and

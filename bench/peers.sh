@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the gateways `make bench` compares Keyward with, pinned, into target/bench (once):
-#   LiteLLM proxy from PyPI in a virtualenv (never 1.82.7 or 1.82.8), and the Portkey gateway
-#   from npm. Idempotent: reinstalls only when a pinned version changes.
+# Installs the gateways `make bench` compares Keyward with, pinned, into target/bench (once),
+#   LiteLLM proxy from PyPI in a virtualenv (never 1.82.7 or 1.82.8), the Portkey gateway from npm,
+#   and wrk from Debian. Idempotent: reinstalls only when a pinned version changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LITELLM_VERSION=1.80.0
@@ -21,4 +21,10 @@ if [ ! -f "$pk" ] || [ "$(node -p "require('./$pk').version")" != "$PORTKEY_VERS
   mkdir -p "$dir/portkey"
   (cd "$dir/portkey" && { [ -f package.json ] || npm init -y >/dev/null; } \
     && npm install --no-audit --no-fund --save-exact "@portkey-ai/gateway@$PORTKEY_VERSION" >/dev/null)
+fi
+# wrk (Debian's package) drives the c=1 tail windows (server/examples/tail.rs).
+if ! command -v wrk >/dev/null; then
+  echo "==> installing wrk from Debian"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get install -y -qq wrk >/dev/null
 fi

@@ -56,29 +56,23 @@ impl FromServerFnError for AppError {
     }
 }
 
-/// A service failure as the browser may see it: database and internal details are logged here
-/// and replaced by an opaque variant.
+/// A service failure as the browser may see it: database and internal details are logged (by
+/// `classify`) and replaced by an opaque variant.
 #[cfg(feature = "ssr")]
 impl From<keyward_backend::error::ServiceError> for AppError {
     fn from(e: keyward_backend::error::ServiceError) -> Self {
-        use keyward_backend::error::ServiceError;
-        match e {
-            ServiceError::Invalid(m) => AppError::Invalid(m),
-            ServiceError::NotFound => AppError::NotFound,
-            ServiceError::Conflict(m) => AppError::Conflict(m),
-            ServiceError::Unauthorized => AppError::Unauthorized,
-            ServiceError::Forbidden => AppError::Forbidden,
-            ServiceError::RateLimited(secs) => AppError::RateLimited {
+        use keyward_backend::error::Class;
+        match e.classify("server function") {
+            Class::Invalid(m) => AppError::Invalid(m),
+            Class::NotFound => AppError::NotFound,
+            Class::Conflict(m) => AppError::Conflict(m),
+            Class::Unauthorized => AppError::Unauthorized,
+            Class::Forbidden => AppError::Forbidden,
+            Class::RateLimited(secs) => AppError::RateLimited {
                 retry_after_secs: secs,
             },
-            ServiceError::Database(err) => {
-                tracing::error!(error = %err, "database error in a server function");
-                AppError::Unavailable
-            }
-            ServiceError::Internal(detail) => {
-                tracing::error!(%detail, "internal error in a server function");
-                AppError::Internal
-            }
+            Class::Unavailable => AppError::Unavailable,
+            Class::Internal => AppError::Internal,
         }
     }
 }

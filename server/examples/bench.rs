@@ -9,13 +9,10 @@
 //! The peers are installed by bench/peers.sh into `--peers`: LiteLLM (pinned, from PyPI, in a
 //! virtualenv; offline cost map, no database) and `@portkey-ai/gateway` (pinned, from npm).
 
-use keyward::tokens::TokenScope;
 use keyward_server::bench::{
     self, IdlePolling, Run, Target, best_within, closed_loop, free_port, max_rps, ms3, peak, spawn,
     wait_ready,
 };
-use keyward_server::services::{api_tokens, audit::By, catalogue, keys};
-use secrecy::SecretString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -308,58 +305,9 @@ async fn main() {
     let allow = format!("127.0.0.1:{m0},127.0.0.1:{m20}");
     let token = {
         let state = keyward_server::bench::fresh_state(&master, &db_url, &allow).await;
-        let by = By::cli();
-        for (p, port) in [("openai", m0), ("groq", m20)] {
-            catalogue::update_provider(
-                &state.db,
-                &state.changes,
-                &state.gateway,
-                &by,
-                p,
-                catalogue::ProviderChange {
-                    base_url: format!("http://127.0.0.1:{port}/v1"),
-                    default_model: "mock-small".into(),
-                    byok_enabled: true,
-                },
-            )
-            .await
-            .unwrap();
-        }
-        let ws = keyward_server::bench::business_workspace(&state, "Bench").await;
-        for (p, key) in [
-            ("openai", "sk-bench-key-0000"),
-            ("groq", "gsk_bench-key-0000"),
-        ] {
-            keys::add(
-                state.key_deps(),
-                &by,
-                keys::Scope::Workspace(ws.id),
-                keys::NewKey {
-                    provider: p.into(),
-                    key: SecretString::from(key),
-                    default_model: String::new(),
-                    base_url: String::new(),
-                },
-            )
-            .await
-            .unwrap();
-        }
-        let (_, token) = api_tokens::create(
-            &state.db,
-            &by,
-            ws.id,
-            api_tokens::NewToken {
-                name: "bench".into(),
-                scopes: vec![TokenScope::Chat],
-                chatbot: None,
-                expires_in_days: None,
-            },
-            None,
-        )
-        .await
-        .unwrap();
+        let token = bench::routed_workspace(&state, &[("openai", m0), ("groq", m20)]).await;
         state.usage.shutdown().await;
-        token.to_string()
+        token
     };
     let kw_port = free_port();
     let mut kw = spawn(

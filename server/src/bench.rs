@@ -410,6 +410,55 @@ pub async fn business_workspace(
     ws
 }
 
+/// A benchmark's workspace: each `(provider, mock port)` routed to that mock (default model
+/// `mock-small`) with a workspace key, and a chat-scoped API token, whose secret is returned.
+pub async fn routed_workspace(state: &crate::state::AppState, routes: &[(&str, u16)]) -> String {
+    use crate::services::{api_tokens, audit::By, catalogue, keys};
+    let by = By::cli();
+    for (provider, port) in routes {
+        let change = catalogue::ProviderChange {
+            base_url: format!("http://127.0.0.1:{port}/v1"),
+            default_model: "mock-small".into(),
+            byok_enabled: true,
+        };
+        let (db, changes, gateway) = (&state.db, &state.changes, &state.gateway);
+        catalogue::update_provider(db, changes, gateway, &by, provider, change)
+            .await
+            .expect("the provider's route");
+    }
+    let ws = business_workspace(state, "Bench").await;
+    for (provider, _) in routes {
+        let new = keys::NewKey {
+            provider: provider.to_string(),
+            key: secrecy::SecretString::from(format!("{}bench-key-0000", key_prefix(provider))),
+            default_model: String::new(),
+            base_url: String::new(),
+        };
+        keys::add(state.key_deps(), &by, keys::Scope::Workspace(ws.id), new)
+            .await
+            .expect("the workspace key");
+    }
+    let new = api_tokens::NewToken {
+        name: "bench".into(),
+        scopes: vec![keyward::tokens::TokenScope::Chat],
+        chatbot: None,
+        expires_in_days: None,
+    };
+    let (_, token) = api_tokens::create(&state.db, &by, ws.id, new, None)
+        .await
+        .expect("the token");
+    token.to_string()
+}
+
+/// A key prefix the provider's key-shape check accepts.
+fn key_prefix(provider: &str) -> &'static str {
+    match provider {
+        "groq" => "gsk_",
+        "anthropic" => "sk-ant-",
+        _ => "sk-",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

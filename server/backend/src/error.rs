@@ -35,6 +35,44 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// What a service failure means to a caller, whatever the surface. Each surface keeps only a
+/// table from class to its own wording; none sees the detail of a database or internal failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Class {
+    Invalid(String),
+    NotFound,
+    Conflict(String),
+    Unauthorized,
+    Forbidden,
+    RateLimited(u32),
+    /// A dependency (the database) is not answering.
+    Unavailable,
+    Internal,
+}
+
+impl ServiceError {
+    /// The failure's class. A database or internal failure is logged here, once, with its
+    /// detail and the surface it happened on; the class keeps nothing of it.
+    pub fn classify(&self, surface: &'static str) -> Class {
+        match self {
+            ServiceError::Invalid(m) => Class::Invalid(m.clone()),
+            ServiceError::NotFound => Class::NotFound,
+            ServiceError::Conflict(m) => Class::Conflict(m.clone()),
+            ServiceError::Unauthorized => Class::Unauthorized,
+            ServiceError::Forbidden => Class::Forbidden,
+            ServiceError::RateLimited(s) => Class::RateLimited(*s),
+            ServiceError::Database(err) => {
+                tracing::error!(error = %err, surface, "database error");
+                Class::Unavailable
+            }
+            ServiceError::Internal(detail) => {
+                tracing::error!(%detail, surface, "internal error");
+                Class::Internal
+            }
+        }
+    }
+}
+
 /// The REST surface's error. Every variant documents its status code.
 #[derive(Debug)]
 pub enum ApiError {
@@ -71,21 +109,15 @@ struct ErrorDetail<'a> {
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        match e {
-            ServiceError::Invalid(m) => ApiError::BadRequest(m),
-            ServiceError::NotFound => ApiError::NotFound,
-            ServiceError::Conflict(m) => ApiError::Conflict(m),
-            ServiceError::Unauthorized => ApiError::Unauthorized,
-            ServiceError::Forbidden => ApiError::Forbidden,
-            ServiceError::RateLimited(s) => ApiError::RateLimited(s),
-            ServiceError::Database(err) => {
-                tracing::error!(error = %err, "database error in a REST handler");
-                ApiError::Unavailable
-            }
-            ServiceError::Internal(detail) => {
-                tracing::error!(%detail, "internal error in a REST handler");
-                ApiError::Internal
-            }
+        match e.classify("REST API") {
+            Class::Invalid(m) => ApiError::BadRequest(m),
+            Class::NotFound => ApiError::NotFound,
+            Class::Conflict(m) => ApiError::Conflict(m),
+            Class::Unauthorized => ApiError::Unauthorized,
+            Class::Forbidden => ApiError::Forbidden,
+            Class::RateLimited(s) => ApiError::RateLimited(s),
+            Class::Unavailable => ApiError::Unavailable,
+            Class::Internal => ApiError::Internal,
         }
     }
 }

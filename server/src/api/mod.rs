@@ -170,21 +170,19 @@ impl Failure {
     }
 
     fn of_service(wire: Wire, e: &crate::error::ServiceError) -> Self {
-        use crate::error::ServiceError as S;
-        match e {
-            S::Invalid(m) => Self::invalid(wire, m.clone()),
-            S::NotFound => Self::new(wire, FailureKind::NotFound, "not_found", "not found"),
-            S::Database(err) => {
-                tracing::error!(error = %err, "database error in the public API");
-                Self::new(
-                    wire,
-                    FailureKind::Unavailable,
-                    "unavailable",
-                    "the service is temporarily unavailable",
-                )
-            }
+        use crate::error::Class;
+        match e.classify("public API") {
+            Class::Invalid(m) => Self::invalid(wire, m),
+            Class::NotFound => Self::new(wire, FailureKind::NotFound, "not_found", "not found"),
+            Class::Unavailable => Self::new(
+                wire,
+                FailureKind::Unavailable,
+                "unavailable",
+                "the service is temporarily unavailable",
+            ),
+            // Refusals the public API has no answer for are its own failure.
             other => {
-                tracing::error!(error = %other, "internal error in the public API");
+                tracing::error!(class = ?other, "unexpected refusal in the public API");
                 Self::new(
                     wire,
                     FailureKind::Internal,

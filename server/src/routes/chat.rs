@@ -13,7 +13,7 @@
 
 use crate::auth::authorize;
 use crate::entities::chatbot;
-use crate::error::ServiceError;
+use crate::error::{Class, ServiceError};
 use crate::identity::{Caller, visitor_cookie_name};
 use crate::services::accounts::SessionUser;
 use crate::services::chatbots;
@@ -66,20 +66,14 @@ struct ErrorDetail<'a> {
 
 impl From<ServiceError> for ChatRouteError {
     fn from(e: ServiceError) -> Self {
-        match e {
-            ServiceError::Invalid(m) | ServiceError::Conflict(m) => Self::BadRequest(m),
-            ServiceError::NotFound => Self::NotFound,
-            ServiceError::Unauthorized => Self::Unauthorized,
-            ServiceError::Forbidden => Self::Forbidden,
-            ServiceError::RateLimited(s) => Self::TooFast(s),
-            ServiceError::Database(err) => {
-                tracing::error!(error = %err, "database error in a chat request");
-                Self::Unavailable
-            }
-            ServiceError::Internal(detail) => {
-                tracing::error!(%detail, "internal error in a chat request");
-                Self::Internal
-            }
+        match e.classify("chat request") {
+            Class::Invalid(m) | Class::Conflict(m) => Self::BadRequest(m),
+            Class::NotFound => Self::NotFound,
+            Class::Unauthorized => Self::Unauthorized,
+            Class::Forbidden => Self::Forbidden,
+            Class::RateLimited(s) => Self::TooFast(s),
+            Class::Unavailable => Self::Unavailable,
+            Class::Internal => Self::Internal,
         }
     }
 }

@@ -1,0 +1,308 @@
+//! `make bench`, the c=1 tail: one request at a time for 10-second windows, measured by wrk
+//! (keep-alive), with the mock provider and wrk on CPU 0 and Keyward pinned to CPU 1. Each
+//! window runs with idle CPUs polling (`/dev/cpu_dma_latency` held at 0) and with them halting
+//! (this VM's default), on SQLite and on PostgreSQL. *Added* = through Keyward − straight to the
+//! mock, at the same percentile. With `--before BIN`, an earlier build is measured in the same
+//! run, on the same database, right before the current one.
+//!
+//!   tail [--keyward target/release/keyward] [--before BIN] [--seconds 10]
+//!        [--postgres postgres://postgres@127.0.0.1:5432] [--out docs/TAIL.md]
+
+use keyward_server::bench::{self, IdlePolling, free_port, spawn, wait_ready};
+use sea_orm::ConnectionTrait;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Opts {
+    keyward: PathBuf,
+    before: Option<PathBuf>,
+    seconds: u32,
+    postgres: String,
+    out: PathBuf,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        keyward: "target/release/keyward".into(),
+        before: None,
+        seconds: 10,
+        postgres: "postgres://postgres@127.0.0.1:5432".into(),
+        out: "docs/TAIL.md".into(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--keyward" => o.keyward = args.next().expect("--keyward BIN").into(),
+            "--before" => o.before = Some(args.next().expect("--before BIN").into()),
+            "--seconds" => o.seconds = args.next().expect("--seconds N").parse().expect("N"),
+            "--postgres" => o.postgres = args.next().expect("--postgres URL"),
+            "--out" => o.out = args.next().expect("--out PATH").into(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    o
+}
+
+/// One wrk window's figures, in microseconds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Window {
+    requests: u64,
+    errors: u64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+const WRK_SCRIPT: &str = r#"
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TAIL_TOKEN")
+wrk.body = '{"model":"' .. os.getenv("TAIL_MODEL") .. '","messages":[{"role":"user","content":"hello bench"}]}'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d %d\n", summary.requests,
+    e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max))
+end
+"#;
+
+/// One window of `seconds` of c=1 keep-alive requests, wrk on CPU 0.
+fn wrk(script: &Path, url: &str, token: &str, model: &str, seconds: u32) -> Window {
+    let out = Command::new("taskset")
+        .args(["-c", "0", "wrk", "-t1", "-c1", "--timeout", "5s"])
+        .arg(format!("-d{seconds}s"))
+        .arg("-s")
+        .arg(script)
+        .arg(url)
+        .env("TAIL_TOKEN", token)
+        .env("TAIL_MODEL", model)
+        .output()
+        .expect("wrk (Debian package `wrk`)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("wrk printed no result: {text}"));
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    Window {
+        requests: n[0],
+        errors: n[1],
+        p50: n[2],
+        p90: n[3],
+        p99: n[4],
+        p999: n[5],
+        max: n[6],
+    }
+}
+
+struct Row {
+    db: &'static str,
+    build: String,
+    halting: bool,
+    direct: Window,
+    via: Window,
+}
+
+/// A fresh PostgreSQL database for this run: its URL and a guard that drops it.
+async fn pg_database(admin: &str) -> Option<(String, PgDrop)> {
+    let name = format!("keyward_tail_{}", std::process::id());
+    let conn = sea_orm::Database::connect(format!("{admin}/postgres"))
+        .await
+        .ok()?;
+    conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .ok()?;
+    Some((
+        format!("{admin}/{name}"),
+        PgDrop {
+            admin: admin.to_string(),
+            name,
+        },
+    ))
+}
+
+struct PgDrop {
+    admin: String,
+    name: String,
+}
+
+impl PgDrop {
+    async fn drop_now(self) {
+        if let Ok(conn) = sea_orm::Database::connect(format!("{}/postgres", self.admin)).await {
+            let _ = conn
+                .execute_unprepared(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .await;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let o = opts();
+    let work = std::env::temp_dir().join(format!("keyward-tail-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let script = work.join("c1.lua");
+    std::fs::write(&script, WRK_SCRIPT).unwrap();
+
+    // The mock on CPU 0, with wrk.
+    let m = free_port();
+    let mut mock = spawn(
+        Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(&o.keyward)
+            .args(["mock-provider", "--bind", &format!("127.0.0.1:{m}")]),
+        &work.join("mock.log"),
+    );
+    wait_ready(
+        &format!("http://127.0.0.1:{m}/__mock/stats"),
+        &mut mock,
+        "mock",
+    )
+    .await;
+    let direct = format!("http://127.0.0.1:{m}/v1/chat/completions");
+    let allow = format!("127.0.0.1:{m}");
+
+    let mut builds: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(b) = &o.before {
+        builds.push(("before".into(), b.clone()));
+    }
+    builds.push(("after".into(), o.keyward.clone()));
+
+    let mut rows = Vec::new();
+    let sqlite = format!("sqlite://{}/keyward.db?mode=rwc", work.display());
+    let pg = pg_database(&o.postgres).await;
+    let mut dbs: Vec<(&'static str, String)> = vec![("SQLite", sqlite)];
+    if let Some((url, _)) = &pg {
+        dbs.push(("PostgreSQL", url.clone()));
+    } else {
+        eprintln!(
+            "tail: PostgreSQL at {} is not reachable; SQLite only",
+            o.postgres
+        );
+    }
+    for (db, url) in &dbs {
+        let master = work.join(format!("master-{db}.key"));
+        let token = {
+            let state = bench::fresh_state(&master, url, &allow).await;
+            let token = bench::routed_workspace(&state, &[("openai", m)]).await;
+            state.usage.shutdown().await;
+            token
+        };
+        for halting in [false, true] {
+            let hold = if halting { None } else { IdlePolling::hold() };
+            if !halting && hold.is_none() {
+                eprintln!(
+                    "tail: cannot hold /dev/cpu_dma_latency (not root?): polling rows skipped"
+                );
+                continue;
+            }
+            let straight = wrk(
+                &script,
+                &direct,
+                "sk-bench-key-0000",
+                "mock-small",
+                o.seconds,
+            );
+            for (build, bin) in &builds {
+                let port = free_port();
+                let mut kw = spawn(
+                    Command::new("taskset")
+                        .args(["-c", "1"])
+                        .arg(bin)
+                        .arg("serve")
+                        .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
+                        .env("KEYWARD_DATABASE_URL", url)
+                        .env("KEYWARD_MASTER_KEY_FILE", &master)
+                        .env("KEYWARD_ALLOWED_PRIVATE_UPSTREAMS", &allow)
+                        .env("KEYWARD_LOG_FILTER", "warn")
+                        .env("KEYWARD_SITE_ROOT", "target/site"),
+                    &work.join(format!("keyward-{db}-{build}.log")),
+                );
+                wait_ready(
+                    &format!("http://127.0.0.1:{port}/readyz"),
+                    &mut kw,
+                    "keyward",
+                )
+                .await;
+                let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+                // Warm: caches, connections, the first usage flushes.
+                wrk(&script, &url, &token, "openai/mock-small", 2);
+                let via = wrk(&script, &url, &token, "openai/mock-small", o.seconds);
+                eprintln!(
+                    "tail: {db} {build} {}: p99 direct {} µs, via {} µs",
+                    if halting { "halting" } else { "polling" },
+                    straight.p99,
+                    via.p99
+                );
+                rows.push(Row {
+                    db,
+                    build: build.clone(),
+                    halting,
+                    direct: straight,
+                    via,
+                });
+                drop(kw);
+            }
+            drop(hold);
+        }
+    }
+    if let Some((_, guard)) = pg {
+        guard.drop_now().await;
+    }
+    std::fs::write(&o.out, render(&rows, &o)).unwrap();
+    println!("tail: wrote {}", o.out.display());
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+fn render(rows: &[Row], o: &Opts) -> String {
+    let mut s = String::from("# The c=1 tail\n\n");
+    let _ = writeln!(
+        s,
+        "Written by `make bench` (`server/examples/tail.rs`). wrk sends one request at a time over one keep-alive connection for {} s per window; wrk and the mock provider run on CPU 0, Keyward is pinned to CPU 1. *Added* = through Keyward − straight to the mock, at the same percentile (µs). *polling*: idle CPUs poll (`/dev/cpu_dma_latency` held at 0); *halting*: this VM's default.{}\n",
+        o.seconds,
+        if o.before.is_some() {
+            " *before* is the build at the start of the architecture work, *after* this one, measured in the same run on the same database."
+        } else {
+            ""
+        }
+    );
+    s.push_str("| database | build | idle CPUs | requests (errors) | direct p50 / p90 / p99 / p99.9 | via Keyward p50 / p90 / p99 / p99.9 / max | added p50 / p90 / p99 / p99.9 |\n|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let d = r.direct;
+        let v = r.via;
+        let add = |a: u64, b: u64| i64::try_from(a).unwrap_or(0) - i64::try_from(b).unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} ({}) | {} / {} / {} / {} | {} / {} / {} / {} / {} | {} / {} / {} / {} |",
+            r.db,
+            r.build,
+            if r.halting { "halting" } else { "polling" },
+            v.requests,
+            v.errors,
+            d.p50,
+            d.p90,
+            d.p99,
+            d.p999,
+            v.p50,
+            v.p90,
+            v.p99,
+            v.p999,
+            v.max,
+            add(v.p50, d.p50),
+            add(v.p90, d.p90),
+            add(v.p99, d.p99),
+            add(v.p999, d.p999),
+        );
+    }
+    s
+}
