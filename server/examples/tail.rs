@@ -20,6 +20,9 @@ struct Opts {
     seconds: u32,
     postgres: String,
     out: PathBuf,
+    /// Set up SQLite, start the mock and Keyward, print how to reach them, and wait (for
+    /// profiling a window by hand).
+    hold: bool,
 }
 
 fn opts() -> Opts {
@@ -29,6 +32,7 @@ fn opts() -> Opts {
         seconds: 10,
         postgres: "postgres://postgres@127.0.0.1:5432".into(),
         out: "docs/TAIL.md".into(),
+        hold: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -38,6 +42,7 @@ fn opts() -> Opts {
             "--seconds" => o.seconds = args.next().expect("--seconds N").parse().expect("N"),
             "--postgres" => o.postgres = args.next().expect("--postgres URL"),
             "--out" => o.out = args.next().expect("--out PATH").into(),
+            "--hold" => o.hold = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -190,6 +195,9 @@ async fn main() {
             o.postgres
         );
     }
+    if o.hold {
+        dbs.truncate(1);
+    }
     for (db, url) in &dbs {
         let master = work.join(format!("master-{db}.key"));
         let token = {
@@ -235,6 +243,10 @@ async fn main() {
                 )
                 .await;
                 let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+                if o.hold {
+                    println!("HOLD url={url} token={token} pid={}", kw.0.id());
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
                 // Warm: caches, connections, the first usage flushes.
                 wrk(&script, &url, &token, "openai/mock-small", 2);
                 let via = wrk(&script, &url, &token, "openai/mock-small", o.seconds);
