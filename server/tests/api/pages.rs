@@ -85,8 +85,11 @@ async fn pages_complete_under_concurrent_load(backend: Backend) {
         .unwrap_or(25);
     // The test is about pages arriving whole, not about speed: the deadline only stops a hung
     // stream, and is generous because other tests (schema fuzzing) may be using both CPUs.
+    // Idle pooled connections are dropped before the server's 30-second header-read timeout
+    // closes them, so a slow round never sends on a connection the server is closing.
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(120))
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .build()
         .unwrap();
     let requests = (0..rounds).flat_map(|_| PAGES.iter().copied());
