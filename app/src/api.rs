@@ -570,10 +570,9 @@ pub async fn get_chat_page(
     chatbot_slug: String,
 ) -> Result<ChatPage, AppError> {
     let cx = Cx::get().await?;
-    let (who, visitor) = (cx.user().await?, cx.caller.visitor.as_deref());
     let slugs = (workspace_slug.as_str(), chatbot_slug.as_str());
     let s = &cx.state;
-    Ok(playground::chat_page(&s.chat, &s.db, slugs, who, visitor).await?)
+    Ok(playground::chat_page(&s.chat, &s.db, slugs, &cx.caller).await?)
 }
 
 /// The dashboard playground's data for a chatbot (empty: the workspace's own keys).

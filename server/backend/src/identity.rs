@@ -54,7 +54,6 @@ fn valid_visitor_id(v: &str) -> bool {
 
 /// The caller of one request: where it came from, over what, and who is signed in. Built
 /// without IO; the session is read (once) only when someone asks who is signed in.
-#[derive(Debug)]
 pub struct Caller {
     /// The client's address behind trusted proxies (set by the client layer).
     pub client: Option<ClientAddr>,
@@ -66,6 +65,18 @@ pub struct Caller {
     pub visitor: Option<String>,
     pub user_agent: Option<String>,
     user: tokio::sync::OnceCell<Option<SessionUser>>,
+}
+
+/// Never prints the session token or the visitor id.
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("client", &self.client)
+            .field("https", &self.https)
+            .field("session", &self.session.as_ref().map(|_| "…"))
+            .field("visitor", &self.visitor.as_ref().map(|_| "…"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Caller {

@@ -451,12 +451,12 @@ pub async fn chat_page(
     chat: &ChatService,
     db: &DatabaseConnection,
     (workspace_slug, chatbot_slug): (&str, &str),
-    who: Option<&crate::services::accounts::SessionUser>,
-    visitor: Option<&str>,
+    caller: &crate::identity::Caller,
 ) -> Result<keyward::chat::ChatPage, ServiceError> {
     let (ws, bot) = crate::services::chatbots::by_slugs(db, workspace_slug, chatbot_slug).await?;
+    // Only a private chatbot needs the session: public pages never read it.
     if !bot.public {
-        let action = keyward::policy::Action::Chat;
+        let (action, who) = (keyward::policy::Action::Chat, caller.user(db).await?);
         crate::auth::authorize(db, who, bot.workspace_id, action)
             .await
             .map_err(|_| ServiceError::NotFound)?;
@@ -464,7 +464,7 @@ pub async fn chat_page(
     let (models, default_model) = chatbot_models(chat, &bot).await?;
     let mut conversation = None;
     let mut messages = Vec::new();
-    if let Some(v) = visitor {
+    if let Some(v) = caller.visitor.as_deref() {
         let owner = Owner::Visitor(convs::visitor_hash(v));
         if let Some(c) = convs::latest(db, bot.id, &owner).await? {
             messages = convs::messages(db, c.id)
