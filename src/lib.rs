@@ -14,6 +14,7 @@ pub mod chat;
 pub mod credential;
 pub mod dto;
 pub mod http;
+pub mod ids;
 pub mod keys;
 pub mod markdown;
 pub mod policy;

@@ -158,6 +158,14 @@ impl Actor {
             role: Some(role),
         }
     }
+
+    /// A workspace API token acting through the management API, in its own workspace only
+    /// (the caller checks the workspace): with the `management` scope it acts as an admin — it
+    /// manages chatbots and tokens and reads keys and usage, but never manages provider keys or
+    /// members. Without that scope it is no actor there at all (`None`).
+    pub fn token(management_scope: bool) -> Option<Self> {
+        management_scope.then(|| Actor::member(Role::Admin))
+    }
 }
 
 /// The permission policy. Platform admins see every workspace's keys, usage and audit log, but
@@ -227,6 +235,17 @@ mod tests {
             for (actor, expected) in columns().into_iter().zip(row) {
                 assert_eq!(can(actor, *action), *expected, "{action:?} for {actor:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_management_token_acts_as_an_admin_and_never_manages_keys_or_members() {
+        assert_eq!(Actor::token(false), None);
+        let token = Actor::token(true).expect("management scope");
+        assert!(!token.platform_admin);
+        for action in Action::ALL {
+            let expected = !matches!(action, ManageKeys | ManageMembers | ManagePlatform);
+            assert_eq!(can(token, action), expected, "{action:?}");
         }
     }
 

@@ -9,13 +9,14 @@ use keyward::dto::{
     AdminWorkspaceRow, AuditPage, ChatbotView, ChatbotsPage, InvitationPreview, KeyTestResult,
     KeyView, KeysPage, MembersPage, PlatformProviders, SessionState, SessionView, SignUpPreview,
 };
+use keyward::ids::{ChatbotId, KeyId, KeyScope, WorkspaceId};
 use keyward::keys::FailurePolicy;
 use keyward::policy::{Plan, Role};
 use keyward::system::SystemStatus;
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
-use crate::ssr::{By, Cx, id, optional_id};
+use crate::ssr::{By, Cx, id};
 #[cfg(feature = "ssr")]
 use keyward::policy::Action;
 #[cfg(feature = "ssr")]
@@ -290,31 +291,23 @@ pub async fn set_workspace_plan(workspace_id: String, plan: Plan) -> Result<(), 
 /// The keys page of a workspace (or the platform, or — with `chatbot_id` — one chatbot):
 /// every provider and this scope's masked key.
 #[server(client = CsrfClient)]
-pub async fn get_keys(
-    workspace_id: String,
-    #[server(default)] chatbot_id: String,
-) -> Result<KeysPage, AppError> {
+pub async fn get_keys(scope: KeyScope) -> Result<KeysPage, AppError> {
     let cx = Cx::get().await?;
-    let (_, scope, ok) = cx
-        .key_scope(&workspace_id, &chatbot_id, Action::ViewKeys)
-        .await?;
+    let (_, scope, ok) = cx.key_scope(scope, Action::ViewKeys).await?;
     Ok(keys::page_for(&cx.state.db, scope, ok.as_ref()).await?)
 }
 
 /// Tests a key before it is saved: format check, then a live call to the provider.
 #[server(client = CsrfClient)]
 pub async fn test_new_key(
-    workspace_id: String,
-    #[server(default)] chatbot_id: String,
+    scope: KeyScope,
     provider: String,
     key: KeyInput,
     base_url: String,
 ) -> Result<KeyTestResult, AppError> {
     let cx = Cx::get().await?;
     let key = SecretString::from(key.into_inner());
-    let (_, scope, _) = cx
-        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
-        .await?;
+    let (_, scope, _) = cx.key_scope(scope, Action::ManageKeys).await?;
     let s = &cx.state;
     s.key_test(scope.workspace_id())?;
     Ok(keys::test_unsaved(&s.db, &s.gateway, &provider, &key, &base_url).await?)
@@ -322,8 +315,7 @@ pub async fn test_new_key(
 
 #[server(client = CsrfClient)]
 pub async fn add_key(
-    workspace_id: String,
-    #[server(default)] chatbot_id: String,
+    scope: KeyScope,
     provider: String,
     key: KeyInput,
     default_model: String,
@@ -331,9 +323,7 @@ pub async fn add_key(
 ) -> Result<KeyView, AppError> {
     let cx = Cx::get().await?;
     let key = SecretString::from(key.into_inner());
-    let (by, scope, _) = cx
-        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
-        .await?;
+    let (by, scope, _) = cx.key_scope(scope, Action::ManageKeys).await?;
     cx.state.key_test(scope.workspace_id())?;
     let new = NewKey {
         provider,
@@ -345,25 +335,18 @@ pub async fn add_key(
 }
 
 #[server(client = CsrfClient)]
-pub async fn test_saved_key(
-    workspace_id: String,
-    #[server(default)] chatbot_id: String,
-    key_id: String,
-) -> Result<KeyTestResult, AppError> {
+pub async fn test_saved_key(scope: KeyScope, key_id: KeyId) -> Result<KeyTestResult, AppError> {
     let cx = Cx::get().await?;
-    let (by, scope, _) = cx
-        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
-        .await?;
+    let (by, scope, _) = cx.key_scope(scope, Action::ManageKeys).await?;
     cx.state.key_test(scope.workspace_id())?;
-    Ok(keys::test_saved(cx.state.key_deps(), &by, scope, id(&key_id)?).await?)
+    Ok(keys::test_saved(cx.state.key_deps(), &by, scope, key_id.0).await?)
 }
 
 /// Replaces a key after the new one passed a live test; otherwise nothing changes.
 #[server(client = CsrfClient)]
 pub async fn replace_key(
-    workspace_id: String,
-    #[server(default)] chatbot_id: String,
-    key_id: String,
+    scope: KeyScope,
+    key_id: KeyId,
     provider: String,
     key: KeyInput,
     default_model: String,
@@ -371,9 +354,7 @@ pub async fn replace_key(
 ) -> Result<KeyTestResult, AppError> {
     let cx = Cx::get().await?;
     let key = SecretString::from(key.into_inner());
-    let (by, scope, _) = cx
-        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
-        .await?;
+    let (by, scope, _) = cx.key_scope(scope, Action::ManageKeys).await?;
     cx.state.key_test(scope.workspace_id())?;
     let new = NewKey {
         provider,
@@ -381,51 +362,35 @@ pub async fn replace_key(
         default_model,
         base_url,
     };
-    let key_id = id(&key_id)?;
+    let key_id = key_id.0;
     Ok(keys::replace(cx.state.key_deps(), &by, scope, key_id, new).await?)
 }
 
 #[server(client = CsrfClient)]
 pub async fn set_key_enabled(
-    workspace_id: String,
-    #[server(default)] chatbot_id: String,
-    key_id: String,
+    scope: KeyScope,
+    key_id: KeyId,
     enabled: bool,
 ) -> Result<(), AppError> {
     let cx = Cx::get().await?;
-    let (by, scope, _) = cx
-        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
-        .await?;
-    let (s, key) = (&cx.state, id(&key_id)?);
+    let (by, scope, _) = cx.key_scope(scope, Action::ManageKeys).await?;
+    let (s, key) = (&cx.state, key_id.0);
     Ok(keys::set_enabled(&s.db, &s.changes, &by, scope, key, enabled).await?)
 }
 
 #[server(client = CsrfClient)]
-pub async fn set_key_model(
-    workspace_id: String,
-    #[server(default)] chatbot_id: String,
-    key_id: String,
-    model: String,
-) -> Result<(), AppError> {
+pub async fn set_key_model(scope: KeyScope, key_id: KeyId, model: String) -> Result<(), AppError> {
     let cx = Cx::get().await?;
-    let (by, scope, _) = cx
-        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
-        .await?;
-    let (s, key) = (&cx.state, id(&key_id)?);
+    let (by, scope, _) = cx.key_scope(scope, Action::ManageKeys).await?;
+    let (s, key) = (&cx.state, key_id.0);
     Ok(keys::set_default_model(&s.db, &s.changes, &by, scope, key, &model).await?)
 }
 
 #[server(client = CsrfClient)]
-pub async fn delete_key(
-    workspace_id: String,
-    #[server(default)] chatbot_id: String,
-    key_id: String,
-) -> Result<(), AppError> {
+pub async fn delete_key(scope: KeyScope, key_id: KeyId) -> Result<(), AppError> {
     let cx = Cx::get().await?;
-    let (by, scope, _) = cx
-        .key_scope(&workspace_id, &chatbot_id, Action::ManageKeys)
-        .await?;
-    let (s, key) = (&cx.state, id(&key_id)?);
+    let (by, scope, _) = cx.key_scope(scope, Action::ManageKeys).await?;
+    let (s, key) = (&cx.state, key_id.0);
     Ok(keys::delete(&s.db, &s.changes, &by, scope, key).await?)
 }
 
@@ -482,10 +447,10 @@ pub async fn set_byok_plans(plans: String) -> Result<(), AppError> {
     Ok(catalogue::set_byok_plans(&cx.state.db, &cx.state.changes, &by, &parsed).await?)
 }
 
-/// The audit log of a workspace (or, with an empty id, the instance-wide log), filtered.
+/// The audit log of a workspace (or, with none, the instance-wide log), filtered.
 #[server(client = CsrfClient)]
 pub async fn get_audit_log(
-    workspace_id: String,
+    #[server(default)] workspace: Option<WorkspaceId>,
     actor: String,
     action: String,
     provider: String,
@@ -501,7 +466,8 @@ pub async fn get_audit_log(
         to: some(to),
     };
     let cx = Cx::get().await?;
-    let (_, scope, _) = cx.key_scope(&workspace_id, "", Action::ViewAudit).await?;
+    let scope = workspace.map_or(KeyScope::Platform, KeyScope::Workspace);
+    let (_, scope, _) = cx.key_scope(scope, Action::ViewAudit).await?;
     Ok(audit::list(&cx.state.db, scope.workspace_id(), &filter).await?)
 }
 
@@ -575,15 +541,15 @@ pub async fn get_chat_page(
     Ok(playground::chat_page(&s.chat, &s.db, slugs, &cx.caller).await?)
 }
 
-/// The dashboard playground's data for a chatbot (empty: the workspace's own keys).
+/// The dashboard playground's data for a chatbot (none: the workspace's own keys).
 #[server(client = CsrfClient)]
 pub async fn get_playground(
-    workspace_id: String,
-    #[server(default)] chatbot_id: String,
+    workspace: WorkspaceId,
+    #[server(default)] chatbot: Option<ChatbotId>,
 ) -> Result<PlaygroundPage, AppError> {
     let cx = Cx::get().await?;
-    let ok = cx.guard(&workspace_id, Action::Chat).await?;
-    let (s, bot) = (&cx.state, optional_id(&chatbot_id)?);
+    let ok = cx.guard_id(workspace, Action::Chat).await?;
+    let (s, bot) = (&cx.state, chatbot.map(uuid::Uuid::from));
     Ok(playground::page(&s.chat, &s.models, &s.db, &ok, bot).await?)
 }
 

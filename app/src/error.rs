@@ -35,6 +35,12 @@ pub enum AppError {
     Network,
 }
 
+impl From<keyward::ids::NoSuch> for AppError {
+    fn from(_: keyward::ids::NoSuch) -> Self {
+        AppError::NotFound
+    }
+}
+
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 

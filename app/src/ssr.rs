@@ -4,6 +4,7 @@
 //! turns a `ServiceError` into an [`AppError`] that carries no internal detail).
 
 use crate::error::AppError;
+use keyward::ids::{KeyScope, WorkspaceId};
 use keyward::policy::Action;
 pub use keyward_backend::auth::Authorized;
 use keyward_backend::auth::{authorize, authorize_platform};
@@ -19,14 +20,6 @@ use uuid::Uuid;
 /// Ids from the browser: a malformed one is indistinguishable from another tenant's (404).
 pub fn id(s: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(s).map_err(|_| AppError::NotFound)
-}
-
-/// An optional id from the browser (empty: none).
-pub fn optional_id(s: &str) -> Result<Option<Uuid>, AppError> {
-    match s.trim() {
-        "" => Ok(None),
-        s => id(s).map(Some),
-    }
 }
 
 /// One server-function call's context.
@@ -62,8 +55,16 @@ impl Cx {
 
     /// The signed-in caller, authorized for `action` in the workspace `workspace_id`.
     pub async fn guard(&self, workspace_id: &str, action: Action) -> Result<Authorized, AppError> {
-        let ws = id(workspace_id)?;
-        Ok(authorize(&self.state.db, self.user().await?, ws, action).await?)
+        self.guard_id(workspace_id.parse()?, action).await
+    }
+
+    /// [`Cx::guard`] for a typed id.
+    pub async fn guard_id(
+        &self,
+        workspace: WorkspaceId,
+        action: Action,
+    ) -> Result<Authorized, AppError> {
+        Ok(authorize(&self.state.db, self.user().await?, workspace.0, action).await?)
     }
 
     /// The signed-in platform admin, through the one guard.
@@ -72,31 +73,27 @@ impl Cx {
         Ok(By::user(&admin))
     }
 
-    /// A key scope from the browser's ids, authorized for `action`: an empty workspace id is
-    /// the platform's scope (platform admins only); otherwise the one guard decides, and a
-    /// chatbot id narrows the scope to that chatbot of the workspace (404 if it is not one).
+    /// A key scope, authorized for `action`: the platform's (platform admins only), a
+    /// workspace's (the one guard decides), or one chatbot's of that workspace (404 if it is not
+    /// one of its chatbots).
     pub async fn key_scope(
         &self,
-        workspace_id: &str,
-        chatbot_id: &str,
+        scope: KeyScope,
         action: Action,
     ) -> Result<(By, Scope, Option<Authorized>), AppError> {
-        if workspace_id.is_empty() {
-            if !chatbot_id.is_empty() {
-                return Err(AppError::NotFound);
-            }
+        let Some(workspace) = scope.workspace() else {
             return Ok((self.platform_admin().await?, Scope::Platform, None));
-        }
-        let ok = self.guard(workspace_id, action).await?;
-        let scope = match optional_id(chatbot_id)? {
-            None => Scope::Workspace(ok.workspace.id),
-            Some(bot) => {
-                let bot = chatbots::get(&self.state.db, ok.workspace.id, bot).await?;
+        };
+        let ok = self.guard_id(workspace, action).await?;
+        let scope = match scope {
+            KeyScope::Chatbot { chatbot, .. } => {
+                let bot = chatbots::get(&self.state.db, ok.workspace.id, chatbot.0).await?;
                 Scope::Chatbot {
                     workspace: ok.workspace.id,
                     chatbot: bot.id,
                 }
             }
+            _ => Scope::Workspace(ok.workspace.id),
         };
         Ok((By::user(&ok.user), scope, Some(ok)))
     }

@@ -4,7 +4,11 @@
 //! (`tests/api/fuzz_corpus.rs`), so a crash once found stays fixed.
 
 use crate::api::sse::SseEncoder;
-use crate::gateway::chat::{AnthropicStreamTranslator, Chunk, from_anthropic, to_anthropic};
+use crate::gateway::anthropic::{
+    AnthropicStreamTranslator, ToAnthropic, from_anthropic, from_completion, to_anthropic,
+    to_internal,
+};
+use crate::gateway::chat::Chunk;
 use serde_json::Value;
 
 /// The names of the targets, as the fuzz crate and the corpus folders spell them.
@@ -68,19 +72,18 @@ pub fn translators(data: &[u8]) {
                 assert!(body.is_object());
             }
             let _ = to_anthropic(map, "m", false);
-            if let Ok((_, _, internal)) = crate::api::anthropic::to_internal(map) {
+            if let Ok((_, _, internal)) = to_internal(map) {
                 let _ = to_anthropic(&internal, "m", false);
             }
         }
         let (body, _) = from_anthropic(&v, 0);
         assert!(body.is_object());
-        let back = crate::api::anthropic::from_completion(&v, None, "msg_1", "m");
+        let back = from_completion(&v, None, "msg_1", "m");
         assert!(back.is_object());
     }
     // Stream events, one per line: `name data`.
     let mut translator = AnthropicStreamTranslator::new(0);
-    let mut to_anthropic_stream =
-        crate::api::anthropic::ToAnthropic::new("msg_1".into(), "m".into());
+    let mut to_anthropic_stream = ToAnthropic::new("msg_1".into(), "m".into());
     let mut out = Vec::new();
     for line in text.lines() {
         let (name, data) = line.split_once(' ').unwrap_or(("message", line));

@@ -56,14 +56,12 @@ fn AuditView(workspace_id: String, title: &'static str) -> impl IntoView {
     let page = Resource::new(
         move || applied.get(),
         move |f: Filter| {
-            get_audit_log(
-                workspace_id.clone(),
-                f.actor,
-                f.action,
-                f.provider,
-                f.from,
-                f.to,
-            )
+            // No workspace: the instance-wide log.
+            let workspace = (!workspace_id.is_empty()).then(|| workspace_id.parse());
+            async move {
+                let workspace = workspace.transpose()?;
+                get_audit_log(workspace, f.actor, f.action, f.provider, f.from, f.to).await
+            }
         },
     );
     let field = move |label: &'static str,

@@ -97,7 +97,17 @@ fn PlaygroundFor(ws: String) -> impl IntoView {
     let chatbot = RwSignal::new(String::new());
     let page = Resource::new(move || chatbot.get(), {
         let ws = ws.clone();
-        move |bot| get_playground(ws.clone(), bot)
+        move |bot: String| {
+            let ids = ws.parse().and_then(|ws: keyward::ids::WorkspaceId| {
+                // The select's empty choice: the workspace's own keys.
+                let bot = (!bot.is_empty()).then(|| bot.parse()).transpose()?;
+                Ok((ws, bot))
+            });
+            async move {
+                let (ws, bot) = ids?;
+                get_playground(ws, bot).await
+            }
+        }
     });
     view! {
         <h1>"Playground"</h1>

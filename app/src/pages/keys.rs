@@ -13,6 +13,7 @@ use crate::api::{
 use crate::auth::{RequireAuth, use_me_memo};
 use crate::error::AppError;
 use keyward::dto::{KeyRow, KeyTestResult, KeysPage};
+use keyward::ids::{KeyId, KeyScope, NoSuch};
 use keyward::keys::{FailurePolicy, KeyState};
 use leptos::form::FromFormData;
 use leptos::html;
@@ -119,10 +120,18 @@ pub fn KeysView(
 ) -> impl IntoView {
     let reload = RwSignal::new(0u32);
     let states: States = RwSignal::new(HashMap::new());
-    let page = Resource::new(move || reload.get(), {
-        let (ws, bot) = (workspace_id.clone(), chatbot_id.clone());
-        move |_| get_keys(ws.clone(), bot.clone())
-    });
+    // The route's ids: no workspace is the platform's keys; a chatbot narrows to its own.
+    let scope: Result<KeyScope, NoSuch> = match (workspace_id.as_str(), chatbot_id.as_str()) {
+        ("", "") => Ok(KeyScope::Platform),
+        (ws, "") => ws.parse().map(KeyScope::Workspace),
+        (ws, bot) => ws
+            .parse()
+            .and_then(|w| Ok(KeyScope::of(w, Some(bot.parse()?)))),
+    };
+    let page = Resource::new(
+        move || reload.get(),
+        move |_| async move { get_keys(scope?).await },
+    );
     let platform = workspace_id.is_empty();
     view! {
         {platform.then(|| view! { <super::admin::AdminNav/> })}
@@ -137,11 +146,10 @@ pub fn KeysView(
         <Transition fallback=|| view! { <p aria-busy="true">"Loading…"</p> }>
             {move || page.get().map(|p: Result<KeysPage, AppError>| match p {
                 Err(e) => view! { <p role="alert" class="error">{e.to_string()}</p> }.into_any(),
-                Ok(p) => {
-                    let ws = workspace_id.clone();
-                    let bot = chatbot_id.clone();
-                    view! { <KeysBody page=p ws bot reload states/> }.into_any()
-                }
+                Ok(p) => match scope {
+                    Ok(scope) => view! { <KeysBody page=p scope reload states/> }.into_any(),
+                    Err(_) => ().into_any(),
+                },
             })}
         </Transition>
     }
@@ -150,8 +158,7 @@ pub fn KeysView(
 #[component]
 fn KeysBody(
     page: KeysPage,
-    ws: String,
-    bot: String,
+    scope: KeyScope,
     reload: RwSignal<u32>,
     states: States,
 ) -> impl IntoView {
@@ -165,15 +172,19 @@ fn KeysBody(
     let read_only = (!manage).then(|| view! {
         <p class="muted">"Only owners can change keys. You can see which keys exist, masked."</p>
     });
-    let policy = (!platform && bot.is_empty())
-        .then(|| view! { <PolicyForm ws=ws.clone() current=page.failure_policy manage reload/> });
+    let policy = match scope {
+        KeyScope::Workspace(ws) => Some(
+            view! { <PolicyForm ws=ws.to_string() current=page.failure_policy manage reload/> },
+        ),
+        _ => None,
+    };
     view! {
         {banner}
         {read_only}
         {policy}
         <ul class="key-list" aria-label="Providers">
             {page.rows.into_iter().map(|row| view! {
-                <ProviderRow row ws=ws.clone() bot=bot.clone() manage platform reload states/>
+                <ProviderRow row scope manage platform reload states/>
             }).collect_view()}
         </ul>
     }
@@ -239,8 +250,7 @@ fn state_badge(state: KeyState) -> impl IntoView {
 #[component]
 fn ProviderRow(
     row: KeyRow,
-    ws: String,
-    bot: String,
+    scope: KeyScope,
     manage: bool,
     platform: bool,
     reload: RwSignal<u32>,
@@ -289,7 +299,7 @@ fn ProviderRow(
             };
             let controls = manage.then(|| {
                 view! {
-                    <KeyControls ws=ws.clone() bot=bot.clone() provider=pid.clone() key_id=key.id.clone()
+                    <KeyControls scope provider=pid.clone() key_id=key.id.clone()
                         disabled=key.state == KeyState::Disabled custom=p.base_url.is_none()
                         reload states/>
                 }
@@ -298,7 +308,7 @@ fn ProviderRow(
         }
         None => {
             let add = manage.then(|| view! {
-                <AddForm ws=ws.clone() bot=bot.clone() provider=pid.clone() provider_name=p.name.clone()
+                <AddForm scope provider=pid.clone() provider_name=p.name.clone()
                     custom=p.base_url.is_none() default_model=p.default_model.clone()
                     destination=p.base_url.as_deref().map(keyward::keys::destination_host) reload states/>
             });
@@ -329,8 +339,7 @@ fn ProviderRow(
 
 #[component]
 fn AddForm(
-    ws: String,
-    bot: String,
+    scope: KeyScope,
     provider: String,
     provider_name: String,
     custom: bool,
@@ -362,14 +371,7 @@ fn AddForm(
                 s.result = None;
             });
             spawn_local(async move {
-                let r = test_new_key(
-                    input.workspace_id,
-                    input.chatbot_id,
-                    input.provider,
-                    input.key,
-                    input.base_url,
-                )
-                .await;
+                let r = test_new_key(input.scope, input.provider, input.key, input.base_url).await;
                 set_state(states, &provider, |s| {
                     s.busy = None;
                     s.result = Some(match r {
@@ -394,8 +396,7 @@ fn AddForm(
             });
             spawn_local(async move {
                 let r = add_key(
-                    input.workspace_id,
-                    input.chatbot_id,
+                    input.scope,
                     input.provider,
                     input.key,
                     input.default_model,
@@ -418,8 +419,7 @@ fn AddForm(
     let url_id = format!("url-{provider}");
     view! {
         <form node_ref=form method="post" action=AddKey::url() class="stack narrow" on:submit=on_submit>
-            <input type="hidden" name="workspace_id" value=ws/>
-            <input type="hidden" name="chatbot_id" value=bot/>
+            <input type="hidden" name="scope" value=scope.to_string()/>
             <input type="hidden" name="provider" value=provider.clone()/>
             <label for=key_id.clone()>{format!("{provider_name} API key")}</label>
             <input id=key_id type="password" name="key" required autocomplete="off" spellcheck="false"/>
@@ -453,8 +453,7 @@ fn AddForm(
 
 #[component]
 fn KeyControls(
-    ws: String,
-    bot: String,
+    scope: KeyScope,
     provider: String,
     key_id: String,
     disabled: bool,
@@ -487,24 +486,25 @@ fn KeyControls(
             });
         }
     };
-    let (ws1, id1, bot1) = (ws.clone(), key_id.clone(), bot.clone());
+    // The page's own key ids always parse; a malformed one would be "not found" anyway.
+    let id: Result<KeyId, String> = key_id.parse().map_err(|_| AppError::NotFound.to_string());
+    let (id1, id2, id3) = (id.clone(), id.clone(), id);
     let run1 = run.clone();
     let on_test = move |_| {
-        let (ws, id, bot) = (ws1.clone(), id1.clone(), bot1.clone());
+        let id = id1.clone();
         run1(
             "Testing the key with the provider…",
             Box::pin(async move {
-                match test_saved_key(ws, bot, id).await {
+                match test_saved_key(scope, id?).await {
                     Ok(t) => test_message(&t),
                     Err(e) => Err(e.to_string()),
                 }
             }),
         );
     };
-    let (ws2, id2, bot2) = (ws.clone(), key_id.clone(), bot.clone());
     let run2 = run.clone();
     let on_toggle = move |_| {
-        let (ws, id, bot) = (ws2.clone(), id2.clone(), bot2.clone());
+        let id = id2.clone();
         run2(
             if disabled {
                 "Enabling…"
@@ -512,7 +512,7 @@ fn KeyControls(
                 "Disabling…"
             },
             Box::pin(async move {
-                set_key_enabled(ws, bot, id, disabled)
+                set_key_enabled(scope, id?, disabled)
                     .await
                     .map(|()| {
                         if disabled {
@@ -525,7 +525,6 @@ fn KeyControls(
             }),
         );
     };
-    let (ws3, id3, bot3) = (ws.clone(), key_id.clone(), bot.clone());
     let run3 = run.clone();
     let on_delete = move |_| {
         #[cfg(feature = "hydrate")]
@@ -535,11 +534,11 @@ fn KeyControls(
         {
             return;
         }
-        let (ws, id, bot) = (ws3.clone(), id3.clone(), bot3.clone());
+        let id = id3.clone();
         run3(
             "Deleting…",
             Box::pin(async move {
-                delete_key(ws, bot, id)
+                delete_key(scope, id?)
                     .await
                     .map(|()| "Deleted.".to_string())
                     .map_err(|e| e.to_string())
@@ -569,8 +568,7 @@ fn KeyControls(
             "Testing the new key, then replacing…",
             Box::pin(async move {
                 replace_key(
-                    input.workspace_id,
-                    input.chatbot_id,
+                    input.scope,
                     input.key_id,
                     input.provider,
                     input.key,
@@ -602,8 +600,7 @@ fn KeyControls(
         </div>
         <Show when=move || open.get().is_some()>
             <form node_ref=form method="post" action=ReplaceKey::url() class="stack narrow" on:submit=on_replace.clone()>
-                <input type="hidden" name="workspace_id" value=ws.clone()/>
-                <input type="hidden" name="chatbot_id" value=bot.clone()/>
+                <input type="hidden" name="scope" value=scope.to_string()/>
                 <input type="hidden" name="key_id" value=key_id.clone()/>
                 <input type="hidden" name="provider" value=provider.clone()/>
                 <input type="hidden" name="default_model" value=""/>

@@ -1,6 +1,7 @@
 //! The one authorization guard. Every server function and REST handler that touches a workspace
-//! calls [`authorize`]; it reads the caller's *current* membership from the database (so a
-//! demotion or removal applies on the very next request) and asks the core policy.
+//! calls [`authorize`] (directly, or through [`crate::identity::Caller::access`], which checks an
+//! API token first); it reads the caller's *current* membership from the database (so a demotion
+//! or removal applies on the very next request) and asks the core policy, which alone decides.
 
 use crate::entities::{membership, user, workspace};
 use crate::error::ServiceError;

@@ -107,6 +107,33 @@ struct ErrorDetail<'a> {
     message: &'a str,
 }
 
+/// The JSON error answer every JSON surface of the dashboard's server shares (the REST API and
+/// the chat stream routes): `{"error": {"code", "message"}}`, with `Retry-After` when given.
+pub fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    retry_after: Option<u32>,
+) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail { code, message },
+    };
+    let mut res = (status, Json(body)).into_response();
+    if let Some(v) =
+        retry_after.and_then(|s| axum::http::HeaderValue::from_str(&s.to_string()).ok())
+    {
+        res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    res
+}
+
+/// A malformed id is indistinguishable from another tenant's: 404.
+impl From<keyward::ids::NoSuch> for ApiError {
+    fn from(_: keyward::ids::NoSuch) -> Self {
+        ApiError::NotFound
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e.classify("REST API") {
@@ -151,16 +178,11 @@ impl IntoResponse for ApiError {
                 "internal error; it has been logged",
             ),
         };
-        let body = ErrorBody {
-            error: ErrorDetail { code, message },
+        let retry = match self {
+            ApiError::RateLimited(secs) => Some(secs),
+            _ => None,
         };
-        let mut res = (status, Json(body)).into_response();
-        if let ApiError::RateLimited(secs) = self
-            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
-        {
-            res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-        }
-        res
+        error_response(status, code, message, retry)
     }
 }
 

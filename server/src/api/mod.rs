@@ -241,26 +241,6 @@ fn chat_headers(h: &mut HeaderMap, started: Instant, served: Option<&Served>) {
     stamp(h, started, served.map_or(Duration::ZERO, |s| s.upstream));
 }
 
-/// The token a request presents: `Authorization: Bearer …`, else `x-api-key`.
-pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let v = v.trim();
-        if let Some(t) = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-        {
-            return Some(t.trim());
-        }
-    }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-}
-
 /// The one check of the public API: a live token of a workspace, with the scope.
 pub async fn authenticate(
     state: &AppState,
@@ -268,7 +248,7 @@ pub async fn authenticate(
     wire: Wire,
     scope: TokenScope,
 ) -> Result<Arc<TokenAuth>, Failure> {
-    let Some(token) = presented(headers).filter(|t| !t.is_empty()) else {
+    let Some(token) = crate::identity::presented(headers).filter(|t| !t.is_empty()) else {
         return Err(Failure::new(
             wire,
             FailureKind::Authentication,

@@ -5,26 +5,15 @@
 //! usage as stopped.
 
 use super::Failure;
-use crate::gateway::chat::{Chunk, StreamEvent, UpstreamError};
+pub(crate) use crate::gateway::chat::SseEncoder;
+use crate::gateway::chat::{StreamEvent, UpstreamError};
 use crate::services::chat::MeteredStream;
 use axum::body::Bytes;
 use futures_util::{Stream, StreamExt};
-use keyward::wire::{FailureKind, Wire, upstream_failure};
+use keyward::wire::{FailureKind, upstream_failure};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-
-/// How one wire format writes a stream.
-pub(crate) trait SseEncoder: Send + Unpin + 'static {
-    /// The wire format (for the shape of a failure).
-    const WIRE: Wire;
-    /// Writes what one chunk becomes (possibly nothing).
-    fn chunk(&mut self, chunk: &Chunk, out: &mut Vec<u8>);
-    /// Writes the end of a finished answer.
-    fn end(&mut self, out: &mut Vec<u8>);
-    /// Writes a failure event whose data is `body` (the wire format's error document).
-    fn fail(&mut self, body: &str, out: &mut Vec<u8>);
-}
 
 pub struct SseBody<E> {
     inner: MeteredStream,

@@ -8,127 +8,42 @@
 //! * a browser session (cookie) plus the CSRF proof on every state-changing request, with the
 //!   member's own role.
 //!
-//! Either way the one guard ([`keyward::policy::can`]) decides, and the handlers call the same
+//! Either way the one guard ([`Caller::access`], asking [`keyward::policy::can`]) decides, and the handlers call the same
 //! services as the dashboard's server functions. The routes and the document are built from one
 //! table ([`endpoints`]), so they cannot drift apart.
 
 mod openapi;
 
-use crate::auth::authorize;
-use crate::entities::workspace;
 use crate::error::ApiError;
+use crate::identity::Access;
 use crate::identity::Caller;
-use crate::services::audit::By;
 use crate::services::{api_tokens, chatbots, keys, usage};
 use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
-use keyward::policy::{Action, Actor, Role, can};
-use keyward::tokens::{NewApiToken, TokenScope};
+use keyward::ids::{ChatbotId, KeyId, TokenId, WorkspaceId};
+use keyward::policy::{Action, can};
+use keyward::tokens::NewApiToken;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-/// Who is calling, allowed to do what they asked, in which workspace.
-struct Access {
-    workspace: workspace::Model,
-    actor: Actor,
-    by: By,
-    /// The token the caller presented (`None`: a session).
-    token: Option<std::sync::Arc<api_tokens::TokenAuth>>,
-}
-
-/// Whether a request presents a token (then only the token counts; cookies are ignored).
-fn has_token(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::AUTHORIZATION) || headers.contains_key("x-api-key")
-}
-
-/// What a REST handler needs of its request to identify the caller: the method (the CSRF check
-/// applies to changes), the headers (token, session cookie) and the client (https or not).
-struct Request {
-    method: Method,
-    headers: HeaderMap,
-    client: Option<crate::client::ClientAddr>,
-}
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Request {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Request {
-            method: parts.method.clone(),
-            headers: parts.headers.clone(),
-            client: parts.extensions.get::<crate::client::ClientAddr>().copied(),
-        })
-    }
-}
-
+/// The caller, through the one guard: allowed to do `action` in the workspace the path names.
 async fn access(
     state: &AppState,
-    req: &Request,
+    caller: &Caller,
     workspace: &str,
     action: Action,
 ) -> Result<Access, ApiError> {
-    let (headers, method, client) = (&req.headers, &req.method, req.client.as_ref());
-    let ws = Uuid::parse_str(workspace).map_err(|_| ApiError::NotFound)?;
-    if has_token(headers) {
-        let token = crate::api::presented(headers).unwrap_or("");
-        let auth = state
-            .tokens
-            .authenticate(&state.db, token)
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        if !auth.allows(TokenScope::Management) {
-            return Err(ApiError::Forbidden);
-        }
-        // Another workspace's ids are indistinguishable from missing ones.
-        if auth.workspace != ws {
-            return Err(ApiError::NotFound);
-        }
-        let actor = Actor {
-            signed_in: true,
-            platform_admin: false,
-            role: Some(Role::Admin),
-        };
-        if !can(actor, action) {
-            return Err(ApiError::Forbidden);
-        }
-        let workspace = crate::services::workspaces::get(&state.db, ws).await?;
-        let shown = format!(
-            "{}…",
-            &token[..keyward::tokens::SHOWN_CHARS.min(token.len())]
-        );
-        return Ok(Access {
-            workspace,
-            actor,
-            by: By {
-                id: None,
-                email: format!("API token {shown}"),
-            },
-            token: Some(auth),
-        });
-    }
-    if !matches!(*method, Method::GET | Method::HEAD) {
-        crate::routes::csrf::check(headers).map_err(|_| ApiError::Forbidden)?;
-    }
-    let caller = Caller::from_headers(&state.settings, headers, client.copied());
-    let ok = authorize(&state.db, caller.user(&state.db).await?, ws, action).await?;
-    Ok(Access {
-        by: By::user(&ok.user),
-        workspace: ok.workspace,
-        actor: ok.actor,
-        token: None,
-    })
+    let ws: WorkspaceId = workspace.parse()?;
+    Ok(caller
+        .access(&state.db, &state.tokens, ws.0, action)
+        .await?)
 }
 
-/// A JSON body, or a 400 saying what is wrong with it.
 /// A JSON body. A field the operation does not take is refused with 422 naming it (no mass
 /// assignment); other faults are 400.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -144,10 +59,6 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn id(s: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(s).map_err(|_| ApiError::NotFound)
-}
-
 fn created(v: Value) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
@@ -156,10 +67,10 @@ fn created(v: Value) -> Response {
 
 async fn list_keys(
     State(state): State<AppState>,
-    req: Request,
+    caller: Caller,
     Path(ws): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = access(&state, &req, &ws, Action::ViewKeys).await?;
+    let a = access(&state, &caller, &ws, Action::ViewKeys).await?;
     let page = keys::page(
         &state.db,
         keys::Scope::Workspace(a.workspace.id),
@@ -183,11 +94,11 @@ struct NewKeyBody {
 
 async fn add_key(
     State(state): State<AppState>,
-    req: Request,
+    caller: Caller,
     Path(ws): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let a = access(&state, &req, &ws, Action::ManageKeys).await?;
+    let a = access(&state, &caller, &ws, Action::ManageKeys).await?;
     let b: NewKeyBody = body(&bytes)?;
     state.key_test(Some(a.workspace.id))?;
     let view = keys::add(
@@ -207,16 +118,16 @@ async fn add_key(
 
 async fn delete_key(
     State(state): State<AppState>,
-    req: Request,
+    caller: Caller,
     Path((ws, key)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let a = access(&state, &req, &ws, Action::ManageKeys).await?;
+    let a = access(&state, &caller, &ws, Action::ManageKeys).await?;
     keys::delete(
         &state.db,
         &state.changes,
         &a.by,
         keys::Scope::Workspace(a.workspace.id),
-        id(&key)?,
+        key.parse::<KeyId>()?.0,
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -226,10 +137,10 @@ async fn delete_key(
 
 async fn list_chatbots(
     State(state): State<AppState>,
-    req: Request,
+    caller: Caller,
     Path(ws): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = access(&state, &req, &ws, Action::ViewKeys).await?;
+    let a = access(&state, &caller, &ws, Action::ViewKeys).await?;
     let rows = chatbots::list(&state.db, a.workspace.id).await?;
     let list: Vec<_> = rows.iter().map(chatbots::view).collect();
     Ok(Json(json!({ "chatbots": list })))
@@ -252,11 +163,11 @@ struct NewChatbotBody {
 
 async fn create_chatbot(
     State(state): State<AppState>,
-    req: Request,
+    caller: Caller,
     Path(ws): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let a = access(&state, &req, &ws, Action::ManageChatbots).await?;
+    let a = access(&state, &caller, &ws, Action::ManageChatbots).await?;
     let b: NewChatbotBody = body(&bytes)?;
     let row = chatbots::create(
         &state.db,
@@ -277,17 +188,17 @@ async fn create_chatbot(
 
 async fn delete_chatbot(
     State(state): State<AppState>,
-    req: Request,
+    caller: Caller,
     Path((ws, bot)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let a = access(&state, &req, &ws, Action::ManageChatbots).await?;
+    let a = access(&state, &caller, &ws, Action::ManageChatbots).await?;
     let keys = keyward::policy::can(a.actor, Action::ManageKeys);
     chatbots::delete(
         &state.db,
         &state.changes,
         &a.by,
         a.workspace.id,
-        id(&bot)?,
+        bot.parse::<ChatbotId>()?.0,
         keys,
     )
     .await?;
@@ -298,21 +209,21 @@ async fn delete_chatbot(
 
 async fn list_tokens(
     State(state): State<AppState>,
-    req: Request,
+    caller: Caller,
     Path(ws): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = access(&state, &req, &ws, Action::ViewKeys).await?;
+    let a = access(&state, &caller, &ws, Action::ViewKeys).await?;
     let tokens = api_tokens::list(&state.db, a.workspace.id).await?;
     Ok(Json(json!({ "tokens": tokens })))
 }
 
 async fn create_token(
     State(state): State<AppState>,
-    req: Request,
+    caller: Caller,
     Path(ws): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let a = access(&state, &req, &ws, Action::ManageApiTokens).await?;
+    let a = access(&state, &caller, &ws, Action::ManageApiTokens).await?;
     let new: NewApiToken = body(&bytes)?;
     let new: api_tokens::NewToken = new.try_into()?;
     let parent = a.token.as_deref();
@@ -325,16 +236,16 @@ async fn create_token(
 
 async fn revoke_token(
     State(state): State<AppState>,
-    req: Request,
+    caller: Caller,
     Path((ws, token)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let a = access(&state, &req, &ws, Action::ManageApiTokens).await?;
+    let a = access(&state, &caller, &ws, Action::ManageApiTokens).await?;
     api_tokens::revoke(
         &state.db,
         &state.changes,
         &a.by,
         a.workspace.id,
-        id(&token)?,
+        token.parse::<TokenId>()?.0,
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -352,14 +263,14 @@ struct Range {
 
 async fn get_usage(
     State(state): State<AppState>,
-    req: Request,
+    caller: Caller,
     Path(ws): Path<String>,
     query: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     // A malformed query is answered in this API's JSON error shape, not axum's plain text.
     let Query(r) =
         query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
-    let a = access(&state, &req, &ws, Action::ViewUsage).await?;
+    let a = access(&state, &caller, &ws, Action::ViewUsage).await?;
     let report = usage::report(
         &state.db,
         &state.credits,
@@ -515,5 +426,7 @@ pub fn router() -> Router<AppState> {
     for e in endpoints() {
         r = r.route(e.path, (e.route)());
     }
-    r
+    r.route_layer(axum::middleware::from_fn(
+        crate::routes::csrf::csrf_guard_for_sessions,
+    ))
 }

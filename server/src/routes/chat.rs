@@ -13,7 +13,7 @@
 
 use crate::auth::authorize;
 use crate::entities::chatbot;
-use crate::error::{Class, ServiceError};
+use crate::error::{Class, ServiceError, error_response};
 use crate::identity::{Caller, visitor_cookie_name};
 use crate::services::accounts::SessionUser;
 use crate::services::chatbots;
@@ -29,7 +29,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use keyward::chat::{ChatEvent, ChatSend};
 use keyward::policy::Action;
-use serde::Serialize;
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -51,17 +50,6 @@ pub enum ChatRouteError {
     DailyCap,
     Unavailable,
     Internal,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
 }
 
 impl From<ServiceError> for ChatRouteError {
@@ -122,13 +110,6 @@ impl IntoResponse for ChatRouteError {
                 "Something went wrong on our side; it has been logged.".into(),
             ),
         };
-        let mut res = (
-            status,
-            Json(ErrorBody {
-                error: ErrorDetail { code, message },
-            }),
-        )
-            .into_response();
         let retry = match self {
             Self::TooFast(s) => Some(s),
             Self::DailyCap => {
@@ -138,10 +119,7 @@ impl IntoResponse for ChatRouteError {
             }
             _ => None,
         };
-        if let Some(v) = retry.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        res
+        error_response(status, code, &message, retry)
     }
 }
 

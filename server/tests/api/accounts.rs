@@ -7,8 +7,9 @@ use keyward_server::auth::authorize;
 use keyward_server::entities::{invitation, membership, session};
 use keyward_server::error::ServiceError;
 use keyward_server::services::accounts::{self, SessionUser, SignInThrottle};
+use keyward_server::services::audit::By;
 use keyward_server::services::{sign_up, workspaces};
-use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, PaginatorTrait, Set};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -22,10 +23,64 @@ struct World {
 }
 
 async fn sign_in(w: &World, email: &str) -> SessionUser {
-    accounts::sign_in(&w.t.db, &w.throttle, email, PW, None, None, None)
+    user(&w.t.db, &w.throttle, email).await
+}
+
+/// Signs in with the test password: the session's user.
+async fn user(db: &DatabaseConnection, throttle: &SignInThrottle, email: &str) -> SessionUser {
+    accounts::sign_in(db, throttle, email, PW, None, None, None)
         .await
         .unwrap()
         .user
+}
+
+/// Whether a session token is live.
+async fn live(db: &DatabaseConnection, token: &str) -> bool {
+    accounts::authenticate(db, token).await.unwrap().is_some()
+}
+
+/// A new session of the owner.
+async fn owner_session(w: &World) -> accounts::NewSession {
+    accounts::sign_in(
+        &w.t.db,
+        &w.throttle,
+        "owner@example.com",
+        PW,
+        None,
+        None,
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+/// A session's stored row.
+async fn session_row(db: &DatabaseConnection, hash: String) -> session::Model {
+    session::Entity::find_by_id(hash)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Invites `email` to `ws` as `role` (by the operator): the invitation's id and token.
+async fn invite(
+    db: &DatabaseConnection,
+    ws: Uuid,
+    email: &str,
+    role: Role,
+) -> (Uuid, zeroize::Zeroizing<String>) {
+    workspaces::invite(db, &By::cli(), ws, email, role)
+        .await
+        .unwrap()
+}
+
+/// Signs up through an invitation token.
+async fn join(db: &DatabaseConnection, token: &str, name: &str) -> Result<(), ServiceError> {
+    let throttle = SignInThrottle::new(100, 100);
+    workspaces::sign_up_with_invitation(db, &throttle, None, token, name, PW)
+        .await
+        .map(drop)
 }
 
 /// A set-up instance with one workspace and a member of every role, plus an outsider who owns
@@ -34,7 +89,7 @@ async fn world(backend: Backend) -> (World, Vec<(Role, SessionUser)>, SessionUse
     let t = open_vault(backend).await;
     let (_, ws) = accounts::setup_first_user(
         &t.db,
-        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        &SignInThrottle::new(100, 100),
         "Owner@Example.com",
         "Olive Owner",
         PW,
@@ -43,10 +98,7 @@ async fn world(backend: Backend) -> (World, Vec<(Role, SessionUser)>, SessionUse
     .await
     .unwrap();
     let throttle = SignInThrottle::new(1000, 1000);
-    let owner = accounts::sign_in(&t.db, &throttle, "owner@example.com", PW, None, None, None)
-        .await
-        .unwrap()
-        .user;
+    let owner = user(&t.db, &throttle, "owner@example.com").await;
     let w = World {
         t,
         throttle,
@@ -56,56 +108,17 @@ async fn world(backend: Backend) -> (World, Vec<(Role, SessionUser)>, SessionUse
     let mut people = vec![(Role::Owner, w.owner.clone())];
     for role in [Role::Admin, Role::Member, Role::Support] {
         let email = format!("{role}@example.com");
-        let (_, token) = workspaces::invite(
-            &w.t.db,
-            &keyward_server::services::audit::By::cli(),
-            w.ws,
-            &email,
-            role,
-        )
-        .await
-        .unwrap();
-        workspaces::sign_up_with_invitation(
-            &w.t.db,
-            &keyward_server::services::accounts::SignInThrottle::new(100, 100),
-            None,
-            &token,
-            role.label(),
-            PW,
-        )
-        .await
-        .unwrap();
+        let (_, token) = invite(&w.t.db, w.ws, &email, role).await;
+        join(&w.t.db, &token, role.label()).await.unwrap();
         people.push((role, sign_in(&w, &email).await));
     }
     // An outsider: platform-less user owning a workspace of their own.
-    let (_, token) = workspaces::invite(
-        &w.t.db,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        "eve@example.com",
-        Role::Member,
-    )
-    .await
-    .unwrap();
-    workspaces::sign_up_with_invitation(
-        &w.t.db,
-        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
-        None,
-        &token,
-        "Eve",
-        PW,
-    )
-    .await
-    .unwrap();
+    let (_, token) = invite(&w.t.db, w.ws, "eve@example.com", Role::Member).await;
+    join(&w.t.db, &token, "Eve").await.unwrap();
     let eve = sign_in(&w, "eve@example.com").await;
-    workspaces::remove_member(
-        &w.t.db,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        eve.user_id,
-    )
-    .await
-    .unwrap();
+    workspaces::remove_member(&w.t.db, &By::cli(), w.ws, eve.user_id)
+        .await
+        .unwrap();
     let other = workspaces::create(&w.t.db, &eve, "Eve's shop")
         .await
         .unwrap();
@@ -117,7 +130,7 @@ async fn first_run_setup_happens_once(backend: Backend) {
     assert!(accounts::needs_setup(&t.db).await.unwrap());
     let (user, ws) = accounts::setup_first_user(
         &t.db,
-        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        &SignInThrottle::new(100, 100),
         " Ada@Example.COM ",
         "Ada",
         PW,
@@ -140,7 +153,7 @@ async fn first_run_setup_happens_once(backend: Backend) {
     assert_eq!(m.role, "owner");
     let again = accounts::setup_first_user(
         &t.db,
-        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        &SignInThrottle::new(100, 100),
         "mallory@example.com",
         "M",
         PW,
@@ -153,7 +166,7 @@ async fn first_run_setup_happens_once(backend: Backend) {
     let t2 = open_vault(backend).await;
     match accounts::setup_first_user(
         &t2.db,
-        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
+        &SignInThrottle::new(100, 100),
         "ada@example.com",
         "Ada",
         "short",
@@ -184,12 +197,7 @@ async fn sessions_rotate_expire_and_end(backend: Backend) {
     )
     .await
     .unwrap();
-    assert!(
-        accounts::authenticate(db, &first.token)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(live(db, &first.token).await);
     // Signing in again from the same browser replaces the session id.
     let second = accounts::sign_in(
         db,
@@ -203,90 +211,35 @@ async fn sessions_rotate_expire_and_end(backend: Backend) {
     .await
     .unwrap();
     assert_ne!(*first.token, *second.token);
-    assert!(
-        accounts::authenticate(db, &first.token)
-            .await
-            .unwrap()
-            .is_none(),
-        "old id is dead"
-    );
+    assert!(!live(db, &first.token).await, "old id is dead");
     // Only the hash is stored.
-    let stored = session::Entity::find_by_id(second.user.session_hash.clone())
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = session_row(db, second.user.session_hash.clone()).await;
     assert_ne!(stored.id_hash, *second.token);
     // Sign-out deletes the row server-side.
     accounts::sign_out(db, &second.token).await.unwrap();
-    assert!(
-        accounts::authenticate(db, &second.token)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!live(db, &second.token).await);
     // Idle and absolute expiry.
-    let s = accounts::sign_in(db, &w.throttle, "owner@example.com", PW, None, None, None)
-        .await
-        .unwrap();
-    let row = session::Entity::find_by_id(s.user.session_hash.clone())
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    let s = owner_session(&w).await;
+    let row = session_row(db, s.user.session_hash.clone()).await;
     let mut am: session::ActiveModel = row.clone().into();
     am.last_seen_at =
         Set(chrono::Utc::now() - accounts::IDLE_TIMEOUT - chrono::Duration::seconds(1));
     am.update(db).await.unwrap();
-    assert!(
-        accounts::authenticate(db, &s.token)
-            .await
-            .unwrap()
-            .is_none(),
-        "idle"
-    );
-    let s = accounts::sign_in(db, &w.throttle, "owner@example.com", PW, None, None, None)
-        .await
-        .unwrap();
-    let row = session::Entity::find_by_id(s.user.session_hash.clone())
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(!live(db, &s.token).await, "idle");
+    let s = owner_session(&w).await;
+    let row = session_row(db, s.user.session_hash.clone()).await;
     let mut am: session::ActiveModel = row.into();
     am.expires_at = Set(chrono::Utc::now() - chrono::Duration::seconds(1));
     am.update(db).await.unwrap();
-    assert!(
-        accounts::authenticate(db, &s.token)
-            .await
-            .unwrap()
-            .is_none(),
-        "absolute"
-    );
+    assert!(!live(db, &s.token).await, "absolute");
     // Sign out everywhere, and a password change ends the other sessions.
-    let a = accounts::sign_in(db, &w.throttle, "owner@example.com", PW, None, None, None)
-        .await
-        .unwrap();
-    let b = accounts::sign_in(db, &w.throttle, "owner@example.com", PW, None, None, None)
-        .await
-        .unwrap();
+    let a = owner_session(&w).await;
+    let b = owner_session(&w).await;
     accounts::change_password(db, &w.throttle, &a.user, PW, "a brand new passphrase")
         .await
         .unwrap();
-    assert!(
-        accounts::authenticate(db, &a.token)
-            .await
-            .unwrap()
-            .is_some(),
-        "current kept"
-    );
-    assert!(
-        accounts::authenticate(db, &b.token)
-            .await
-            .unwrap()
-            .is_none(),
-        "others ended"
-    );
+    assert!(live(db, &a.token).await, "current kept");
+    assert!(!live(db, &b.token).await, "others ended");
     assert!(
         accounts::sign_in(db, &w.throttle, "owner@example.com", PW, None, None, None)
             .await
@@ -295,12 +248,7 @@ async fn sessions_rotate_expire_and_end(backend: Backend) {
     accounts::sign_out_everywhere(db, a.user.user_id, None)
         .await
         .unwrap();
-    assert!(
-        accounts::authenticate(db, &a.token)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!live(db, &a.token).await);
 }
 both_backends!(
     sessions_rotate_expire_and_end,
@@ -421,28 +369,17 @@ async fn demotion_and_removal_apply_on_the_next_request(backend: Backend) {
             .await
             .is_ok()
     );
-    workspaces::change_role(
-        db,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        admin.user_id,
-        Role::Member,
-    )
-    .await
-    .unwrap();
+    workspaces::change_role(db, &By::cli(), w.ws, admin.user_id, Role::Member)
+        .await
+        .unwrap();
     // Same session object, very next check: the new role applies.
     assert!(matches!(
         authorize(db, Some(admin), w.ws, Action::ManageChatbots).await,
         Err(ServiceError::Forbidden)
     ));
-    workspaces::remove_member(
-        db,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        admin.user_id,
-    )
-    .await
-    .unwrap();
+    workspaces::remove_member(db, &By::cli(), w.ws, admin.user_id)
+        .await
+        .unwrap();
     assert!(matches!(
         authorize(db, Some(admin), w.ws, Action::ViewKeys).await,
         Err(ServiceError::NotFound)
@@ -458,31 +395,17 @@ async fn a_workspace_always_keeps_an_owner(backend: Backend) {
     let db = &w.t.db;
     let owner = w.owner.user_id;
     assert!(matches!(
-        workspaces::change_role(
-            db,
-            &keyward_server::services::audit::By::cli(),
-            w.ws,
-            owner,
-            Role::Admin
-        )
-        .await,
+        workspaces::change_role(db, &By::cli(), w.ws, owner, Role::Admin).await,
         Err(ServiceError::Conflict(_))
     ));
     assert!(matches!(
-        workspaces::remove_member(db, &keyward_server::services::audit::By::cli(), w.ws, owner)
-            .await,
+        workspaces::remove_member(db, &By::cli(), w.ws, owner).await,
         Err(ServiceError::Conflict(_))
     ));
     let member = &people.iter().find(|(r, _)| *r == Role::Member).unwrap().1;
-    workspaces::transfer_ownership(
-        db,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        owner,
-        member.user_id,
-    )
-    .await
-    .unwrap();
+    workspaces::transfer_ownership(db, &By::cli(), w.ws, owner, member.user_id)
+        .await
+        .unwrap();
     let roles: Vec<(Uuid, Role)> = workspaces::members(db, w.ws)
         .await
         .unwrap()
@@ -492,36 +415,17 @@ async fn a_workspace_always_keeps_an_owner(backend: Backend) {
     assert!(roles.contains(&(member.user_id, Role::Owner)));
     assert!(roles.contains(&(owner, Role::Admin)));
     // Now the former owner can be demoted further, the new owner cannot.
-    workspaces::change_role(
-        db,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        owner,
-        Role::Member,
-    )
-    .await
-    .unwrap();
+    workspaces::change_role(db, &By::cli(), w.ws, owner, Role::Member)
+        .await
+        .unwrap();
     assert!(matches!(
-        workspaces::change_role(
-            db,
-            &keyward_server::services::audit::By::cli(),
-            w.ws,
-            member.user_id,
-            Role::Support
-        )
-        .await,
+        workspaces::change_role(db, &By::cli(), w.ws, member.user_id, Role::Support).await,
         Err(ServiceError::Conflict(_))
     ));
     // Plans are set per workspace.
-    workspaces::set_plan(
-        db,
-        &w.t.changes,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        Plan::Business,
-    )
-    .await
-    .unwrap();
+    workspaces::set_plan(db, &w.t.changes, &By::cli(), w.ws, Plan::Business)
+        .await
+        .unwrap();
     assert_eq!(workspaces::get(db, w.ws).await.unwrap().plan, "business");
 }
 both_backends!(
@@ -532,15 +436,7 @@ both_backends!(
 async fn invitations_are_single_use_and_expire(backend: Backend) {
     let (w, _, eve, _) = world(backend).await;
     let db = &w.t.db;
-    let (id, token) = workspaces::invite(
-        db,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        "eve@example.com",
-        Role::Support,
-    )
-    .await
-    .unwrap();
+    let (id, token) = invite(db, w.ws, "eve@example.com", Role::Support).await;
     assert_eq!(
         workspaces::pending_invitations(db, w.ws)
             .await
@@ -566,34 +462,15 @@ async fn invitations_are_single_use_and_expire(backend: Backend) {
     let _ = id;
 
     // Addressed to someone else: refused.
-    let (_, for_bob) = workspaces::invite(
-        db,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        "bob@example.com",
-        Role::Member,
-    )
-    .await
-    .unwrap();
-    let outsider = accounts::sign_in(db, &w.throttle, "eve@example.com", PW, None, None, None)
-        .await
-        .unwrap()
-        .user;
+    let (_, for_bob) = invite(db, w.ws, "bob@example.com", Role::Member).await;
+    let outsider = user(db, &w.throttle, "eve@example.com").await;
     assert!(matches!(
         workspaces::accept_invitation(db, &for_bob, &outsider).await,
         Err(ServiceError::Forbidden)
     ));
 
     // Expired.
-    let (exp_id, expiring) = workspaces::invite(
-        db,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        "carol@example.com",
-        Role::Member,
-    )
-    .await
-    .unwrap();
+    let (exp_id, expiring) = invite(db, w.ws, "carol@example.com", Role::Member).await;
     let row = invitation::Entity::find_by_id(exp_id)
         .one(db)
         .await
@@ -603,47 +480,15 @@ async fn invitations_are_single_use_and_expire(backend: Backend) {
     am.expires_at = Set(chrono::Utc::now() - chrono::Duration::seconds(1));
     am.update(db).await.unwrap();
     assert!(matches!(
-        workspaces::sign_up_with_invitation(
-            db,
-            &keyward_server::services::accounts::SignInThrottle::new(100, 100),
-            None,
-            &expiring,
-            "Carol",
-            PW
-        )
-        .await,
+        join(db, &expiring, "Carol").await,
         Err(ServiceError::NotFound)
     ));
     // Revoked.
-    let (rev_id, revoked) = workspaces::invite(
-        db,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        "dan@example.com",
-        Role::Member,
-    )
-    .await
-    .unwrap();
-    workspaces::revoke_invitation(
-        db,
-        &keyward_server::services::audit::By::cli(),
-        w.ws,
-        rev_id,
-    )
-    .await
-    .unwrap();
-    assert!(
-        workspaces::sign_up_with_invitation(
-            db,
-            &keyward_server::services::accounts::SignInThrottle::new(100, 100),
-            None,
-            &revoked,
-            "Dan",
-            PW
-        )
+    let (rev_id, revoked) = invite(db, w.ws, "dan@example.com", Role::Member).await;
+    workspaces::revoke_invitation(db, &By::cli(), w.ws, rev_id)
         .await
-        .is_err()
-    );
+        .unwrap();
+    assert!(join(db, &revoked, "Dan").await.is_err());
     // Tokens are stored hashed.
     let stored = invitation::Entity::find_by_id(rev_id)
         .one(db)
@@ -653,13 +498,7 @@ async fn invitations_are_single_use_and_expire(backend: Backend) {
     assert_ne!(stored.token_hash, *revoked);
     // Revoking another workspace's invitation id from this workspace: not found, nothing changes.
     assert!(matches!(
-        workspaces::revoke_invitation(
-            db,
-            &keyward_server::services::audit::By::cli(),
-            Uuid::new_v4(),
-            exp_id
-        )
-        .await,
+        workspaces::revoke_invitation(db, &By::cli(), Uuid::new_v4(), exp_id).await,
         Err(ServiceError::NotFound)
     ));
     assert_eq!(membership::Entity::find().count(db).await.unwrap(), 6);
@@ -836,62 +675,29 @@ async fn concurrent_demotions_keep_an_owner(backend: Backend) {
     };
     let mut refused = 0;
     for round in 0..12 {
-        workspaces::change_role(
-            &w.t.db,
-            &keyward_server::services::audit::By::cli(),
-            w.ws,
-            b,
-            Role::Owner,
-        )
-        .await
-        .unwrap();
-        workspaces::change_role(
-            &w.t.db,
-            &keyward_server::services::audit::By::cli(),
-            w.ws,
-            a,
-            Role::Owner,
-        )
-        .await
-        .unwrap();
+        workspaces::change_role(&w.t.db, &By::cli(), w.ws, b, Role::Owner)
+            .await
+            .unwrap();
+        workspaces::change_role(&w.t.db, &By::cli(), w.ws, a, Role::Owner)
+            .await
+            .unwrap();
         assert_eq!(owners().await, 2);
         let (db1, db2, ws) = (w.t.db.clone(), w.t.db.clone(), w.ws);
         let (x, y) = if round % 2 == 0 {
             let one = tokio::spawn(async move {
-                workspaces::change_role(
-                    &db1,
-                    &keyward_server::services::audit::By::cli(),
-                    ws,
-                    a,
-                    Role::Admin,
-                )
-                .await
+                workspaces::change_role(&db1, &By::cli(), ws, a, Role::Admin).await
             });
             let two = tokio::spawn(async move {
-                workspaces::change_role(
-                    &db2,
-                    &keyward_server::services::audit::By::cli(),
-                    ws,
-                    b,
-                    Role::Admin,
-                )
-                .await
+                workspaces::change_role(&db2, &By::cli(), ws, b, Role::Admin).await
             });
             (one.await.unwrap(), two.await.unwrap())
         } else {
-            let one = tokio::spawn(async move {
-                workspaces::remove_member(&db1, &keyward_server::services::audit::By::cli(), ws, a)
-                    .await
-            });
+            let one =
+                tokio::spawn(
+                    async move { workspaces::remove_member(&db1, &By::cli(), ws, a).await },
+                );
             let two = tokio::spawn(async move {
-                workspaces::change_role(
-                    &db2,
-                    &keyward_server::services::audit::By::cli(),
-                    ws,
-                    b,
-                    Role::Member,
-                )
-                .await
+                workspaces::change_role(&db2, &By::cli(), ws, b, Role::Member).await
             });
             (one.await.unwrap(), two.await.unwrap())
         };

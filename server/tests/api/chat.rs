@@ -93,8 +93,13 @@ impl Chat {
             .post_form(
                 AddKey::PATH,
                 vec![
-                    ("workspace_id", self.ws()),
-                    ("chatbot_id", chatbot.into()),
+                    (
+                        "scope",
+                        match chatbot {
+                            "" => self.ws(),
+                            bot => format!("{}/{bot}", self.ws()),
+                        },
+                    ),
                     ("provider", "openai".into()),
                     ("key", key.into()),
                     ("default_model", String::new()),
@@ -202,11 +207,7 @@ fn visitor_cookie(res: &reqwest::Response) -> String {
 /// The workspace's keys page as its owner sees it (through the server function).
 async fn owners_keys(c: &Chat) -> keyward::dto::KeysPage {
     let (_, out) = c
-        .post_form(
-            GetKeys::PATH,
-            vec![("workspace_id", c.ws())],
-            &c.w.owner.clone(),
-        )
+        .post_form(GetKeys::PATH, vec![("scope", c.ws())], &c.w.owner.clone())
         .await;
     serde_json::from_str(&out).unwrap()
 }
@@ -635,8 +636,7 @@ async fn chatbot_key_overrides_workspace_key(backend: Backend) {
         .post_form(
             DeleteKey::PATH,
             vec![
-                ("workspace_id", c.ws()),
-                ("chatbot_id", c.bot_id.clone()),
+                ("scope", format!("{}/{}", c.ws(), c.bot_id)),
                 ("key_id", bot_key),
             ],
             &c.w.owner.clone(),
@@ -656,7 +656,7 @@ async fn chatbot_key_overrides_workspace_key(backend: Backend) {
     let (s, out) = c
         .post_form(
             GetPlayground::PATH,
-            vec![("workspace_id", c.ws()), ("chatbot_id", c.bot_id.clone())],
+            vec![("workspace", c.ws()), ("chatbot", c.bot_id.clone())],
             &c.w.member.clone(),
         )
         .await;
@@ -733,7 +733,7 @@ async fn key_replaced_mid_stream(backend: Backend) {
         .post_form(
             ReplaceKey::PATH,
             vec![
-                ("workspace_id", c.ws()),
+                ("scope", c.ws()),
                 ("key_id", key_id),
                 ("provider", "openai".into()),
                 ("key", NEW_KEY.into()),

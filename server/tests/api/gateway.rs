@@ -75,17 +75,21 @@ async fn drain(reply: ChatReply) -> (String, Option<Usage>, bool, Option<Upstrea
     (text, usage, done, err, chunks)
 }
 
+fn upstream<'a>(wire: WireFormat, base_url: &'a str, key: &'a SecretString) -> Upstream<'a> {
+    Upstream {
+        wire,
+        base_url,
+        key,
+    }
+}
+
 #[tokio::test]
 async fn both_adapters_answer_in_openai_shape_with_usage() {
     let (gw, mock) = setup(MockConfig::default()).await;
     let key = SecretString::from("sk-good-key-0000000000000000");
     for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
         let b = base(mock, wire);
-        let up = Upstream {
-            wire,
-            base_url: &b,
-            key: &key,
-        };
+        let up = upstream(wire, &b, &key);
         let reply = gw
             .chat(&up, &chat_request(), "mock-small", false)
             .await
@@ -139,11 +143,7 @@ async fn stop_sequences_and_max_tokens_are_translated() {
     let key = SecretString::from("sk-good-key-0000000000000000");
     for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
         let b = base(mock, wire);
-        let up = Upstream {
-            wire,
-            base_url: &b,
-            key: &key,
-        };
+        let up = upstream(wire, &b, &key);
         let mut r = chat_request();
         r.insert("stop".into(), json!(["there"]));
         let ChatReply::Complete { body, .. } = gw.chat(&up, &r, "m", false).await.unwrap() else {
@@ -166,7 +166,7 @@ async fn stop_sequences_and_max_tokens_are_translated() {
 
 #[test]
 fn the_anthropic_translation_round_trips() {
-    use keyward_server::gateway::chat::{from_anthropic, to_anthropic};
+    use keyward_server::gateway::anthropic::{from_anthropic, to_anthropic};
     let body = to_anthropic(&chat_request(), "claude-haiku-4-5", true).unwrap();
     assert_eq!(
         body,
@@ -237,11 +237,7 @@ async fn every_fault_is_classified_without_the_providers_body() {
             ("unavailable", ErrorClass::ProviderUnavailable, Some(503)),
         ] {
             let key = SecretString::from(format!("sk-{marker}-0000000000000000"));
-            let up = Upstream {
-                wire,
-                base_url: &b,
-                key: &key,
-            };
+            let up = upstream(wire, &b, &key);
             for stream in [false, true] {
                 let err = gw
                     .chat(&up, &chat_request(), "m", stream)
@@ -265,11 +261,7 @@ async fn every_fault_is_classified_without_the_providers_body() {
         }
         // Cut mid-stream: some text arrived, then a classified error, no Done.
         let key = SecretString::from("sk-cut-0000000000000000");
-        let up = Upstream {
-            wire,
-            base_url: &b,
-            key: &key,
-        };
+        let up = upstream(wire, &b, &key);
         let reply = gw.chat(&up, &chat_request(), "m", true).await.unwrap();
         let (_, _, done, err, chunks) = drain(reply).await;
         let err = err.expect("the cut is reported");
@@ -283,11 +275,7 @@ async fn every_fault_is_classified_without_the_providers_body() {
         .with_first_byte_timeout(Duration::from_millis(300));
     let b = base(mock, WireFormat::OpenAi);
     let key = SecretString::from("sk-hang-0000000000000000");
-    let up = Upstream {
-        wire: WireFormat::OpenAi,
-        base_url: &b,
-        key: &key,
-    };
+    let up = upstream(WireFormat::OpenAi, &b, &key);
     let started = Instant::now();
     let err = quick
         .chat(&up, &chat_request(), "m", true)
@@ -304,11 +292,7 @@ async fn every_fault_is_classified_without_the_providers_body() {
     let gw2 = Gateway::new(vec![("127.0.0.1".into(), closed.port())]).unwrap();
     let b = format!("http://{closed}/v1");
     let key = SecretString::from("sk-good-0000000000000000");
-    let up = Upstream {
-        wire: WireFormat::OpenAi,
-        base_url: &b,
-        key: &key,
-    };
+    let up = upstream(WireFormat::OpenAi, &b, &key);
     let err = gw2
         .chat(&up, &chat_request(), "m", false)
         .await
@@ -327,11 +311,7 @@ async fn a_dropped_stream_cancels_the_upstream_call() {
     .await;
     let key = SecretString::from("sk-good-0000000000000000");
     let b = base(mock, WireFormat::OpenAi);
-    let up = Upstream {
-        wire: WireFormat::OpenAi,
-        base_url: &b,
-        key: &key,
-    };
+    let up = upstream(WireFormat::OpenAi, &b, &key);
     let mut long = chat_request();
     long.insert(
         "messages".into(),
@@ -976,11 +956,7 @@ async fn a_rebinding_resolver_cannot_redirect_a_key() {
         "anything.example",
     ] {
         let url = format!("http://{host}:{}/v1", stub.port());
-        let up = Upstream {
-            wire: WireFormat::OpenAi,
-            base_url: &url,
-            key: &key,
-        };
+        let up = upstream(WireFormat::OpenAi, &url, &key);
         for _ in 0..2 {
             match gw.chat(&up, &chat_request(), "m", false).await {
                 Err(e) => assert!(
@@ -1024,11 +1000,7 @@ async fn a_redirecting_upstream_does_not_move_the_key() {
     let key = SecretString::from("sk-recorded-0000000000000000");
     let url = format!("http://{redirector}/v1");
     for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
-        let up = Upstream {
-            wire,
-            base_url: &url,
-            key: &key,
-        };
+        let up = upstream(wire, &url, &key);
         let err = gw.chat(&up, &chat_request(), "m", true).await.unwrap_err();
         assert_eq!((err.class, err.status), (ErrorClass::Rejected, Some(307)));
         assert!(!gw.test_key(wire, &url, &key).await.ok);
@@ -1100,7 +1072,7 @@ both_backends!(
 
 #[test]
 fn streamed_text_is_escaped_correctly_on_the_fast_path() {
-    use keyward_server::gateway::chat::AnthropicStreamTranslator;
+    use keyward_server::gateway::anthropic::AnthropicStreamTranslator;
     let mut t = AnthropicStreamTranslator::new(5);
     t.event(
         "message_start",
@@ -1143,20 +1115,12 @@ async fn the_mock_checks_keys_against_its_configured_list() {
         let b = base(mock, wire);
         let good = SecretString::from("sk-allowed-000000000000000000");
         let other = SecretString::from("sk-someone-else-0000000000000");
-        let up = Upstream {
-            wire,
-            base_url: &b,
-            key: &good,
-        };
+        let up = upstream(wire, &b, &good);
         assert!(
             gw.chat(&up, &chat_request(), "m", false).await.is_ok(),
             "{wire:?}"
         );
-        let up = Upstream {
-            wire,
-            base_url: &b,
-            key: &other,
-        };
+        let up = upstream(wire, &b, &other);
         let err = gw.chat(&up, &chat_request(), "m", false).await.unwrap_err();
         assert_eq!(err.class, ErrorClass::InvalidKey, "{wire:?}");
         assert!(gw.test_key(wire, &b, &good).await.ok);
@@ -1209,11 +1173,7 @@ async fn hostile_upstreams_are_cut_off_with_a_clear_error() {
             ("trickle", true, "stopped sending"),
         ] {
             let key = SecretString::from(format!("sk-{marker}-0000000000000000"));
-            let up = Upstream {
-                wire,
-                base_url: &b,
-                key: &key,
-            };
+            let up = upstream(wire, &b, &key);
             let before = hostile_bytes(mock).await;
             let started = Instant::now();
             let err = match gw.chat(&up, &chat_request(), "m", stream).await {
@@ -1253,11 +1213,7 @@ async fn hostile_upstreams_are_cut_off_with_a_clear_error() {
         }
         // The model list (the key test): a 100 MB list is refused after 1 MiB.
         let key = SecretString::from("sk-huge-0000000000000000");
-        let up = Upstream {
-            wire,
-            base_url: &b,
-            key: &key,
-        };
+        let up = upstream(wire, &b, &key);
         let before = hostile_bytes(mock).await;
         let err = gw.list_models(&up).await.unwrap_err();
         assert!(
@@ -1276,11 +1232,7 @@ async fn error_objects_inside_a_successful_answer_are_classified() {
     for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
         let b = base(mock, wire);
         let key = SecretString::from("sk-error200-0000000000000000");
-        let up = Upstream {
-            wire,
-            base_url: &b,
-            key: &key,
-        };
+        let up = upstream(wire, &b, &key);
         let err = gw.chat(&up, &chat_request(), "m", false).await.unwrap_err();
         assert_eq!(err.class, ErrorClass::ProviderUnavailable, "{wire:?}");
         assert!(!err.message.contains("10.1.2.3"), "{}", err.message);
@@ -1318,11 +1270,7 @@ async fn absurd_token_counts_are_clamped() {
     for wire in [WireFormat::OpenAi, WireFormat::Anthropic] {
         let b = base(mock, wire);
         let key = SecretString::from("sk-hugeusage-0000000000000000");
-        let up = Upstream {
-            wire,
-            base_url: &b,
-            key: &key,
-        };
+        let up = upstream(wire, &b, &key);
         let ChatReply::Complete { usage, .. } =
             gw.chat(&up, &chat_request(), "m", false).await.unwrap()
         else {

@@ -288,39 +288,29 @@ async fn key_lifecycle(backend: Backend) {
             .and_then(|r| r.key.as_ref())
             .map(|k| k.state)
     };
-    assert_eq!(
-        state(&keys::page(db, scope, true).await.unwrap()),
-        Some(KeyState::Disabled)
-    );
+    // The OpenAI key's state as its page shows it.
+    let shown = async || state(&keys::page(db, scope, true).await.unwrap());
+    // The platform turns BYOK on or off for OpenAI.
+    let byok = async |enabled: bool| {
+        let change = ProviderChange {
+            base_url: format!("http://{}/v1", w.mock),
+            default_model: String::new(),
+            byok_enabled: enabled,
+        };
+        catalogue::update_provider(db, &w.t.changes, &w.gw, &w.owner, "openai", change)
+            .await
+            .unwrap();
+    };
+    assert_eq!(shown().await, Some(KeyState::Disabled));
     keys::set_enabled(db, &w.t.changes, &w.owner, scope, id, true)
         .await
         .unwrap();
-    assert_eq!(
-        state(&keys::page(db, scope, true).await.unwrap()),
-        Some(KeyState::Active)
-    );
+    assert_eq!(shown().await, Some(KeyState::Active));
 
     // The platform turns BYOK off for OpenAI: the key is kept and shows inactive.
-    let off = ProviderChange {
-        base_url: format!("http://{}/v1", w.mock),
-        default_model: String::new(),
-        byok_enabled: false,
-    };
-    catalogue::update_provider(db, &w.t.changes, &w.gw, &w.owner, "openai", off)
-        .await
-        .unwrap();
-    assert_eq!(
-        state(&keys::page(db, scope, true).await.unwrap()),
-        Some(KeyState::InactiveByok)
-    );
-    let on = ProviderChange {
-        base_url: format!("http://{}/v1", w.mock),
-        default_model: String::new(),
-        byok_enabled: true,
-    };
-    catalogue::update_provider(db, &w.t.changes, &w.gw, &w.owner, "openai", on)
-        .await
-        .unwrap();
+    byok(false).await;
+    assert_eq!(shown().await, Some(KeyState::InactiveByok));
+    byok(true).await;
     // ... and a plan without BYOK does the same.
     workspaces::set_plan(db, &w.t.changes, &By::cli(), w.ws, Plan::Free)
         .await
@@ -331,10 +321,7 @@ async fn key_lifecycle(backend: Backend) {
     catalogue::set_byok_plans(db, &w.t.changes, &w.owner, &[Plan::Free, Plan::Pro])
         .await
         .unwrap();
-    assert_eq!(
-        state(&keys::page(db, scope, true).await.unwrap()),
-        Some(KeyState::Active)
-    );
+    assert_eq!(shown().await, Some(KeyState::Active));
 
     // The failure policy.
     routing::set_failure_policy(
@@ -805,7 +792,7 @@ async fn canary_sweep_over_http(backend: Backend) {
     assert_eq!(s, 200, "{out}");
     let key_form = |key: &str| {
         vec![
-            ("workspace_id", w.clone()),
+            ("scope", w.clone()),
             ("provider", "openai".to_string()),
             ("key", key.to_string()),
             ("default_model", String::new()),
@@ -833,7 +820,7 @@ async fn canary_sweep_over_http(backend: Backend) {
         .unwrap()
         .id
         .to_string();
-    let id_form = || vec![("workspace_id", w.clone()), ("key_id", key_id.clone())];
+    let id_form = || vec![("scope", w.clone()), ("key_id", key_id.clone())];
     for who in [member.clone(), cookie.clone()] {
         let (_, out) = call(TestSavedKey::PATH, id_form(), who).await;
         seen.push_str(&out);
@@ -864,18 +851,13 @@ async fn canary_sweep_over_http(backend: Backend) {
         assert_eq!(s, 200, "{out}");
     }
     for who in [cookie.clone(), member.clone()] {
-        let (s, out) = call(
-            GetKeys::PATH,
-            vec![("workspace_id", w.clone())],
-            who.clone(),
-        )
-        .await;
+        let (s, out) = call(GetKeys::PATH, vec![("scope", w.clone())], who.clone()).await;
         assert_eq!(s, 200, "{out}");
         seen.push_str(&out);
         let (s, out) = call(
             GetAuditLog::PATH,
             vec![
-                ("workspace_id", w.clone()),
+                ("workspace", w.clone()),
                 ("actor", String::new()),
                 ("action", String::new()),
                 ("provider", String::new()),
@@ -1059,8 +1041,7 @@ async fn chatbot_keys_over_http(backend: Backend) {
     .unwrap();
     let add = |bot: &str| {
         vec![
-            ("workspace_id", w.clone()),
-            ("chatbot_id", bot.to_string()),
+            ("scope", format!("{w}/{bot}")),
             ("provider", "openai".to_string()),
             ("key", "sk-chatbot-own-key-0000000000cafe".to_string()),
             ("default_model", String::new()),
@@ -1079,7 +1060,7 @@ async fn chatbot_keys_over_http(backend: Backend) {
     assert_eq!(row.owner_id.to_string(), bot_id);
     let (_, bot_page) = post(
         GetKeys::PATH,
-        vec![("workspace_id", w.clone()), ("chatbot_id", bot_id.clone())],
+        vec![("scope", format!("{w}/{bot_id}"))],
         &member,
     )
     .await;
@@ -1087,7 +1068,7 @@ async fn chatbot_keys_over_http(backend: Backend) {
         bot_page.contains("sk-…cafe"),
         "members see the chatbot's key, masked: {bot_page}"
     );
-    let (_, ws_page) = post(GetKeys::PATH, vec![("workspace_id", w.clone())], &cookie).await;
+    let (_, ws_page) = post(GetKeys::PATH, vec![("scope", w.clone())], &cookie).await;
     assert!(
         !ws_page.contains("sk-…cafe"),
         "the workspace page does not show it"
@@ -1157,8 +1138,7 @@ async fn key_tests_are_throttled_per_workspace(backend: Backend) {
         .id;
     let form = |ws: Uuid| {
         vec![
-            ("workspace_id", ws.to_string()),
-            ("chatbot_id", String::new()),
+            ("scope", ws.to_string()),
             ("provider", "custom".to_string()),
             ("key", "sk-throttle-0000000000000000".to_string()),
             ("base_url", "https://127.0.0.1:9/v1".to_string()),

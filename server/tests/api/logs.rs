@@ -153,8 +153,7 @@ async fn secrets_never_reach_the_log() {
     let res = post(
         AddKey::PATH,
         vec![
-            ("workspace_id", ws.clone()),
-            ("chatbot_id", String::new()),
+            ("scope", ws.clone()),
             ("provider", "openai".into()),
             ("key", provider_key.clone()),
             ("default_model", "mock-small".into()),

@@ -403,8 +403,7 @@ async fn both_providers(backend: Backend) -> Chat {
         .post_form(
             AddKey::PATH,
             vec![
-                ("workspace_id", c.ws()),
-                ("chatbot_id", String::new()),
+                ("scope", c.ws()),
                 ("provider", "anthropic".into()),
                 ("key", "sk-ant-workspace-key-0000000004444".into()),
                 ("default_model", String::new()),

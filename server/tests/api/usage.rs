@@ -39,6 +39,36 @@ fn expected_cost(input: i64, output: i64) -> i64 {
     input * 2 + output * 10
 }
 
+async fn byok_policy(c: &Chat, policy: ByokCreditPolicy) {
+    let (db, changes) = (&c.w.app.db, &c.w.app.state.changes);
+    credits::set_byok_credit_policy(db, changes, &By::cli(), policy)
+        .await
+        .unwrap();
+}
+
+async fn top_up(c: &Chat, micro: i64, note: &str) {
+    let (db, changes) = (&c.w.app.db, &c.w.app.state.changes);
+    credits::top_up(db, changes, &By::cli(), c.w.ws.id, micro, note)
+        .await
+        .unwrap();
+}
+
+/// Deletes the workspace's own key (then the platform's key serves it); its id.
+async fn delete_workspace_key(c: &Chat) -> uuid::Uuid {
+    let db = &c.w.app.db;
+    let key = credential::Entity::find()
+        .filter(credential::Column::WorkspaceId.eq(c.w.ws.id))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    let scope = Scope::Workspace(c.w.ws.id);
+    keys::delete(db, &c.w.app.state.changes, &By::cli(), scope, key.id)
+        .await
+        .unwrap();
+    key.id
+}
+
 async fn priced_world(backend: Backend) -> Chat {
     let c = chat_world(backend, MockConfig::default(), |_| {}).await;
     credits::set_price(
@@ -114,39 +144,11 @@ async fn streamed_accounting(backend: Backend) {
     let m1 = playground(&c, "hello there friend").await;
     assert_eq!(m1.status, MessageStatus::Ok);
     // 2. BYOK under `track_only`: the same request is charged.
-    credits::set_byok_credit_policy(
-        db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        ByokCreditPolicy::TrackOnly,
-    )
-    .await
-    .unwrap();
+    byok_policy(&c, ByokCreditPolicy::TrackOnly).await;
     let m2 = playground(&c, "second message please").await;
-    credits::set_byok_credit_policy(
-        db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        ByokCreditPolicy::Free,
-    )
-    .await
-    .unwrap();
+    byok_policy(&c, ByokCreditPolicy::Free).await;
     // 3. Platform key (the workspace key deleted) under `free`: always charged.
-    let ws_key = credential::Entity::find()
-        .filter(credential::Column::WorkspaceId.eq(c.w.ws.id))
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
-    keys::delete(
-        db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        Scope::Workspace(c.w.ws.id),
-        ws_key.id,
-    )
-    .await
-    .unwrap();
+    let ws_key = delete_workspace_key(&c).await;
     let platform = add_platform_key(&c, "sk-platform-usage-key-000000009999").await;
     let m3 = playground(&c, "third one").await;
 
@@ -177,7 +179,7 @@ async fn streamed_accounting(backend: Backend) {
         charged += r.credits;
     }
     assert_eq!(recs[0].key_source.as_deref(), Some("workspace"));
-    assert_eq!(recs[0].key_id, Some(ws_key.id));
+    assert_eq!(recs[0].key_id, Some(ws_key));
     assert_eq!(recs[0].credits, 0, "BYOK is free under `free`");
     assert_eq!(
         recs[1].credits, recs[1].cost,
@@ -363,14 +365,7 @@ fn call(c: &Chat, content: &str) -> (ChatCall, UsageMeter) {
 async fn non_streamed_and_estimated(backend: Backend) {
     let c = priced_world(backend).await;
     let state = c.w.app.state.clone();
-    credits::set_byok_credit_policy(
-        &c.w.app.db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        ByokCreditPolicy::TrackOnly,
-    )
-    .await
-    .unwrap();
+    byok_policy(&c, ByokCreditPolicy::TrackOnly).await;
     // The mock answers `You said: <message>`, a token per word; the prompt counts its words.
     let (call1, meter1) = call(&c, "one two three four");
     let (body, source) = complete_metered(&state, call1, meter1).await.unwrap();
@@ -378,21 +373,7 @@ async fn non_streamed_and_estimated(backend: Backend) {
     assert_eq!(body["usage"]["prompt_tokens"], 4);
     let out = body["usage"]["completion_tokens"].as_i64().unwrap();
     // A provider that reports no usage: estimated from the text, and flagged.
-    let old = credential::Entity::find()
-        .filter(credential::Column::WorkspaceId.eq(c.w.ws.id))
-        .one(&c.w.app.db)
-        .await
-        .unwrap()
-        .unwrap();
-    keys::delete(
-        &c.w.app.db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        Scope::Workspace(c.w.ws.id),
-        old.id,
-    )
-    .await
-    .unwrap();
+    delete_workspace_key(&c).await;
     c.add_key("", "sk-nousage-provider-key-000000007777").await;
     let (call2, meter2) = call(&c, "abcdefgh");
     let (body2, _) = complete_metered(&state, call2, meter2).await.unwrap();
@@ -479,16 +460,7 @@ async fn zero_balance(backend: Backend) {
     add_platform_key(&c, "sk-platform-zero-key-0000000004444").await;
     // Remove every credit: platform-key requests are refused with a clear message.
     let b = balance(&c).await;
-    credits::top_up(
-        db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        c.w.ws.id,
-        -b,
-        "test: empty the balance",
-    )
-    .await
-    .unwrap();
+    top_up(&c, -b, "test: empty the balance").await;
     assert_eq!(balance(&c).await, 0);
     let reply = events(
         c.send(
@@ -521,16 +493,7 @@ async fn zero_balance(backend: Backend) {
     assert_eq!(m.status, MessageStatus::Ok);
     assert_eq!(m.source, Some(KeySource::Workspace));
     // A top-up lets platform traffic through again.
-    credits::top_up(
-        db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        c.w.ws.id,
-        5 * MICRO,
-        "test top-up",
-    )
-    .await
-    .unwrap();
+    top_up(&c, 5 * MICRO, "test top-up").await;
     keys::set_enabled(
         db,
         &c.w.app.state.changes,
@@ -571,14 +534,7 @@ both_backends!(zero_balance, super::zero_balance);
 async fn concurrent_requests(backend: Backend) {
     let c = priced_world(backend).await;
     let state = c.w.app.state.clone();
-    credits::set_byok_credit_policy(
-        &c.w.app.db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        ByokCreditPolicy::TrackOnly,
-    )
-    .await
-    .unwrap();
+    byok_policy(&c, ByokCreditPolicy::TrackOnly).await;
     let mut tasks = Vec::new();
     for i in 0..200 {
         let (call, meter) = call(&c, &format!("request number {i}"));
@@ -826,21 +782,7 @@ async fn hostile_values_in_exports_and_reports(backend: Backend) {
         .is_err(),
         "prices are capped"
     );
-    let old = credential::Entity::find()
-        .filter(credential::Column::WorkspaceId.eq(c.w.ws.id))
-        .one(db)
-        .await
-        .unwrap()
-        .unwrap();
-    keys::delete(
-        db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        Scope::Workspace(c.w.ws.id),
-        old.id,
-    )
-    .await
-    .unwrap();
+    delete_workspace_key(&c).await;
     c.add_key("", "sk-hugeusage-provider-key-0000000777").await;
     let state = c.w.app.state.clone();
     for _ in 0..3 {

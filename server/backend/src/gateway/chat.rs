@@ -1,13 +1,14 @@
 //! Chat adapters. Keyward's internal chat shape is OpenAI's chat-completions JSON: requests to
 //! OpenAI-compatible providers pass through (unknown fields included, the model and streaming
 //! options set by Keyward); requests to Anthropic are translated to Messages and the answers —
-//! streamed or not — translated back.
+//! streamed or not — translated back ([`super::anthropic`], which holds both directions).
 //!
 //! Streams are parsed with a real SSE parser and forwarded event by event; nothing buffers a
 //! whole response. Token usage is collected from the stream (OpenAI `include_usage`, Anthropic
 //! `message_start`/`message_delta`). Errors are classified; a provider's body never leaves this
 //! module.
 
+use super::anthropic::{AnthropicStreamTranslator, from_anthropic, to_anthropic};
 use super::{Gateway, auth_headers, describe, ssrf};
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
@@ -68,7 +69,7 @@ impl UpstreamError {
         }
     }
 
-    fn cut(message: &str) -> Self {
+    pub(super) fn cut(message: &str) -> Self {
         UpstreamError {
             mid_stream: true,
             ..Self::new(ErrorClass::ProviderUnavailable, None, message)
@@ -151,6 +152,18 @@ pub enum StreamEvent {
     Done,
 }
 
+/// How one wire format writes a stream of chunks out to its caller as server-sent events.
+pub trait SseEncoder: Send + Unpin + 'static {
+    /// The wire format (for the shape of a failure).
+    const WIRE: keyward::wire::Wire;
+    /// Writes what one chunk becomes (possibly nothing).
+    fn chunk(&mut self, chunk: &Chunk, out: &mut Vec<u8>);
+    /// Writes the end of a finished answer.
+    fn end(&mut self, out: &mut Vec<u8>);
+    /// Writes a failure event whose data is `body` (the wire format's error document).
+    fn fail(&mut self, body: &str, out: &mut Vec<u8>);
+}
+
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, UpstreamError>> + Send>>;
 
 pub enum ChatReply {
@@ -172,7 +185,7 @@ impl std::fmt::Debug for ChatReply {
 }
 
 /// A token count the provider reported, clamped (a hostile upstream cannot break the sums).
-fn tokens(v: Option<&Value>) -> u64 {
+pub(super) fn tokens(v: Option<&Value>) -> u64 {
     keyward::usage::reported_tokens(v.and_then(Value::as_u64).unwrap_or(0))
 }
 
@@ -192,7 +205,7 @@ fn usage_from(u: &Value) -> Option<Usage> {
 /// An error object a provider put inside a successful (200) answer or stream event: OpenAI
 /// style `{"error": {…}}` (OpenRouter does this mid-stream) or Anthropic's `{"type": "error"}`.
 /// Becomes Keyward's own classified error; the provider's text is never passed on.
-fn error_inside(v: &Value, mid_stream: bool) -> Option<UpstreamError> {
+pub(super) fn error_inside(v: &Value, mid_stream: bool) -> Option<UpstreamError> {
     v.get("error").and_then(|e| error_object(e, mid_stream))
 }
 
@@ -258,293 +271,6 @@ pub fn openai_body(request: &Map<String, Value>, model: &str, stream: bool) -> M
         body.remove("stream_options");
     }
     body
-}
-
-fn text_of(content: &Value) -> Result<String, String> {
-    match content {
-        Value::String(s) => Ok(s.clone()),
-        Value::Null => Ok(String::new()),
-        Value::Array(parts) => {
-            let mut out = String::new();
-            for p in parts {
-                match p.get("type").and_then(Value::as_str) {
-                    Some("text") => {
-                        out.push_str(p.get("text").and_then(Value::as_str).unwrap_or(""))
-                    }
-                    other => {
-                        return Err(format!(
-                            "content parts of type {} cannot be sent to Anthropic",
-                            other.unwrap_or("(none)")
-                        ));
-                    }
-                }
-            }
-            Ok(out)
-        }
-        _ => Err("a message's content must be text".into()),
-    }
-}
-
-/// Translates an OpenAI-shaped chat request into an Anthropic Messages request: system and
-/// developer messages become `system`, `stop` becomes `stop_sequences`, `max_tokens` defaults to
-/// [`DEFAULT_MAX_TOKENS`], temperature is clamped to Anthropic's 0–1, `user` becomes
-/// `metadata.user_id`. Anything Anthropic cannot take (tools, images) is refused with a reason.
-pub fn to_anthropic(
-    request: &Map<String, Value>,
-    model: &str,
-    stream: bool,
-) -> Result<Value, String> {
-    let messages = request
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or("messages must be a list")?;
-    let mut system: Vec<String> = Vec::new();
-    let mut out: Vec<Value> = Vec::with_capacity(messages.len());
-    for m in messages {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
-        let text = text_of(m.get("content").unwrap_or(&Value::Null))?;
-        match role {
-            "system" | "developer" => system.push(text),
-            "user" | "assistant" => out.push(json!({"role": role, "content": text})),
-            other => {
-                return Err(format!(
-                    "messages with role {other:?} cannot be sent to Anthropic"
-                ));
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err("at least one user message is required".into());
-    }
-    let mut body = Map::new();
-    body.insert("model".into(), json!(model));
-    body.insert("messages".into(), Value::Array(out));
-    if !system.is_empty() {
-        body.insert("system".into(), json!(system.join("\n\n")));
-    }
-    let max = request
-        .get("max_completion_tokens")
-        .or_else(|| request.get("max_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_MAX_TOKENS);
-    body.insert("max_tokens".into(), json!(max));
-    if let Some(t) = request.get("temperature").and_then(Value::as_f64) {
-        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
-    }
-    if let Some(p) = request.get("top_p").and_then(Value::as_f64) {
-        body.insert("top_p".into(), json!(p));
-    }
-    match request.get("stop") {
-        Some(Value::String(s)) => {
-            body.insert("stop_sequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            body.insert("stop_sequences".into(), Value::Array(a.clone()));
-        }
-        _ => {}
-    }
-    if let Some(u) = request.get("user").and_then(Value::as_str) {
-        body.insert("metadata".into(), json!({"user_id": u}));
-    }
-    if request.get("tools").is_some() || request.get("functions").is_some() {
-        return Err("tools cannot be sent to Anthropic through the OpenAI format yet".into());
-    }
-    if stream {
-        body.insert("stream".into(), json!(true));
-    }
-    Ok(Value::Object(body))
-}
-
-fn finish_reason(stop_reason: Option<&str>) -> &'static str {
-    match stop_reason {
-        Some("max_tokens") => "length",
-        Some("tool_use") => "tool_calls",
-        _ => "stop",
-    }
-}
-
-/// Translates an Anthropic Messages answer into an OpenAI `chat.completion`.
-pub fn from_anthropic(answer: &Value, created: u64) -> (Value, Usage) {
-    let text: String = answer
-        .get("content")
-        .and_then(Value::as_array)
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
-    let usage = Usage {
-        input_tokens: tokens(answer.pointer("/usage/input_tokens")),
-        output_tokens: tokens(answer.pointer("/usage/output_tokens")),
-    };
-    let body = json!({
-        "id": answer.get("id").cloned().unwrap_or(json!("msg")),
-        "object": "chat.completion",
-        "created": created,
-        "model": answer.get("model").cloned().unwrap_or(Value::Null),
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": finish_reason(answer.get("stop_reason").and_then(Value::as_str)),
-        }],
-        "usage": {
-            "prompt_tokens": usage.input_tokens,
-            "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens.saturating_add(usage.output_tokens),
-        },
-    });
-    (body, usage)
-}
-
-/// Translates a stream of Anthropic events into OpenAI chunks, one event at a time.
-#[derive(Debug, Default)]
-pub struct AnthropicStreamTranslator {
-    id: String,
-    model: String,
-    created: u64,
-    usage: Usage,
-    /// `{"id":…,"object":"chat.completion.chunk",…,"choices":[{"index":0,"delta":` — the part of
-    /// every chunk that does not change, serialised once (the hot path is one token per event).
-    prefix: String,
-}
-
-impl AnthropicStreamTranslator {
-    pub fn new(created: u64) -> Self {
-        AnthropicStreamTranslator {
-            created,
-            ..Default::default()
-        }
-    }
-
-    fn set_prefix(&mut self) {
-        self.prefix = format!(
-            "{{\"id\":{},\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},\"choices\":[{{\"index\":0,\"delta\":",
-            Value::String(self.id.clone()),
-            self.created,
-            Value::String(self.model.clone()),
-        );
-    }
-
-    fn chunk(&mut self, delta: Value, finish: Option<&'static str>) -> StreamEvent {
-        if self.prefix.is_empty() {
-            self.set_prefix();
-        }
-        let text = delta
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string);
-        StreamEvent::Chunk(Chunk {
-            raw: format!(
-                "{}{delta},\"finish_reason\":{}}}]}}",
-                self.prefix,
-                json!(finish)
-            ),
-            text,
-            finish: finish.map(str::to_string),
-            ..Chunk::default()
-        })
-    }
-
-    /// The hot path: a text delta, parsed without building a JSON tree.
-    fn text_delta(&mut self, data: &str) -> Option<StreamEvent> {
-        #[derive(serde::Deserialize)]
-        struct Ev<'a> {
-            #[serde(borrow)]
-            delta: Option<Delta<'a>>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Delta<'a> {
-            #[serde(borrow)]
-            text: Option<std::borrow::Cow<'a, str>>,
-        }
-        let ev: Ev<'_> = serde_json::from_str(data).ok()?;
-        let text = ev.delta?.text?;
-        if self.prefix.is_empty() {
-            self.set_prefix();
-        }
-        let escaped = serde_json::to_string(&text).ok()?;
-        let mut out = String::with_capacity(self.prefix.len() + escaped.len() + 40);
-        out.push_str(&self.prefix);
-        out.push_str("{\"content\":");
-        out.push_str(&escaped);
-        out.push_str("},\"finish_reason\":null}]}");
-        Some(StreamEvent::Chunk(Chunk {
-            raw: out,
-            text: Some(text.into_owned()).filter(|t| !t.is_empty()),
-            ..Chunk::default()
-        }))
-    }
-
-    /// Handles one event (`event:` name and `data:` JSON); returns what to forward.
-    pub fn event(&mut self, name: &str, data: &str) -> Result<Vec<StreamEvent>, UpstreamError> {
-        if name == "content_block_delta"
-            && let Some(chunk) = self.text_delta(data)
-        {
-            return Ok(vec![chunk]);
-        }
-        let v: Value = serde_json::from_str(data)
-            .map_err(|_| UpstreamError::cut("the provider sent an unreadable stream event"))?;
-        let kind = v.get("type").and_then(Value::as_str).unwrap_or(name);
-        Ok(match kind {
-            "message_start" => {
-                self.id = v
-                    .pointer("/message/id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("msg")
-                    .into();
-                self.model = v
-                    .pointer("/message/model")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .into();
-                self.usage.input_tokens = tokens(v.pointer("/message/usage/input_tokens"));
-                self.set_prefix();
-                vec![self.chunk(json!({"role": "assistant", "content": ""}), None)]
-            }
-            "content_block_delta" => match v.pointer("/delta/text").and_then(Value::as_str) {
-                Some(text) => vec![self.chunk(json!({"content": text}), None)],
-                None => vec![],
-            },
-            "message_delta" => {
-                if let Some(out) = v.pointer("/usage/output_tokens") {
-                    self.usage.output_tokens = tokens(Some(out));
-                }
-                let finish = finish_reason(v.pointer("/delta/stop_reason").and_then(Value::as_str));
-                vec![self.chunk(json!({}), Some(finish))]
-            }
-            "message_stop" => {
-                // The usage-only chunk OpenAI sends for `include_usage`; forwarded to callers
-                // only when they asked for it.
-                let u = self.usage;
-                let raw = json!({
-                    "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                    "model": self.model, "choices": [],
-                    "usage": {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
-                              "total_tokens": u.input_tokens.saturating_add(u.output_tokens)},
-                })
-                .to_string();
-                vec![
-                    StreamEvent::Chunk(Chunk {
-                        raw,
-                        usage: Some(u),
-                        usage_only: true,
-                        ..Chunk::default()
-                    }),
-                    StreamEvent::Done,
-                ]
-            }
-            "error" => {
-                return Err(error_inside(&v, true).unwrap_or_else(|| {
-                    UpstreamError::cut("the provider reported an error during the answer")
-                }));
-            }
-            _ => vec![],
-        })
-    }
 }
 
 fn now_secs() -> u64 {
@@ -914,40 +640,5 @@ mod tests {
         assert_eq!((odd.raw.as_str(), odd.text), ("not json", None));
         // An error object inside the stream is a classified failure.
         assert!(Chunk::parse(r#"{"error":{"message":"overloaded","code":429}}"#.into()).is_err());
-    }
-
-    #[test]
-    fn translated_anthropic_chunks_carry_their_text_and_usage() {
-        let mut t = AnthropicStreamTranslator::new(7);
-        let start = r#"{"type":"message_start","message":{"id":"m1","model":"claude","usage":{"input_tokens":4}}}"#;
-        t.event("message_start", start).unwrap();
-        let delta = r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}"#;
-        let out = t.event("content_block_delta", delta).unwrap();
-        let [StreamEvent::Chunk(c)] = out.as_slice() else {
-            panic!("{out:?}")
-        };
-        assert_eq!(c.text.as_deref(), Some("Hi"));
-        assert_eq!(
-            parsed(&c.raw).text.as_deref(),
-            Some("Hi"),
-            "raw and parsed agree"
-        );
-        let stop = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":1}}"#;
-        t.event("message_delta", stop).unwrap();
-        let out = t
-            .event("message_stop", r#"{"type":"message_stop"}"#)
-            .unwrap();
-        let [StreamEvent::Chunk(u), StreamEvent::Done] = out.as_slice() else {
-            panic!("{out:?}")
-        };
-        assert!(u.usage_only);
-        assert_eq!(
-            u.usage,
-            Some(Usage {
-                input_tokens: 4,
-                output_tokens: 1
-            })
-        );
-        assert_eq!(parsed(&u.raw).usage, u.usage);
     }
 }

@@ -2,6 +2,7 @@
 //! makes to providers. Key management uses [`Gateway::test_key`]; the chat adapters build on the
 //! same client.
 
+pub mod anthropic;
 pub mod cache;
 pub mod chat;
 pub mod ssrf;

@@ -27,6 +27,18 @@ impl By {
         }
     }
 
+    /// A workspace API token, named by its first characters (never the whole token).
+    pub fn token(token: &str) -> Self {
+        let shown = token
+            .char_indices()
+            .nth(keyward::tokens::SHOWN_CHARS)
+            .map_or(token, |(i, _)| &token[..i]);
+        By {
+            id: None,
+            email: format!("API token {shown}…"),
+        }
+    }
+
     pub fn cli() -> Self {
         By {
             id: None,
@@ -138,4 +150,19 @@ pub async fn list<C: ConnectionTrait>(
             .collect(),
         truncated,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::By;
+
+    #[test]
+    fn a_token_is_named_by_its_first_characters_only() {
+        let by = By::token("kw_abcdefSECRETSECRET");
+        assert_eq!(by.email, "API token kw_abcdef…");
+        assert_eq!(by.id, None);
+        // Short or non-ASCII input never panics on a character boundary.
+        assert_eq!(By::token("kw_").email, "API token kw_…");
+        assert_eq!(By::token("ééééééééééé").email, "API token ééééééééé…");
+    }
 }
