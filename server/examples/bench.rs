@@ -4,7 +4,10 @@
 //! Writes the results, with the machine's details, to the output file (docs/BENCHMARKS.md).
 //!
 //!   bench [--keyward target/release/keyward] [--out docs/BENCHMARKS.md] [--peers target/bench]
-//!         [--quick] [--no-peers]
+//!         [--quick] [--no-peers] [--before BIN]
+//!
+//! `--before BIN` measures an earlier build of Keyward in the same run, right after the current
+//! one and set up the same way (its own database), as a column of its own.
 //!
 //! The peers are installed by bench/peers.sh into `--peers`: LiteLLM (pinned, from PyPI, in a
 //! virtualenv; offline cost map, no database) and `@portkey-ai/gateway` (pinned, from npm).
@@ -24,6 +27,8 @@ struct Opts {
     peers: PathBuf,
     quick: bool,
     no_peers: bool,
+    /// An earlier Keyward binary, measured in the same run.
+    before: Option<PathBuf>,
 }
 
 fn opts() -> Opts {
@@ -33,6 +38,7 @@ fn opts() -> Opts {
         peers: "target/bench".into(),
         quick: false,
         no_peers: false,
+        before: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -42,6 +48,7 @@ fn opts() -> Opts {
             "--peers" => o.peers = args.next().expect("--peers DIR").into(),
             "--quick" => o.quick = true,
             "--no-peers" => o.no_peers = true,
+            "--before" => o.before = Some(args.next().expect("--before BIN").into()),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -299,55 +306,66 @@ async fn main() {
     };
 
     // Keyward: a workspace with keys for openai (→ 0 ms mock) and groq (→ 20 ms mock), set up
-    // through the service layer, then served by the release binary.
-    let master = work.join("master.key");
-    let db_url = format!("sqlite://{}/keyward.db?mode=rwc", work.display());
+    // through the service layer, then served by the release binary (and by the earlier build,
+    // on a database of its own, when `--before` names one).
     let allow = format!("127.0.0.1:{m0},127.0.0.1:{m20}");
-    let token = {
-        let state = keyward_server::bench::fresh_state(&master, &db_url, &allow).await;
-        let token = bench::routed_workspace(&state, &[("openai", m0), ("groq", m20)]).await;
-        state.usage.shutdown().await;
-        token
-    };
-    let kw_port = free_port();
-    let mut kw = spawn(
-        pinned(&o.keyward)
-            .arg("serve")
-            .env("KEYWARD_BIND", format!("127.0.0.1:{kw_port}"))
-            .env("KEYWARD_DATABASE_URL", &db_url)
-            .env("KEYWARD_MASTER_KEY_FILE", &master)
-            .env("KEYWARD_ALLOWED_PRIVATE_UPSTREAMS", &allow)
-            .env("KEYWARD_LOG_FILTER", "warn")
-            .env("KEYWARD_SITE_ROOT", "target/site"),
-        &work.join("keyward.log"),
-    );
-    wait_ready(
-        &format!("http://127.0.0.1:{kw_port}/readyz"),
-        &mut kw,
-        "keyward",
-    )
-    .await;
-    let via = |model: &str| Target {
-        name: "keyward".into(),
-        url: format!("http://127.0.0.1:{kw_port}/v1/chat/completions"),
-        headers: vec![("authorization".into(), format!("Bearer {token}"))],
-        model: model.into(),
-    };
-    let mut results = vec![
-        measure(
-            "Keyward",
-            kw.0.id(),
-            &via("openai/mock-small"),
-            &via("groq/mock-small"),
-            (&direct0, &direct20),
-            &mut plan,
-            true,
+    let mut builds = vec![("Keyward", o.keyward.clone())];
+    if let Some(before) = &o.before {
+        builds.push(("Keyward (before)", before.clone()));
+    }
+    let mut results = Vec::new();
+    for (i, (name, bin)) in builds.into_iter().enumerate() {
+        let master = work.join(format!("master-{i}.key"));
+        let db_url = format!("sqlite://{}/keyward-{i}.db?mode=rwc", work.display());
+        let token = {
+            let state = keyward_server::bench::fresh_state(&master, &db_url, &allow).await;
+            let token = bench::routed_workspace(&state, &[("openai", m0), ("groq", m20)]).await;
+            state.usage.shutdown().await;
+            token
+        };
+        let kw_port = free_port();
+        let mut kw = spawn(
+            pinned(&bin)
+                .arg("serve")
+                .env("KEYWARD_BIND", format!("127.0.0.1:{kw_port}"))
+                .env("KEYWARD_DATABASE_URL", &db_url)
+                .env("KEYWARD_MASTER_KEY_FILE", &master)
+                .env("KEYWARD_ALLOWED_PRIVATE_UPSTREAMS", &allow)
+                .env("KEYWARD_LOG_FILTER", "warn")
+                .env("KEYWARD_SITE_ROOT", "target/site"),
+            &work.join(format!("keyward-{i}.log")),
+        );
+        wait_ready(
+            &format!("http://127.0.0.1:{kw_port}/readyz"),
+            &mut kw,
+            "keyward",
         )
-        .await,
-    ];
-    drop(kw);
+        .await;
+        let via = |model: &str| Target {
+            name: "keyward".into(),
+            url: format!("http://127.0.0.1:{kw_port}/v1/chat/completions"),
+            headers: vec![("authorization".into(), format!("Bearer {token}"))],
+            model: model.into(),
+        };
+        results.push(
+            measure(
+                name,
+                kw.0.id(),
+                &via("openai/mock-small"),
+                &via("groq/mock-small"),
+                (&direct0, &direct20),
+                &mut plan,
+                true,
+            )
+            .await,
+        );
+        drop(kw);
+    }
 
     let mut versions = vec![format!("Keyward {}", env!("CARGO_PKG_VERSION"))];
+    if let Some(before) = &o.before {
+        versions.push(format!("Keyward (before) from {}", before.display()));
+    }
     if !o.no_peers {
         // LiteLLM proxy: one worker, no database, the cost map from the package (offline).
         let litellm = o.peers.join("litellm-venv/bin/litellm");
@@ -600,6 +618,7 @@ fn render(results: &[Measured], versions: &[String], o: &Opts, plan: &Plan, hop:
         // the comparison most favourable to them.
         let best_peer = results[1..]
             .iter()
+            .filter(|m| !m.name.starts_with("Keyward"))
             .filter_map(|m| peak(&m.sweep).map(|b| b.1))
             .fold(0.0_f64, f64::max);
         let ours = best_within(&kw.sweep, P99_LIMIT).map_or(0.0, |b| b.1);

@@ -5,6 +5,11 @@
 //! mock, at the same percentile. With `--before BIN`, an earlier build is measured in the same
 //! run, on the same database, right before the current one.
 //!
+//! PostgreSQL is measured twice: with its server processes wherever the scheduler puts them (on
+//! this 2-CPU machine, often on Keyward's CPU, where each usage flush's backend competes with
+//! the requests), and with them kept on CPU 0 beside wrk and the mock — as a database on its own
+//! host would be. Their CPU affinity is restored at the end.
+//!
 //!   tail [--keyward target/release/keyward] [--before BIN] [--seconds 10]
 //!        [--postgres postgres://postgres@127.0.0.1:5432] [--out docs/TAIL.md]
 
@@ -108,7 +113,7 @@ fn wrk(script: &Path, url: &str, token: &str, model: &str, seconds: u32) -> Wind
 }
 
 struct Row {
-    db: &'static str,
+    db: String,
     build: String,
     halting: bool,
     direct: Window,
@@ -131,6 +136,46 @@ async fn pg_database(admin: &str) -> Option<(String, PgDrop)> {
             name,
         },
     ))
+}
+
+/// The PostgreSQL server's processes (the postmaster and every backend, including the ones it
+/// starts later: they inherit its affinity) kept on CPU 0; their CPU lists are put back on drop.
+struct PgPinned {
+    saved: Vec<(String, String)>,
+}
+
+impl PgPinned {
+    fn to_cpu0() -> Option<Self> {
+        let pids = Command::new("pgrep")
+            .args(["-x", "postgres"])
+            .output()
+            .ok()?;
+        let mut saved = Vec::new();
+        for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+            let now = Command::new("taskset").args(["-pc", pid]).output().ok()?;
+            let list = String::from_utf8_lossy(&now.stdout)
+                .rsplit(':')
+                .next()?
+                .trim()
+                .to_string();
+            let ok = Command::new("taskset")
+                .args(["-pc", "0", pid])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                saved.push((pid.to_string(), list));
+            }
+        }
+        (!saved.is_empty()).then_some(PgPinned { saved })
+    }
+}
+
+impl Drop for PgPinned {
+    fn drop(&mut self) {
+        for (pid, list) in &self.saved {
+            let _ = Command::new("taskset").args(["-pc", list, pid]).output();
+        }
+    }
 }
 
 struct PgDrop {
@@ -186,9 +231,11 @@ async fn main() {
     let mut rows = Vec::new();
     let sqlite = format!("sqlite://{}/keyward.db?mode=rwc", work.display());
     let pg = pg_database(&o.postgres).await;
-    let mut dbs: Vec<(&'static str, String)> = vec![("SQLite", sqlite)];
+    // (label, URL, keep the PostgreSQL server on CPU 0)
+    let mut dbs: Vec<(String, String, bool)> = vec![("SQLite".into(), sqlite, false)];
     if let Some((url, _)) = &pg {
-        dbs.push(("PostgreSQL", url.clone()));
+        dbs.push(("PostgreSQL".into(), url.clone(), false));
+        dbs.push(("PostgreSQL, server on CPU 0".into(), url.clone(), true));
     } else {
         eprintln!(
             "tail: PostgreSQL at {} is not reachable; SQLite only",
@@ -198,14 +245,28 @@ async fn main() {
     if o.hold {
         dbs.truncate(1);
     }
-    for (db, url) in &dbs {
-        let master = work.join(format!("master-{db}.key"));
-        let token = {
-            let state = bench::fresh_state(&master, url, &allow).await;
-            let token = bench::routed_workspace(&state, &[("openai", m)]).await;
-            state.usage.shutdown().await;
-            token
+    let mut set_up: Vec<(String, PathBuf, String)> = Vec::new();
+    let mut pinned_pg: Option<PgPinned> = None;
+    for (i, (db, url, pin)) in dbs.iter().enumerate() {
+        let known = set_up.iter().find(|(u, _, _)| u == url).cloned();
+        let (master, token) = match known {
+            Some((_, master, token)) => (master, token),
+            None => {
+                let master = work.join(format!("master-{i}.key"));
+                let state = bench::fresh_state(&master, url, &allow).await;
+                let token = bench::routed_workspace(&state, &[("openai", m)]).await;
+                state.usage.shutdown().await;
+                set_up.push((url.clone(), master.clone(), token.clone()));
+                (master, token)
+            }
         };
+        if *pin && pinned_pg.is_none() {
+            pinned_pg = PgPinned::to_cpu0();
+            if pinned_pg.is_none() {
+                eprintln!("tail: could not pin the PostgreSQL server (not root?): row skipped");
+                continue;
+            }
+        }
         for halting in [false, true] {
             let hold = if halting { None } else { IdlePolling::hold() };
             if !halting && hold.is_none() {
@@ -234,7 +295,7 @@ async fn main() {
                         .env("KEYWARD_ALLOWED_PRIVATE_UPSTREAMS", &allow)
                         .env("KEYWARD_LOG_FILTER", "warn")
                         .env("KEYWARD_SITE_ROOT", "target/site"),
-                    &work.join(format!("keyward-{db}-{build}.log")),
+                    &work.join(format!("keyward-{i}-{build}.log")),
                 );
                 wait_ready(
                     &format!("http://127.0.0.1:{port}/readyz"),
@@ -257,7 +318,7 @@ async fn main() {
                     via.p99
                 );
                 rows.push(Row {
-                    db,
+                    db: db.clone(),
                     build: build.clone(),
                     halting,
                     direct: straight,
@@ -268,6 +329,7 @@ async fn main() {
             drop(hold);
         }
     }
+    drop(pinned_pg);
     if let Some((_, guard)) = pg {
         guard.drop_now().await;
     }

@@ -493,6 +493,32 @@ async fn run(c: &Chat, call: ChatCall) -> Result<Out, ChatError> {
     })
 }
 
+/// Enables or disables one of the workspace's keys.
+async fn enable(c: &Chat, key: Uuid, enabled: bool) {
+    let scope = Scope::Workspace(c.ws);
+    keys::set_enabled(&c.t.db, &c.t.changes, &c.by, scope, key, enabled)
+        .await
+        .unwrap();
+}
+
+/// The platform turns BYOK on or off for OpenAI.
+async fn byok(c: &Chat, enabled: bool) {
+    let change = ProviderChange {
+        base_url: format!("http://{}/v1", c.mock),
+        default_model: String::new(),
+        byok_enabled: enabled,
+    };
+    catalogue::update_provider(&c.t.db, &c.t.changes, &c.gw, &c.by, "openai", change)
+        .await
+        .unwrap();
+}
+
+async fn plan(c: &Chat, plan: Plan) {
+    workspaces::set_plan(&c.t.db, &c.t.changes, &By::cli(), c.ws, plan)
+        .await
+        .unwrap();
+}
+
 async fn chain_cache_and_policies(backend: Backend) {
     let c = chat_world(backend, MockConfig::default()).await;
     let bot = Uuid::new_v4();
@@ -580,52 +606,18 @@ async fn chain_cache_and_policies(backend: Backend) {
     let loads = c.cache.loads();
 
     // Any key change invalidates: the disabled workspace key gives way to the platform key.
-    keys::set_enabled(
-        &c.t.db,
-        &c.t.changes,
-        &c.by,
-        Scope::Workspace(c.ws),
-        workspace,
-        false,
-    )
-    .await
-    .unwrap();
+    enable(&c, workspace, false).await;
     let out = run(&c, call(&c, "openai", None, false)).await.unwrap();
     assert_eq!((out.source, out.key_id), (KeySource::Platform, platform));
     assert_eq!(c.cache.loads(), loads + 1);
-    keys::set_enabled(
-        &c.t.db,
-        &c.t.changes,
-        &c.by,
-        Scope::Workspace(c.ws),
-        workspace,
-        true,
-    )
-    .await
-    .unwrap();
+    enable(&c, workspace, true).await;
 
     // BYOK off for the provider, or a plan without BYOK: the platform key serves everyone.
-    let off = ProviderChange {
-        base_url: format!("http://{}/v1", c.mock),
-        default_model: String::new(),
-        byok_enabled: false,
-    };
-    catalogue::update_provider(&c.t.db, &c.t.changes, &c.gw, &c.by, "openai", off)
-        .await
-        .unwrap();
+    byok(&c, false).await;
     let out = run(&c, call(&c, "openai", Some(bot), false)).await.unwrap();
     assert_eq!(out.source, KeySource::Platform);
-    let on = ProviderChange {
-        base_url: format!("http://{}/v1", c.mock),
-        default_model: String::new(),
-        byok_enabled: true,
-    };
-    catalogue::update_provider(&c.t.db, &c.t.changes, &c.gw, &c.by, "openai", on)
-        .await
-        .unwrap();
-    workspaces::set_plan(&c.t.db, &c.t.changes, &By::cli(), c.ws, Plan::Free)
-        .await
-        .unwrap();
+    byok(&c, true).await;
+    plan(&c, Plan::Free).await;
     assert_eq!(
         run(&c, call(&c, "openai", None, false))
             .await
@@ -633,9 +625,7 @@ async fn chain_cache_and_policies(backend: Backend) {
             .source,
         KeySource::Platform
     );
-    workspaces::set_plan(&c.t.db, &c.t.changes, &By::cli(), c.ws, Plan::Business)
-        .await
-        .unwrap();
+    plan(&c, Plan::Business).await;
     assert_eq!(
         run(&c, call(&c, "openai", None, false))
             .await

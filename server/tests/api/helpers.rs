@@ -1,6 +1,8 @@
 //! Spawning a real server on 127.0.0.1:0 over a fresh database of either kind.
 
 use keyward_server::config::{DatabaseUrl, Settings};
+use keyward_server::services::accounts::{self, NewSession, SignInThrottle};
+use keyward_server::services::workspaces;
 use keyward_server::startup;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use std::net::SocketAddr;
@@ -317,30 +319,42 @@ pub async fn insert_sealed(
     .unwrap()
 }
 
+/// Signs `email` in with `password` (a fresh throttle): the new session.
+pub async fn signed_in(db: &DatabaseConnection, email: &str, password: &str) -> NewSession {
+    let throttle = SignInThrottle::new(100, 100);
+    accounts::sign_in(db, &throttle, email, password, None, None, None)
+        .await
+        .unwrap()
+}
+
+/// Invites `email` into `workspace` as `role` (by the operator), signs the invitee up with
+/// `password` and signs them in: their session.
+pub async fn invited(
+    db: &DatabaseConnection,
+    workspace: uuid::Uuid,
+    email: &str,
+    role: keyward::policy::Role,
+    password: &str,
+) -> NewSession {
+    let by = keyward_server::services::audit::By::cli();
+    let (_, token) = workspaces::invite(db, &by, workspace, email, role)
+        .await
+        .unwrap();
+    let throttle = SignInThrottle::new(100, 100);
+    workspaces::sign_up_with_invitation(db, &throttle, None, &token, "Invitee", password)
+        .await
+        .unwrap();
+    signed_in(db, email, password).await
+}
+
 /// Sets the instance up and returns a session cookie (`name=token`) for its owner.
 pub async fn owner_cookie(app: &TestApp) -> String {
-    use keyward_server::services::accounts::{self, SignInThrottle};
-    accounts::setup_first_user(
-        &app.db,
-        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
-        "owner@example.com",
-        "Owner",
-        "correct horse battery",
-        "Acme",
-    )
-    .await
-    .unwrap();
-    let s = accounts::sign_in(
-        &app.db,
-        &SignInThrottle::new(100, 100),
-        "owner@example.com",
-        "correct horse battery",
-        None,
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    let throttle = SignInThrottle::new(100, 100);
+    let pw = "correct horse battery";
+    accounts::setup_first_user(&app.db, &throttle, "owner@example.com", "Owner", pw, "Acme")
+        .await
+        .unwrap();
+    let s = signed_in(&app.db, "owner@example.com", pw).await;
     format!("{}={}", keyward::http::SESSION_COOKIE, s.token.as_str())
 }
 

@@ -3,7 +3,9 @@
 //! rejects the new key), disable/enable, delete, BYOK switches and plans, the failure policy,
 //! the audit log (and that the database refuses to edit it), permissions, and a canary sweep.
 
-use crate::helpers::{Backend, TestVault, both_backends, open_vault, spawn_app_with};
+use crate::helpers::{
+    Backend, TestVault, both_backends, invited, open_vault, signed_in, spawn_app_with,
+};
 use base64::Engine;
 use keyward::dto::AuditFilter;
 use keyward::keys::{ErrorClass, FailurePolicy, KeyState};
@@ -11,7 +13,7 @@ use keyward::policy::{Plan, Role};
 use keyward_server::entities::{audit_event, credential};
 use keyward_server::error::ServiceError;
 use keyward_server::gateway::Gateway;
-use keyward_server::services::accounts::{self, SignInThrottle};
+use keyward_server::services::accounts;
 use keyward_server::services::audit::{self, By};
 use keyward_server::services::catalogue::{self, ProviderChange};
 use keyward_server::services::keys::{self, NewKey, Scope};
@@ -584,48 +586,14 @@ async fn only_owners_manage_keys(backend: Backend) {
     use keyward_server::auth::authorize;
     let w = world(backend).await;
     let db = &w.t.db;
-    let throttle = SignInThrottle::new(1000, 1000);
     for role in Role::ALL {
+        let pw = "correct horse battery";
         let who = if role == Role::Owner {
-            accounts::sign_in(
-                db,
-                &throttle,
-                "owner@example.com",
-                "correct horse battery",
-                None,
-                None,
-                None,
-            )
-            .await
-            .unwrap()
-            .user
+            signed_in(db, "owner@example.com", pw).await.user
         } else {
-            let email = format!("{role}@example.com");
-            let (_, token) = workspaces::invite(db, &w.owner, w.ws, &email, role)
+            invited(db, w.ws, &format!("{role}@example.com"), role, pw)
                 .await
-                .unwrap();
-            workspaces::sign_up_with_invitation(
-                db,
-                &keyward_server::services::accounts::SignInThrottle::new(100, 100),
-                None,
-                &token,
-                "X",
-                "correct horse battery",
-            )
-            .await
-            .unwrap();
-            accounts::sign_in(
-                db,
-                &throttle,
-                &email,
-                "correct horse battery",
-                None,
-                None,
-                None,
-            )
-            .await
-            .unwrap()
-            .user
+                .user
         };
         let view = authorize(db, Some(&who), w.ws, Action::ViewKeys).await;
         assert!(view.is_ok(), "{role} sees keys");
@@ -676,30 +644,14 @@ pub(crate) async fn http_world_with(
     workspaces::set_plan(db, &app.state.changes, &By::cli(), ws.id, Plan::Business)
         .await
         .unwrap();
-    let (_, token) = workspaces::invite(db, &By::cli(), ws.id, "mia@example.com", Role::Member)
-        .await
-        .unwrap();
-    workspaces::sign_up_with_invitation(
+    let mia = invited(
         db,
-        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
-        None,
-        &token,
-        "Mia",
-        "another good passphrase",
-    )
-    .await
-    .unwrap();
-    let mia = accounts::sign_in(
-        db,
-        &SignInThrottle::new(100, 100),
+        ws.id,
         "mia@example.com",
+        Role::Member,
         "another good passphrase",
-        None,
-        None,
-        None,
     )
-    .await
-    .unwrap();
+    .await;
     HttpWorld {
         mock,
         member: format!("{}={}", keyward::http::SESSION_COOKIE, mia.token.as_str()),

@@ -1,5 +1,7 @@
-use crate::helpers::{Backend, TestApp, both_backends, owner_cookie, spawn_app, spawn_app_with};
-use keyward_server::services::accounts::{self, SignInThrottle};
+use crate::helpers::{
+    Backend, TestApp, both_backends, invited, owner_cookie, spawn_app, spawn_app_with,
+};
+use keyward_server::services::audit::By;
 
 const PAGES: [(&str, &str); 8] = [
     ("/", "Dashboard"),
@@ -267,46 +269,17 @@ async fn forbidden_server_function_calls_change_nothing(backend: Backend) {
         .unwrap()
         .unwrap()
         .user_id;
-    let (inv_id, token) = workspaces::invite(
+    let mia = invited(
         db,
-        &keyward_server::services::audit::By::cli(),
         ws.id,
         "mia@example.com",
         Role::Member,
-    )
-    .await
-    .unwrap();
-    workspaces::sign_up_with_invitation(
-        db,
-        &keyward_server::services::accounts::SignInThrottle::new(100, 100),
-        None,
-        &token,
-        "Mia",
         "another good passphrase",
     )
-    .await
-    .unwrap();
-    let (pending, _) = workspaces::invite(
-        db,
-        &keyward_server::services::audit::By::cli(),
-        ws.id,
-        "pat@example.com",
-        Role::Member,
-    )
-    .await
-    .unwrap();
-    let _ = inv_id;
-    let mia = accounts::sign_in(
-        db,
-        &SignInThrottle::new(100, 100),
-        "mia@example.com",
-        "another good passphrase",
-        None,
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    .await;
+    let (pending, _) = workspaces::invite(db, &By::cli(), ws.id, "pat@example.com", Role::Member)
+        .await
+        .unwrap();
     let cookie = format!("{}={}", keyward::http::SESSION_COOKIE, mia.token.as_str());
 
     async fn snapshot(db: &sea_orm::DatabaseConnection) -> String {

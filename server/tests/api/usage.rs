@@ -53,6 +53,18 @@ async fn top_up(c: &Chat, micro: i64, note: &str) {
         .unwrap();
 }
 
+/// Enables or disables one of the workspace's keys.
+async fn enable(c: &Chat, key: uuid::Uuid, enabled: bool) {
+    let (db, changes, scope) = (
+        &c.w.app.db,
+        &c.w.app.state.changes,
+        Scope::Workspace(c.w.ws.id),
+    );
+    keys::set_enabled(db, changes, &By::cli(), scope, key, enabled)
+        .await
+        .unwrap();
+}
+
 /// Deletes the workspace's own key (then the platform's key serves it); its id.
 async fn delete_workspace_key(c: &Chat) -> uuid::Uuid {
     let db = &c.w.app.db;
@@ -447,16 +459,7 @@ async fn zero_balance(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    keys::set_enabled(
-        db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        Scope::Workspace(c.w.ws.id),
-        ws_key.id,
-        false,
-    )
-    .await
-    .unwrap();
+    enable(&c, ws_key.id, false).await;
     add_platform_key(&c, "sk-platform-zero-key-0000000004444").await;
     // Remove every credit: platform-key requests are refused with a clear message.
     let b = balance(&c).await;
@@ -479,31 +482,13 @@ async fn zero_balance(backend: Backend) {
         other => panic!("expected a refusal, got {other:?}"),
     }
     // BYOK traffic under `free` continues at zero balance.
-    keys::set_enabled(
-        db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        Scope::Workspace(c.w.ws.id),
-        ws_key.id,
-        true,
-    )
-    .await
-    .unwrap();
+    enable(&c, ws_key.id, true).await;
     let m = playground(&c, "byok still works").await;
     assert_eq!(m.status, MessageStatus::Ok);
     assert_eq!(m.source, Some(KeySource::Workspace));
     // A top-up lets platform traffic through again.
     top_up(&c, 5 * MICRO, "test top-up").await;
-    keys::set_enabled(
-        db,
-        &c.w.app.state.changes,
-        &By::cli(),
-        Scope::Workspace(c.w.ws.id),
-        ws_key.id,
-        false,
-    )
-    .await
-    .unwrap();
+    enable(&c, ws_key.id, false).await;
     let m = playground(&c, "platform again").await;
     assert_eq!(m.source, Some(KeySource::Platform));
 

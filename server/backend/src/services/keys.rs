@@ -23,8 +23,8 @@ use keyward::keys::{
     self as domain, ErrorClass, FailurePolicy, KeyStatus, byok_allowed, key_state,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -278,6 +278,51 @@ pub async fn test_unsaved(
     Ok(gateway.test_key(p.wire, &url, key).await)
 }
 
+/// A key sealed for its row, with the write transaction that stores it.
+struct Sealed {
+    txn: DatabaseTransaction,
+    blob: Vec<u8>,
+    key_id: i32,
+    hint: String,
+    at: DateTime<Utc>,
+}
+
+/// Opens the write transaction and seals `key` for the row `credential_id` of `scope` (bound to
+/// its provider and base URL); the plaintext is dropped here, only its masked hint is kept.
+async fn seal(
+    db: &DatabaseConnection,
+    vault: &Vault,
+    scope: Scope,
+    credential_id: Uuid,
+    provider: &str,
+    base_url: &str,
+    key: SecretString,
+) -> Result<Sealed, ServiceError> {
+    let ctx = CredentialContext {
+        credential_id,
+        workspace_id: scope.workspace_id(),
+        scope: scope.kind(),
+        owner_id: scope.owner_id(),
+        provider: provider.into(),
+        base_url: base_url.into(),
+    };
+    let hint = mask(key.expose_secret());
+    let txn = crate::db::begin_write(db).await?;
+    let (blob, key_id) = vault
+        .encrypt_for_write(&txn, &ctx, &key)
+        .await
+        .map_err(vault_err)?;
+    drop(key);
+    let key_id = i32::try_from(key_id).map_err(|_| vault_err(VaultError::Damaged("key id")))?;
+    Ok(Sealed {
+        txn,
+        blob,
+        key_id,
+        hint,
+        at: now(),
+    })
+}
+
 fn trimmed(key: &SecretString) -> SecretString {
     SecretString::from(key.expose_secret().trim())
 }
@@ -301,22 +346,13 @@ pub async fn add(
     let default_model =
         domain::parse_model(&new.default_model).map_err(|m| ServiceError::Invalid(m.into()))?;
     let id = Uuid::new_v4();
-    let ctx = CredentialContext {
-        credential_id: id,
-        workspace_id: scope.workspace_id(),
-        scope: scope.kind(),
-        owner_id: scope.owner_id(),
-        provider: p.id.into(),
-        base_url: base_url.clone(),
-    };
-    let hint = mask(key.expose_secret());
-    let at = now();
-    let txn = crate::db::begin_write(db).await?;
-    let (blob, key_id) = vault
-        .encrypt_for_write(&txn, &ctx, &key)
-        .await
-        .map_err(vault_err)?;
-    drop(key);
+    let Sealed {
+        txn,
+        blob,
+        key_id,
+        hint,
+        at,
+    } = seal(db, vault, scope, id, p.id, &base_url, key).await?;
     let exists = credential::Entity::find()
         .filter(scope.condition())
         .filter(credential::Column::Provider.eq(p.id))
@@ -336,7 +372,7 @@ pub async fn add(
         owner_id: Set(scope.owner_id()),
         provider: Set(p.id.into()),
         base_url: Set(base_url),
-        key_id: Set(i32::try_from(key_id).map_err(|_| vault_err(VaultError::Damaged("key id")))?),
+        key_id: Set(key_id),
         ciphertext: Set(blob),
         hint: Set(hint.clone()),
         status: Set(KeyStatus::Active.as_str().into()),
@@ -530,26 +566,17 @@ pub async fn replace(
             tested.message
         )));
     }
-    let ctx = CredentialContext {
-        credential_id,
-        workspace_id: scope.workspace_id(),
-        scope: scope.kind(),
-        owner_id: scope.owner_id(),
-        provider: p.id.into(),
-        base_url: base_url.clone(),
-    };
-    let hint = mask(key.expose_secret());
-    let at = now();
-    let txn = crate::db::begin_write(db).await?;
-    let (blob, key_id) = vault
-        .encrypt_for_write(&txn, &ctx, &key)
-        .await
-        .map_err(vault_err)?;
-    drop(key);
+    let Sealed {
+        txn,
+        blob,
+        key_id,
+        hint,
+        at,
+    } = seal(db, vault, scope, credential_id, p.id, &base_url, key).await?;
     let current = load(&txn, scope, credential_id).await?;
     let mut am: credential::ActiveModel = current.into();
     am.base_url = Set(base_url);
-    am.key_id = Set(i32::try_from(key_id).map_err(|_| vault_err(VaultError::Damaged("key id")))?);
+    am.key_id = Set(key_id);
     am.ciphertext = Set(blob);
     am.hint = Set(hint.clone());
     am.default_model = Set(default_model);

@@ -13,8 +13,8 @@ use keyward::account::{Email, parse_workspace_name};
 use keyward::policy::{Plan, Role};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -201,21 +201,39 @@ pub async fn change_role(
 ) -> Result<(), ServiceError> {
     let txn = crate::db::begin_write(db).await?;
     let owners = lock_owners(&txn, workspace_id).await?;
-    let m = membership::Entity::find_by_id((workspace_id, user_id))
-        .one(&txn)
-        .await?
-        .ok_or(ServiceError::NotFound)?;
+    let m = member(&txn, workspace_id, user_id).await?;
     if m.role == Role::Owner.as_str() && role != Role::Owner && owners <= 1 {
         return Err(ServiceError::Conflict(
             "a workspace needs at least one owner: make someone else owner first".into(),
         ));
     }
-    let mut am: membership::ActiveModel = m.into();
-    am.role = Set(role.as_str().into());
-    am.update(&txn).await?;
+    set_role(&txn, m, role).await?;
     let detail = format!("{} is now {role}", email_of(&txn, user_id).await?);
     audited(&txn, by, workspace_id, "member.role_changed", detail).await?;
     txn.commit().await?;
+    Ok(())
+}
+
+/// A member of the workspace, or `NotFound`.
+async fn member(
+    txn: &DatabaseTransaction,
+    workspace_id: Uuid,
+    user_id: Uuid,
+) -> Result<membership::Model, ServiceError> {
+    membership::Entity::find_by_id((workspace_id, user_id))
+        .one(txn)
+        .await?
+        .ok_or(ServiceError::NotFound)
+}
+
+async fn set_role(
+    txn: &DatabaseTransaction,
+    m: membership::Model,
+    role: Role,
+) -> Result<(), ServiceError> {
+    let mut am: membership::ActiveModel = m.into();
+    am.role = Set(role.as_str().into());
+    am.update(txn).await?;
     Ok(())
 }
 
@@ -228,10 +246,7 @@ pub async fn remove_member(
 ) -> Result<(), ServiceError> {
     let txn = crate::db::begin_write(db).await?;
     let owners = lock_owners(&txn, workspace_id).await?;
-    let m = membership::Entity::find_by_id((workspace_id, user_id))
-        .one(&txn)
-        .await?
-        .ok_or(ServiceError::NotFound)?;
+    let m = member(&txn, workspace_id, user_id).await?;
     if m.role == Role::Owner.as_str() && owners <= 1 {
         return Err(ServiceError::Conflict(
             "the last owner cannot be removed: transfer ownership first".into(),
@@ -258,20 +273,13 @@ pub async fn transfer_ownership(
         return Err(ServiceError::Invalid("choose another member".into()));
     }
     let txn = crate::db::begin_write(db).await?;
-    let target = membership::Entity::find_by_id((workspace_id, to))
-        .one(&txn)
-        .await?
-        .ok_or(ServiceError::NotFound)?;
-    let mut am: membership::ActiveModel = target.into();
-    am.role = Set(Role::Owner.as_str().into());
-    am.update(&txn).await?;
+    let target = member(&txn, workspace_id, to).await?;
+    set_role(&txn, target, Role::Owner).await?;
     if let Some(current) = membership::Entity::find_by_id((workspace_id, from))
         .one(&txn)
         .await?
     {
-        let mut am: membership::ActiveModel = current.into();
-        am.role = Set(Role::Admin.as_str().into());
-        am.update(&txn).await?;
+        set_role(&txn, current, Role::Admin).await?;
     }
     let detail = format!("ownership transferred to {}", email_of(&txn, to).await?);
     audited(&txn, by, workspace_id, "owner.transferred", detail).await?;
