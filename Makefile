@@ -93,7 +93,8 @@ test: test-tools fmt-check lint unit e2e
 	@.ci/summary.sh $(LOGS)/cargo.log $(LOGS)/e2e.log
 
 ## The gateway benchmark against LiteLLM and Portkey (writes docs/BENCHMARKS.md), then the
-## micro-benchmarks. Not part of `make test` (its smoke run is). BENCH_ARGS=--quick for a short run.
+## micro-benchmarks. Not part of `make test` (its smoke run is). BENCH_ARGS=--quick for a short run;
+## BENCH_ARGS="--before PATH" measures an earlier build in the same run (a column of its own).
 BENCH_ARGS ?=
 ## TAIL_ARGS=--before PATH measures an earlier build in the same run (docs/TAIL.md).
 TAIL_ARGS ?=
