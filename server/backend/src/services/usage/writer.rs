@@ -1,8 +1,10 @@
 //! The batched usage writer.
 //!
 //! The request's side is one non-blocking `try_send` of the record onto a bounded channel. A
-//! writer task collects records and flushes them when [`BATCH`] have gathered or every
-//! [`FLUSH_INTERVAL`], in one transaction per batch: the records (with credits and cost priced
+//! writer (on a thread of its own) collects records and flushes them when [`BATCH`] have gathered
+//! or every [`FLUSH_INTERVAL`]. It is not woken per record — waking another thread is a system
+//! call and a context switch, which at full load cost about 15 % of the requests per second —
+//! but when a batch has gathered, when someone waits for a flush, or on its interval; in one transaction per batch: the records (with credits and cost priced
 //! from the [`Pricing`](crate::services::credits::Pricing) table), one ledger debit per
 //! workspace, and each used key's `last_used_at` (at most about once a second per key).
 //!
@@ -85,6 +87,10 @@ pub struct UsageWriter {
     closing: Arc<std::sync::atomic::AtomicBool>,
     /// Resolves when the writer has ended.
     done: Arc<std::sync::Mutex<Option<oneshot::Receiver<()>>>>,
+    /// Wakes the writer: a batch has gathered, or a flush or shutdown waits.
+    wake: Arc<tokio::sync::Notify>,
+    /// Records per batch (the writer is woken when this many wait).
+    batch: usize,
 }
 
 impl std::fmt::Debug for UsageWriter {
@@ -108,7 +114,8 @@ impl UsageWriter {
         let stats = Arc::new(UsageStats::default());
         let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (ended, done) = oneshot::channel();
-        let (s, c) = (stats.clone(), closing.clone());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (s, c, w) = (stats.clone(), closing.clone(), wake.clone());
         let started = std::thread::Builder::new()
             .name("usage-writer".into())
             .spawn(move || {
@@ -119,7 +126,7 @@ impl UsageWriter {
                 {
                     Ok(rt) => rt.block_on(async move {
                         let db = own_connection(&db).await;
-                        run(db, book, config, rx, s, c).await;
+                        run(db, book, config, rx, w, s, c).await;
                     }),
                     Err(e) => tracing::error!(error = %e, "the usage writer has no runtime"),
                 }
@@ -133,6 +140,8 @@ impl UsageWriter {
             stats,
             closing,
             done: Arc::new(std::sync::Mutex::new(Some(done))),
+            wake,
+            batch: config.batch.clamp(1, config.capacity.max(1)),
         }
     }
 
@@ -145,13 +154,23 @@ impl UsageWriter {
     pub async fn record(&self, rec: UsageRecord) {
         self.stats.recorded.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Record(Box::new(rec))) {
-            Ok(()) => {}
+            Ok(()) => {
+                // Two atomic reads; the writer's thread is woken once per batch, not per record.
+                if self.tx.max_capacity() - self.tx.capacity() >= self.batch {
+                    self.wake.notify_one();
+                }
+            }
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 self.stats
                     .backpressure_waits
                     .fetch_add(1, Ordering::Relaxed);
+                self.wake.notify_one();
                 if self.tx.send(msg).await.is_err() {
                     self.dropped(1);
+                } else {
+                    // In now: the writer, which may have emptied the buffer meanwhile and gone
+                    // back to waiting, takes it.
+                    self.wake.notify_one();
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => self.dropped(1),
@@ -170,6 +189,7 @@ impl UsageWriter {
     pub async fn flush(&self) {
         let (ack, done) = oneshot::channel();
         if self.tx.send(Msg::Flush(ack)).await.is_ok() {
+            self.wake.notify_one();
             let _ = done.await;
         }
     }
@@ -179,6 +199,7 @@ impl UsageWriter {
         self.closing.store(true, Ordering::Release);
         let (ack, done) = oneshot::channel();
         if self.tx.send(Msg::Shutdown(ack)).await.is_ok() {
+            self.wake.notify_one();
             let _ = done.await;
         }
         let done = self.done.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -278,6 +299,7 @@ async fn run(
     book: CreditBook,
     config: WriterConfig,
     mut rx: mpsc::Receiver<Msg>,
+    wake: Arc<tokio::sync::Notify>,
     stats: Arc<UsageStats>,
     closing: Arc<std::sync::atomic::AtomicBool>,
 ) {
@@ -289,11 +311,31 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown: Option<oneshot::Sender<()>> = None;
     let mut last_flush = Instant::now();
+    // Whether the last look found the channel empty (then wait to be woken).
+    let mut drained = true;
     loop {
-        let closed = tokio::select! {
-            n = rx.recv_many(&mut inbox, config.batch) => n == 0,
-            _ = tick.tick() => false,
-        };
+        if drained {
+            tokio::select! {
+                () = wake.notified() => {}
+                _ = tick.tick() => {}
+            }
+        }
+        // Take what is there, up to a batch, without waiting.
+        let mut closed = false;
+        drained = false;
+        while inbox.len() < config.batch {
+            match rx.try_recv() {
+                Ok(msg) => inbox.push(msg),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    drained = true;
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
         for msg in inbox.drain(..) {
             match msg {
                 Msg::Record(r) => {
