@@ -10,8 +10,17 @@
 //! the requests), and with them kept on CPU 0 beside wrk and the mock — as a database on its own
 //! host would be. Their CPU affinity is restored at the end.
 //!
+//! The floor: a *relay* — the same stack (Tokio, axum, reqwest) passing each request to the
+//! mock and its answer back, with nothing else: no database, no key, no metering — measured in
+//! the same harness, on CPU 1. What a relay adds is what this machine charges any gateway for
+//! its two hops; what Keyward adds beyond the relay is its own.
+//!
 //!   tail [--keyward target/release/keyward] [--before BIN] [--seconds 10]
 //!        [--postgres postgres://postgres@127.0.0.1:5432] [--out docs/TAIL.md]
+
+/// The relay allocates as Keyward does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use keyward_server::bench::{self, IdlePolling, free_port, spawn, wait_ready};
 use sea_orm::ConnectionTrait;
@@ -52,6 +61,46 @@ fn opts() -> Opts {
         }
     }
     o
+}
+
+/// The floor's relay (`--relay PORT UPSTREAM`, run by this program in a process of its own):
+/// `POST /v1/chat/completions` forwarded to UPSTREAM over a pooled keep-alive connection, the
+/// answer's status and body passed back. Serves until killed.
+fn relay(port: u16, upstream: String) -> ! {
+    use axum::body::Bytes;
+    use axum::http::StatusCode;
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async move {
+        let client = reqwest::Client::new();
+        let app = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move |body: Bytes| {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                async move {
+                    let res = client
+                        .post(&upstream)
+                        .header("content-type", "application/json")
+                        .header("authorization", "Bearer sk-bench-key-0000")
+                        .body(body)
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) => {
+                            let status = StatusCode::from_u16(r.status().as_u16())
+                                .unwrap_or(StatusCode::BAD_GATEWAY);
+                            (status, r.bytes().await.unwrap_or_default())
+                        }
+                        Err(_) => (StatusCode::BAD_GATEWAY, Bytes::new()),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("the relay's port");
+        axum::serve(listener, app).await.expect("the relay");
+    });
+    std::process::exit(0)
 }
 
 /// One wrk window's figures, in microseconds.
@@ -196,8 +245,21 @@ impl PgDrop {
     }
 }
 
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, port, upstream] = args.as_slice()
+        && flag == "--relay"
+    {
+        relay(
+            port.parse().expect("--relay PORT UPSTREAM"),
+            upstream.clone(),
+        );
+    }
+    run();
+}
+
 #[tokio::main]
-async fn main() {
+async fn run() {
     let o = opts();
     let work = std::env::temp_dir().join(format!("keyward-tail-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
@@ -282,6 +344,35 @@ async fn main() {
                 "mock-small",
                 o.seconds,
             );
+            // The floor, once per idle mode (it has no database).
+            if i == 0 && !o.hold {
+                let port = free_port();
+                let mut r = spawn(
+                    Command::new("taskset")
+                        .args(["-c", "1"])
+                        .arg(std::env::current_exe().expect("this program"))
+                        .args(["--relay", &port.to_string(), &direct]),
+                    &work.join("relay.log"),
+                );
+                let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+                wait_listening(port, &mut r).await;
+                wrk(&script, &url, "relay", "mock-small", 2);
+                let via = wrk(&script, &url, "relay", "mock-small", o.seconds);
+                eprintln!(
+                    "tail: relay {}: p99 direct {} µs, via {} µs",
+                    if halting { "halting" } else { "polling" },
+                    straight.p99,
+                    via.p99
+                );
+                rows.push(Row {
+                    db: "none".into(),
+                    build: "relay (floor)".into(),
+                    halting,
+                    direct: straight,
+                    via,
+                });
+                drop(r);
+            }
             for (build, bin) in &builds {
                 let port = free_port();
                 let mut kw = spawn(
@@ -338,11 +429,28 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// Waits until something listens on `port` (the relay has no readiness route).
+async fn wait_listening(port: u16, child: &mut bench::Proc) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("the relay exited: {status}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the relay did not listen on {port}");
+}
+
 fn render(rows: &[Row], o: &Opts) -> String {
     let mut s = String::from("# The c=1 tail\n\n");
     let _ = writeln!(
         s,
-        "Written by `make bench` (`server/examples/tail.rs`). wrk sends one request at a time over one keep-alive connection for {} s per window; wrk and the mock provider run on CPU 0, Keyward is pinned to CPU 1. *Added* = through Keyward − straight to the mock, at the same percentile (µs). *polling*: idle CPUs poll (`/dev/cpu_dma_latency` held at 0); *halting*: this VM's default.{}\n",
+        "Written by `make bench` (`server/examples/tail.rs`). wrk sends one request at a time over one keep-alive connection for {} s per window; wrk and the mock provider run on CPU 0, Keyward is pinned to CPU 1. *Added* = through Keyward − straight to the mock, at the same percentile (µs). *polling*: idle CPUs poll (`/dev/cpu_dma_latency` held at 0); *halting*: this VM's default. The *relay (floor)* row goes through a bare relay on the same stack (Tokio, axum, reqwest; no database, no key, no metering) on CPU 1 instead of Keyward: what this machine charges any gateway for the two hops.{}\n",
         o.seconds,
         if o.before.is_some() {
             " *before* is the build at the start of the architecture work, *after* this one, measured in the same run on the same database."

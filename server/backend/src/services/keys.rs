@@ -346,13 +346,8 @@ pub async fn add(
     let default_model =
         domain::parse_model(&new.default_model).map_err(|m| ServiceError::Invalid(m.into()))?;
     let id = Uuid::new_v4();
-    let Sealed {
-        txn,
-        blob,
-        key_id,
-        hint,
-        at,
-    } = seal(db, vault, scope, id, p.id, &base_url, key).await?;
+    let sealed = seal(db, vault, scope, id, p.id, &base_url, key).await?;
+    let (txn, hint, at) = (sealed.txn, sealed.hint, sealed.at);
     let exists = credential::Entity::find()
         .filter(scope.condition())
         .filter(credential::Column::Provider.eq(p.id))
@@ -372,8 +367,8 @@ pub async fn add(
         owner_id: Set(scope.owner_id()),
         provider: Set(p.id.into()),
         base_url: Set(base_url),
-        key_id: Set(key_id),
-        ciphertext: Set(blob),
+        key_id: Set(sealed.key_id),
+        ciphertext: Set(sealed.blob),
         hint: Set(hint.clone()),
         status: Set(KeyStatus::Active.as_str().into()),
         default_model: Set(default_model),
@@ -566,18 +561,13 @@ pub async fn replace(
             tested.message
         )));
     }
-    let Sealed {
-        txn,
-        blob,
-        key_id,
-        hint,
-        at,
-    } = seal(db, vault, scope, credential_id, p.id, &base_url, key).await?;
+    let sealed = seal(db, vault, scope, credential_id, p.id, &base_url, key).await?;
+    let (txn, hint, at) = (sealed.txn, sealed.hint, sealed.at);
     let current = load(&txn, scope, credential_id).await?;
     let mut am: credential::ActiveModel = current.into();
     am.base_url = Set(base_url);
-    am.key_id = Set(key_id);
-    am.ciphertext = Set(blob);
+    am.key_id = Set(sealed.key_id);
+    am.ciphertext = Set(sealed.blob);
     am.hint = Set(hint.clone());
     am.default_model = Set(default_model);
     am.updated_at = Set(at);
