@@ -424,7 +424,12 @@ async fn run() {
     if let Some((_, guard)) = pg {
         guard.drop_now().await;
     }
-    std::fs::write(&o.out, render(&rows, &o)).unwrap();
+    // The table is rewritten; the analysis below it (from its first `## ` heading on) is kept.
+    let kept = std::fs::read_to_string(&o.out)
+        .ok()
+        .and_then(|t| t.find("\n## ").map(|i| t[i..].to_string()))
+        .unwrap_or_default();
+    std::fs::write(&o.out, render(&rows, &o) + &kept).unwrap();
     println!("tail: wrote {}", o.out.display());
     let _ = std::fs::remove_dir_all(&work);
 }

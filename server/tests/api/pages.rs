@@ -87,11 +87,12 @@ async fn pages_complete_under_concurrent_load(backend: Backend) {
         .unwrap_or(25);
     // The test is about pages arriving whole, not about speed: the deadline only stops a hung
     // stream, and is generous because other tests (schema fuzzing) may be using both CPUs.
-    // Idle pooled connections are dropped before the server's 30-second header-read timeout
-    // closes them, so a slow round never sends on a connection the server is closing.
+    // A new connection per page: a request sent on a pooled connection the server is closing
+    // at that moment fails to be sent at all (CI met this twice, once with a 5-second idle
+    // limit on the pool), which says nothing about the page.
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(120))
-        .pool_idle_timeout(std::time::Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
         .build()
         .unwrap();
     let requests = (0..rounds).flat_map(|_| PAGES.iter().copied());
@@ -100,9 +101,19 @@ async fn pages_complete_under_concurrent_load(backend: Backend) {
         .map(|(path, heading)| {
             let (client, cookie, url) = (client.clone(), cookie.clone(), app.url(path));
             async move {
+                let sent = std::time::Instant::now();
                 let res = match client.get(url).header("cookie", cookie).send().await {
                     Ok(res) => res,
-                    Err(e) => return Some(format!("{path}: {e}")),
+                    Err(e) => {
+                        // The whole chain (the cause is in the sources), and how long it took.
+                        let mut why = e.to_string();
+                        let mut source = std::error::Error::source(&e);
+                        while let Some(s) = source {
+                            why.push_str(&format!(": {s}"));
+                            source = s.source();
+                        }
+                        return Some(format!("{path}: {why} (after {:?})", sent.elapsed()));
+                    }
                 };
                 let status = res.status();
                 match res.text().await {
