@@ -16,6 +16,7 @@ pub mod dto;
 pub mod http;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod markdown;
 pub mod policy;
 pub mod resolve;

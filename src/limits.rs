@@ -1,0 +1,733 @@
+//! Spend control's arithmetic: the limits a scope may set (a spend budget over a window,
+//! requests and tokens per minute, concurrent requests), a request's worst case, and the
+//! [`Ledger`] that reserves that worst case on every scope a request passes through — on all of
+//! them or on none — and later settles it with the provider's counts or releases it.
+//!
+//! With `max_tokens` given, the worst case bounds what the provider can bill, so a budget is
+//! never exceeded: a reservation is accepted only while `spent + reserved + ask ≤ budget`, and
+//! a settlement never charges more than was reserved for it. Without `max_tokens` the caller
+//! reserves the model's maximum output instead, and the overshoot is bounded by that estimate.
+//!
+//! Pure: the time is passed in (seconds since the Unix epoch, UTC), so tests inject a clock. The
+//! server holds one ledger behind a lock (the exact in-process store); a shared store can keep
+//! the same counters for several instances.
+
+use crate::usage::{Price, cost};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// The calendar window a spend budget counts in (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    Day,
+    /// Monday to Sunday.
+    Week,
+    Month,
+    /// Never resets.
+    Total,
+}
+
+const DAY: i64 = 86_400;
+
+impl Window {
+    pub const ALL: [Window; 4] = [Window::Day, Window::Week, Window::Month, Window::Total];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Window::Day => "day",
+            Window::Week => "week",
+            Window::Month => "month",
+            Window::Total => "total",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Window> {
+        Window::ALL.into_iter().find(|w| w.as_str() == s)
+    }
+
+    /// The start of the window that holds `now`, and the start of the next one (`None` for
+    /// [`Window::Total`]).
+    pub fn bounds(self, now: i64) -> (i64, Option<i64>) {
+        let day = now.div_euclid(DAY);
+        match self {
+            Window::Day => (day * DAY, Some((day + 1) * DAY)),
+            Window::Week => {
+                // 1970-01-01 was a Thursday: days since the Monday before it.
+                let monday = day - (day + 3).rem_euclid(7);
+                (monday * DAY, Some((monday + 7) * DAY))
+            }
+            Window::Month => {
+                let (y, m, _) = civil_from_days(day);
+                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                (
+                    days_from_civil(y, m, 1) * DAY,
+                    Some(days_from_civil(ny, nm, 1) * DAY),
+                )
+            }
+            Window::Total => (i64::MIN, None),
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number (the inverse of [`days_from_civil`]).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A spend budget: micro-credits per window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    pub micro: i64,
+    pub window: Window,
+}
+
+/// What one scope (a plan's default, a workspace, a chatbot, an API token, a provider key)
+/// allows. Every limit is optional; `None` everywhere allows everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub budget: Option<Budget>,
+    pub requests_per_minute: Option<u32>,
+    pub input_tokens_per_minute: Option<u64>,
+    pub output_tokens_per_minute: Option<u64>,
+    pub concurrent: Option<u32>,
+}
+
+/// The most a request may use: reserved before it is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ask {
+    /// Micro-credits.
+    pub cost: i64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// The worst case of a request at `price`: its input estimate, plus `max_output` tokens (the
+/// request's `max_tokens`, or the model's maximum output) for each of its `n` choices.
+pub fn worst_case(price: Price, input_tokens: u64, max_output: u64, n: u32) -> Ask {
+    let output_tokens = max_output.saturating_mul(u64::from(n.max(1)));
+    Ask {
+        cost: cost(price, input_tokens, output_tokens),
+        input_tokens,
+        output_tokens,
+    }
+}
+
+/// What a request used, from the provider's counts (or estimates where it reported none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Used {
+    pub cost: i64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// Which limit refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Budget,
+    Requests,
+    InputTokens,
+    OutputTokens,
+    Concurrent,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Budget => "budget",
+            Kind::Requests => "requests_per_minute",
+            Kind::InputTokens => "input_tokens_per_minute",
+            Kind::OutputTokens => "output_tokens_per_minute",
+            Kind::Concurrent => "concurrent_requests",
+        }
+    }
+}
+
+/// A refused reservation: nothing was reserved anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The index, in the scopes given to [`Ledger::reserve`], of the first scope that refused.
+    pub scope: usize,
+    pub kind: Kind,
+    /// The limit that would have been passed.
+    pub limit: u64,
+    /// When asking again can succeed; `None` when it cannot before someone raises the limit
+    /// (a budget over [`Window::Total`], or an ask larger than the limit itself).
+    pub retry_after_secs: Option<u64>,
+}
+
+/// The counters of one scope.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    /// Start of the budget window `spent` counts in.
+    window: i64,
+    spent: i64,
+    /// Worst cases of requests in flight (they carry over into a new window).
+    reserved: i64,
+    /// The minute (since the epoch) the per-minute counters count in.
+    minute: i64,
+    requests: u32,
+    input: u64,
+    output: u64,
+    in_flight: u32,
+}
+
+impl Counters {
+    /// Moves the counters to the windows that hold `now`.
+    fn roll(&mut self, now: i64, budget: Option<Budget>) {
+        if let Some(b) = budget {
+            let (start, _) = b.window.bounds(now);
+            if start != self.window {
+                self.window = start;
+                self.spent = 0;
+            }
+        }
+        let minute = now.div_euclid(60);
+        if minute != self.minute {
+            self.minute = minute;
+            self.requests = 0;
+            self.input = 0;
+            self.output = 0;
+        }
+    }
+
+    /// The first limit `ask` would pass, with its limit and when to retry.
+    fn check(&self, now: i64, limits: &Limits, ask: &Ask) -> Option<(Kind, u64, Option<u64>)> {
+        let next_minute = u64::try_from(60 - now.rem_euclid(60)).unwrap_or(60);
+        let per_minute = |limit: u64, ask: u64| (ask <= limit).then_some(next_minute);
+        if let Some(b) = limits.budget
+            && self
+                .spent
+                .saturating_add(self.reserved)
+                .saturating_add(ask.cost)
+                > b.micro
+        {
+            let retry = match b.window.bounds(now) {
+                (_, Some(end)) if ask.cost <= b.micro => u64::try_from(end - now).ok(),
+                _ => None,
+            };
+            return Some((Kind::Budget, u64::try_from(b.micro).unwrap_or(0), retry));
+        }
+        if let Some(n) = limits.concurrent
+            && self.in_flight >= n
+        {
+            return Some((Kind::Concurrent, u64::from(n), (n > 0).then_some(1)));
+        }
+        if let Some(n) = limits.requests_per_minute
+            && self.requests >= n
+        {
+            return Some((Kind::Requests, u64::from(n), per_minute(u64::from(n), 1)));
+        }
+        if let Some(n) = limits.input_tokens_per_minute
+            && self.input.saturating_add(ask.input_tokens) > n
+        {
+            return Some((Kind::InputTokens, n, per_minute(n, ask.input_tokens)));
+        }
+        if let Some(n) = limits.output_tokens_per_minute
+            && self.output.saturating_add(ask.output_tokens) > n
+        {
+            return Some((Kind::OutputTokens, n, per_minute(n, ask.output_tokens)));
+        }
+        None
+    }
+}
+
+/// Where a reservation stands on one scope.
+#[derive(Debug)]
+struct Held<K> {
+    key: K,
+    budget: Option<Budget>,
+    minute: i64,
+}
+
+/// A request's reservation on every scope it passes through. Settle or release it exactly
+/// once (it cannot be copied).
+#[derive(Debug)]
+#[must_use = "a reservation holds budget and a concurrency slot until settled or released"]
+pub struct Reservation<K> {
+    held: Vec<Held<K>>,
+    ask: Ask,
+}
+
+impl<K> Reservation<K> {
+    pub fn ask(&self) -> Ask {
+        self.ask
+    }
+}
+
+/// How much of a scope's limits is in use now (for the dashboard's bars and the
+/// `x-ratelimit-*` headers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consumption {
+    pub spent: i64,
+    pub reserved: i64,
+    pub requests: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub in_flight: u32,
+    /// Seconds until the per-minute counters reset.
+    pub minute_resets_in: u64,
+    /// Seconds until the budget window resets (`None`: no budget, or a total budget).
+    pub budget_resets_in: Option<u64>,
+}
+
+/// The counters of every scope, keyed by `K` (a scope id).
+#[derive(Debug)]
+pub struct Ledger<K> {
+    scopes: HashMap<K, Counters>,
+}
+
+impl<K> Default for Ledger<K> {
+    fn default() -> Self {
+        Ledger {
+            scopes: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Ledger<K> {
+    /// Reserves `ask` on every scope in `scopes` (a request must satisfy each one it passes
+    /// through), or on none: the first scope whose limits `ask` would pass refuses it.
+    pub fn reserve(
+        &mut self,
+        now: i64,
+        scopes: &[(K, Limits)],
+        ask: Ask,
+    ) -> Result<Reservation<K>, Refusal> {
+        for (i, (key, limits)) in scopes.iter().enumerate() {
+            let mut c = self.scopes.get(key).copied().unwrap_or_default();
+            c.roll(now, limits.budget);
+            if let Some((kind, limit, retry_after_secs)) = c.check(now, limits, &ask) {
+                return Err(Refusal {
+                    scope: i,
+                    kind,
+                    limit,
+                    retry_after_secs,
+                });
+            }
+        }
+        let mut held = Vec::with_capacity(scopes.len());
+        for (key, limits) in scopes {
+            let c = self.scopes.entry(key.clone()).or_default();
+            c.roll(now, limits.budget);
+            if limits.budget.is_some() {
+                c.reserved = c.reserved.saturating_add(ask.cost);
+            }
+            c.requests = c.requests.saturating_add(1);
+            c.input = c.input.saturating_add(ask.input_tokens);
+            c.output = c.output.saturating_add(ask.output_tokens);
+            c.in_flight = c.in_flight.saturating_add(1);
+            held.push(Held {
+                key: key.clone(),
+                budget: limits.budget,
+                minute: c.minute,
+            });
+        }
+        Ok(Reservation { held, ask })
+    }
+
+    /// Settles a served request with what it used: its worst case leaves `reserved`, what it
+    /// cost (never more than was reserved) joins `spent`, and the minute's token counts are
+    /// corrected if that minute is still running.
+    pub fn settle(&mut self, now: i64, r: Reservation<K>, used: Used) {
+        let charged = used.cost.clamp(0, r.ask.cost.max(0));
+        self.end(
+            now,
+            r,
+            Some(Used {
+                cost: charged,
+                ..used
+            }),
+        );
+    }
+
+    /// Releases a request that never reached the provider: nothing is charged, and it does
+    /// not count against the per-minute limits.
+    pub fn release(&mut self, now: i64, r: Reservation<K>) {
+        self.end(now, r, None);
+    }
+
+    fn end(&mut self, now: i64, r: Reservation<K>, used: Option<Used>) {
+        for h in r.held {
+            let Some(c) = self.scopes.get_mut(&h.key) else {
+                continue;
+            };
+            c.roll(now, h.budget);
+            if h.budget.is_some() {
+                c.reserved = c.reserved.saturating_sub(r.ask.cost).max(0);
+                if let Some(u) = used {
+                    c.spent = c.spent.saturating_add(u.cost);
+                }
+            }
+            c.in_flight = c.in_flight.saturating_sub(1);
+            if c.minute == h.minute {
+                let (input, output, requests) = match used {
+                    Some(u) => (u.input_tokens, u.output_tokens, 0),
+                    None => (0, 0, 1),
+                };
+                c.requests = c.requests.saturating_sub(requests);
+                c.input = c
+                    .input
+                    .saturating_sub(r.ask.input_tokens)
+                    .saturating_add(input);
+                c.output = c
+                    .output
+                    .saturating_sub(r.ask.output_tokens)
+                    .saturating_add(output);
+            }
+        }
+    }
+
+    /// What `key` uses of `limits` now.
+    pub fn consumption(&self, now: i64, key: &K, limits: &Limits) -> Consumption {
+        let mut c = self.scopes.get(key).copied().unwrap_or_default();
+        c.roll(now, limits.budget);
+        Consumption {
+            spent: c.spent,
+            reserved: c.reserved,
+            requests: c.requests,
+            input_tokens: c.input,
+            output_tokens: c.output,
+            in_flight: c.in_flight,
+            minute_resets_in: u64::try_from(60 - now.rem_euclid(60)).unwrap_or(60),
+            budget_resets_in: limits
+                .budget
+                .and_then(|b| b.window.bounds(now).1)
+                .and_then(|end| u64::try_from(end - now).ok()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-12-01T00:00:00Z, a Tuesday.
+    const T0: i64 = 1_796_083_200;
+
+    fn budget(micro: i64, window: Window) -> Limits {
+        Limits {
+            budget: Some(Budget { micro, window }),
+            ..Limits::default()
+        }
+    }
+
+    fn ask(cost: i64) -> Ask {
+        Ask {
+            cost,
+            input_tokens: 10,
+            output_tokens: 100,
+        }
+    }
+
+    #[test]
+    fn calendar_windows() {
+        assert_eq!(civil_from_days(T0 / DAY), (2026, 12, 1));
+        assert_eq!(days_from_civil(2026, 12, 1) * DAY, T0);
+        for d in -800_000..800_000 {
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, dd), d);
+        }
+        let noon = T0 + 12 * 3600;
+        assert_eq!(Window::Day.bounds(noon), (T0, Some(T0 + DAY)));
+        // The Monday before (2026-11-30) to the next one.
+        assert_eq!(Window::Week.bounds(noon), (T0 - DAY, Some(T0 + 6 * DAY)));
+        assert_eq!(Window::Month.bounds(noon), (T0, Some(T0 + 31 * DAY)));
+        // February of a leap year, from its last second.
+        let feb = days_from_civil(2028, 2, 1) * DAY;
+        let mar = days_from_civil(2028, 3, 1) * DAY;
+        assert_eq!(mar - feb, 29 * DAY);
+        assert_eq!(Window::Month.bounds(mar - 1), (feb, Some(mar)));
+        assert_eq!(Window::Month.bounds(mar).0, mar);
+        // Before the epoch too.
+        assert_eq!(Window::Day.bounds(-1), (-DAY, Some(0)));
+        assert_eq!(Window::Total.bounds(noon).1, None);
+        for w in Window::ALL {
+            assert_eq!(Window::parse(w.as_str()), Some(w));
+        }
+        assert_eq!(Window::parse("year"), None);
+    }
+
+    #[test]
+    fn worst_case_counts_every_choice() {
+        let price = Price {
+            input: 1_000_000,
+            output: 2_000_000,
+        };
+        // 1 credit per million input tokens, 2 per million output: (100 + 3 × 500 × 2) micro.
+        let a = worst_case(price, 100, 500, 3);
+        assert_eq!(a.output_tokens, 1500);
+        assert_eq!(a.cost, 100 + 3000);
+        assert_eq!(worst_case(price, 100, 500, 0).output_tokens, 500);
+    }
+
+    #[test]
+    fn a_budget_accepts_exactly_what_it_holds_and_is_never_exceeded() {
+        let mut l = Ledger::default();
+        let scopes = [("ws", budget(50 * 1000, Window::Month))];
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for _ in 0..200 {
+            match l.reserve(T0, &scopes, ask(1000)) {
+                Ok(r) => held.push(r),
+                Err(r) => {
+                    assert_eq!(r.kind, Kind::Budget);
+                    assert_eq!(r.retry_after_secs, Some(31 * 86_400));
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!((held.len(), refused), (50, 150));
+        // Each used less than its worst case; a provider claiming more is charged the worst case.
+        for (i, r) in held.into_iter().enumerate() {
+            let cost = if i == 0 { 5000 } else { 700 };
+            l.settle(
+                T0 + 5,
+                r,
+                Used {
+                    cost,
+                    ..Used::default()
+                },
+            );
+        }
+        let c = l.consumption(T0 + 5, &"ws", &scopes[0].1);
+        assert_eq!((c.spent, c.reserved), (1000 + 49 * 700, 0));
+        assert!(c.spent <= 50 * 1000);
+        // What settling freed can be reserved again, up to the budget and no further.
+        let mut more = 0;
+        while let Ok(r) = l.reserve(T0 + 6, &scopes, ask(1000)) {
+            l.settle(
+                T0 + 6,
+                r,
+                Used {
+                    cost: 1000,
+                    ..Used::default()
+                },
+            );
+            more += 1;
+        }
+        assert_eq!(more, (50_000 - 35_300) / 1000);
+        assert!(l.consumption(T0 + 6, &"ws", &scopes[0].1).spent <= 50_000);
+    }
+
+    #[test]
+    fn requests_per_minute_hold_exactly_and_reset_each_minute() {
+        let mut l = Ledger::default();
+        let rpm = Limits {
+            requests_per_minute: Some(10),
+            ..Limits::default()
+        };
+        let scopes = [("token", rpm)];
+        for minute in 0..3 {
+            let now = T0 + minute * 60 + 7;
+            let mut ok = 0;
+            for _ in 0..25 {
+                match l.reserve(now, &scopes, ask(0)) {
+                    Ok(r) => {
+                        l.settle(now, r, Used::default());
+                        ok += 1;
+                    }
+                    Err(r) => {
+                        assert_eq!(r.kind, Kind::Requests);
+                        assert_eq!((r.limit, r.retry_after_secs), (10, Some(53)));
+                    }
+                }
+            }
+            assert_eq!(ok, 10, "minute {minute}");
+        }
+    }
+
+    #[test]
+    fn tokens_per_minute_count_the_worst_case_then_what_was_used() {
+        let mut l = Ledger::default();
+        let tpm = Limits {
+            input_tokens_per_minute: Some(100),
+            output_tokens_per_minute: Some(250),
+            ..Limits::default()
+        };
+        let scopes = [("chatbot", tpm)];
+        let a = l.reserve(T0, &scopes, ask(0)).unwrap();
+        let b = l.reserve(T0, &scopes, ask(0)).unwrap();
+        // Output: 200 reserved of 250.
+        let no = l.reserve(T0, &scopes, ask(0)).unwrap_err();
+        assert_eq!((no.kind, no.limit), (Kind::OutputTokens, 250));
+        // `a` used 20 output tokens: 120 now counted, so one more fits.
+        l.settle(
+            T0 + 1,
+            a,
+            Used {
+                cost: 0,
+                input_tokens: 10,
+                output_tokens: 20,
+            },
+        );
+        let c = l.reserve(T0 + 1, &scopes, ask(0)).unwrap();
+        let input = Ask {
+            input_tokens: 90,
+            output_tokens: 0,
+            cost: 0,
+        };
+        let no = l.reserve(T0 + 1, &scopes, input).unwrap_err();
+        assert_eq!((no.kind, no.limit), (Kind::InputTokens, 100));
+        // An ask larger than the limit itself can never pass: no retry time.
+        let huge = Ask {
+            input_tokens: 1000,
+            ..input
+        };
+        let next = T0 + 60;
+        assert_eq!(
+            l.reserve(next, &scopes, huge).unwrap_err().retry_after_secs,
+            None
+        );
+        // A new minute: the old minute's reservations no longer count against it.
+        let d = l.reserve(next, &scopes, ask(0)).unwrap();
+        l.settle(next, b, Used::default());
+        l.settle(next, c, Used::default());
+        let now = l.consumption(next, &"chatbot", &tpm);
+        assert_eq!(
+            (now.input_tokens, now.output_tokens, now.in_flight),
+            (10, 100, 1)
+        );
+        l.release(next, d);
+        let now = l.consumption(next, &"chatbot", &tpm);
+        assert_eq!(
+            (
+                now.requests,
+                now.input_tokens,
+                now.output_tokens,
+                now.in_flight
+            ),
+            (0, 0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn concurrency_frees_a_slot_on_settle_or_release() {
+        let mut l = Ledger::default();
+        let two = Limits {
+            concurrent: Some(2),
+            ..Limits::default()
+        };
+        let scopes = [("key", two)];
+        let a = l.reserve(T0, &scopes, ask(0)).unwrap();
+        let b = l.reserve(T0, &scopes, ask(0)).unwrap();
+        let no = l.reserve(T0, &scopes, ask(0)).unwrap_err();
+        assert_eq!(
+            (no.kind, no.limit, no.retry_after_secs),
+            (Kind::Concurrent, 2, Some(1))
+        );
+        l.release(T0, a);
+        let c = l.reserve(T0, &scopes, ask(0)).unwrap();
+        l.settle(T0, b, Used::default());
+        l.settle(T0, c, Used::default());
+        assert_eq!(l.consumption(T0, &"key", &two).in_flight, 0);
+    }
+
+    #[test]
+    fn a_request_needs_every_scope_and_a_refusal_reserves_nothing() {
+        let mut l = Ledger::default();
+        let token = Limits {
+            requests_per_minute: Some(100),
+            ..Limits::default()
+        };
+        let workspace = budget(1500, Window::Day);
+        let scopes = [("token", token), ("workspace", workspace)];
+        let a = l.reserve(T0, &scopes, ask(1000)).unwrap();
+        // Within the token's limit, over the workspace's budget: refused by the workspace.
+        let no = l.reserve(T0, &scopes, ask(1000)).unwrap_err();
+        assert_eq!((no.scope, no.kind, no.limit), (1, Kind::Budget, 1500));
+        // ... and the token's counters did not move.
+        assert_eq!(l.consumption(T0, &"token", &token).requests, 1);
+        assert_eq!(l.consumption(T0, &"workspace", &workspace).reserved, 1000);
+        l.settle(
+            T0,
+            a,
+            Used {
+                cost: 400,
+                ..Used::default()
+            },
+        );
+        assert_eq!(l.consumption(T0, &"workspace", &workspace).spent, 400);
+        assert!(l.reserve(T0, &scopes, ask(1000)).is_ok());
+    }
+
+    #[test]
+    fn a_stream_cut_midway_settles_what_it_used() {
+        let mut l = Ledger::default();
+        let scopes = [("ws", budget(10_000, Window::Total))];
+        let r = l.reserve(T0, &scopes, ask(4000)).unwrap();
+        // The caller went away after part of the answer: the partial cost is charged.
+        l.settle(
+            T0 + 30,
+            r,
+            Used {
+                cost: 1234,
+                ..Used::default()
+            },
+        );
+        let c = l.consumption(T0 + 30, &"ws", &scopes[0].1);
+        assert_eq!((c.spent, c.reserved, c.in_flight), (1234, 0, 0));
+        assert_eq!(c.budget_resets_in, None);
+        // A total budget that is spent does not say when to retry.
+        let no = l.reserve(T0, &scopes, ask(9000)).unwrap_err();
+        assert_eq!(no.retry_after_secs, None);
+    }
+
+    #[test]
+    fn a_new_window_starts_from_zero_but_keeps_what_is_in_flight() {
+        let mut l = Ledger::default();
+        let daily = budget(3000, Window::Day);
+        let scopes = [("ws", daily)];
+        let late = T0 + DAY - 10;
+        let spent = l.reserve(late, &scopes, ask(1000)).unwrap();
+        l.settle(
+            late,
+            spent,
+            Used {
+                cost: 1000,
+                ..Used::default()
+            },
+        );
+        let flying = l.reserve(late, &scopes, ask(1000)).unwrap();
+        assert!(l.reserve(late, &scopes, ask(1500)).is_err());
+        // Midnight: yesterday's spend is gone; the request still running is held in the new
+        // day, and its cost lands there.
+        let next = T0 + DAY + 5;
+        let c = l.consumption(next, &"ws", &daily);
+        assert_eq!((c.spent, c.reserved), (0, 1000));
+        assert!(l.reserve(next, &scopes, ask(2500)).is_err());
+        l.settle(
+            next,
+            flying,
+            Used {
+                cost: 900,
+                ..Used::default()
+            },
+        );
+        let c = l.consumption(next, &"ws", &daily);
+        assert_eq!((c.spent, c.reserved), (900, 0));
+        assert_eq!(c.budget_resets_in, Some(DAY as u64 - 5));
+    }
+}
