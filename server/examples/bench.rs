@@ -324,21 +324,13 @@ async fn main() {
             token
         };
         let kw_port = free_port();
-        let mut kw = spawn(
-            pinned(&bin)
-                .arg("serve")
-                .env("KEYWARD_BIND", format!("127.0.0.1:{kw_port}"))
-                .env("KEYWARD_DATABASE_URL", &db_url)
-                .env("KEYWARD_MASTER_KEY_FILE", &master)
-                .env("KEYWARD_ALLOWED_PRIVATE_UPSTREAMS", &allow)
-                .env("KEYWARD_LOG_FILTER", "warn")
-                .env("KEYWARD_SITE_ROOT", "target/site"),
+        let kw = bench::serve_keyward(
+            &mut pinned(&bin),
+            kw_port,
+            &db_url,
+            &master,
+            &allow,
             &work.join(format!("keyward-{i}.log")),
-        );
-        wait_ready(
-            &format!("http://127.0.0.1:{kw_port}/readyz"),
-            &mut kw,
-            "keyward",
         )
         .await;
         let via = |model: &str| Target {

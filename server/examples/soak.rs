@@ -289,20 +289,16 @@ async fn main() {
     };
 
     let kw_port = free_port();
-    let mut kw = spawn(
-        Command::new(&keyward)
-            .arg("serve")
-            .env("KEYWARD_BIND", format!("127.0.0.1:{kw_port}"))
-            .env("KEYWARD_DATABASE_URL", &db_url)
-            .env("KEYWARD_MASTER_KEY_FILE", &master)
-            .env("KEYWARD_ALLOWED_PRIVATE_UPSTREAMS", &allow)
-            .env("KEYWARD_UPSTREAM_TIMEOUT_SECS", "3")
-            .env("KEYWARD_LOG_FILTER", "warn")
-            .env("KEYWARD_SITE_ROOT", "target/site"),
+    let mut kw = keyward_server::bench::serve_keyward(
+        Command::new(&keyward).env("KEYWARD_UPSTREAM_TIMEOUT_SECS", "3"),
+        kw_port,
+        &db_url,
+        &master,
+        &allow,
         &work.join("keyward.log"),
-    );
+    )
+    .await;
     let base = format!("http://127.0.0.1:{kw_port}");
-    wait_ready(&format!("{base}/readyz"), &mut kw, "keyward").await;
     let target = |marker: &str| Target {
         name: marker.into(),
         url: format!("{base}/v1/chat/completions"),

@@ -375,23 +375,13 @@ async fn run() {
             }
             for (build, bin) in &builds {
                 let port = free_port();
-                let mut kw = spawn(
-                    Command::new("taskset")
-                        .args(["-c", "1"])
-                        .arg(bin)
-                        .arg("serve")
-                        .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
-                        .env("KEYWARD_DATABASE_URL", url)
-                        .env("KEYWARD_MASTER_KEY_FILE", &master)
-                        .env("KEYWARD_ALLOWED_PRIVATE_UPSTREAMS", &allow)
-                        .env("KEYWARD_LOG_FILTER", "warn")
-                        .env("KEYWARD_SITE_ROOT", "target/site"),
+                let kw = bench::serve_keyward(
+                    Command::new("taskset").args(["-c", "1"]).arg(bin),
+                    port,
+                    url,
+                    &master,
+                    &allow,
                     &work.join(format!("keyward-{i}-{build}.log")),
-                );
-                wait_ready(
-                    &format!("http://127.0.0.1:{port}/readyz"),
-                    &mut kw,
-                    "keyward",
                 )
                 .await;
                 let url = format!("http://127.0.0.1:{port}/v1/chat/completions");

@@ -340,6 +340,37 @@ pub fn spawn(cmd: &mut std::process::Command, log: &std::path::Path) -> Proc {
     )
 }
 
+/// Starts `keyward serve` from `cmd` (the binary, perhaps behind `taskset`, with any extra
+/// settings already set) on 127.0.0.1:`port` with warn-level logs, on the database
+/// `database_url` with the master key file `master`, allowed to reach the loopback upstreams
+/// `allow`; returns once it is ready.
+pub async fn serve_keyward(
+    cmd: &mut std::process::Command,
+    port: u16,
+    database_url: &str,
+    master: &std::path::Path,
+    allow: &str,
+    log: &std::path::Path,
+) -> Proc {
+    let mut kw = spawn(
+        cmd.arg("serve")
+            .env("KEYWARD_BIND", format!("127.0.0.1:{port}"))
+            .env("KEYWARD_DATABASE_URL", database_url)
+            .env("KEYWARD_MASTER_KEY_FILE", master)
+            .env("KEYWARD_ALLOWED_PRIVATE_UPSTREAMS", allow)
+            .env("KEYWARD_LOG_FILTER", "warn")
+            .env("KEYWARD_SITE_ROOT", "target/site"),
+        log,
+    );
+    wait_ready(
+        &format!("http://127.0.0.1:{port}/readyz"),
+        &mut kw,
+        "keyward",
+    )
+    .await;
+    kw
+}
+
 /// Waits until `url` answers below 500, or the process exits, or two minutes pass.
 pub async fn wait_ready(url: &str, proc: &mut Proc, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -20,7 +20,6 @@ use keyward::http::{SESSION_COOKIE, SESSION_COOKIE_SECURE, VISITOR_COOKIE, VISIT
 use keyward::policy::{Action, Actor, can};
 use keyward::tokens::TokenScope;
 use sea_orm::DatabaseConnection;
-use sea_orm::EntityTrait;
 use std::sync::Arc;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -230,12 +229,8 @@ impl Caller {
         if !can(actor, action) {
             return Err(ServiceError::Forbidden);
         }
-        let workspace = workspace::Entity::find_by_id(workspace_id)
-            .one(db)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
         Ok(Access {
-            workspace,
+            workspace: crate::services::workspaces::get(db, workspace_id).await?,
             actor,
             by: By::token(presented),
             token: Some(auth),

@@ -8,8 +8,8 @@
 //! * a browser session (cookie) plus the CSRF proof on every state-changing request, with the
 //!   member's own role.
 //!
-//! Either way the one guard ([`Caller::access`], asking [`keyward::policy::can`]) decides, and the handlers call the same
-//! services as the dashboard's server functions. The routes and the document are built from one
+//! Either way the one guard ([`Caller::access`], asking [`keyward::policy::can`]) decides, and
+//! the handlers call the same services as the dashboard's server functions. The routes and the document are built from one
 //! table ([`endpoints`]), so they cannot drift apart.
 
 mod openapi;

@@ -4,9 +4,10 @@
 //! writer (on a thread of its own) collects records and flushes them when [`BATCH`] have gathered
 //! or every [`FLUSH_INTERVAL`]. It is not woken per record — waking another thread is a system
 //! call and a context switch, which at full load cost about 15 % of the requests per second —
-//! but when a batch has gathered, when someone waits for a flush, or on its interval; in one transaction per batch: the records (with credits and cost priced
-//! from the [`Pricing`](crate::services::credits::Pricing) table), one ledger debit per
-//! workspace, and each used key's `last_used_at` (at most about once a second per key).
+//! but when a batch has gathered, when someone waits for a flush, or on its interval. Each
+//! flush is one transaction: the records (with credits and cost priced from the
+//! [`Pricing`](crate::services::credits::Pricing) table), one ledger debit per workspace, and
+//! each used key's `last_used_at` (at most about once a second per key).
 //!
 //! Nothing is lost silently: when the channel is full the request waits for room (backpressure,
 //! counted in [`UsageStats::backpressure_waits`]); a failed flush is retried with backoff (the
