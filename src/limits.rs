@@ -96,11 +96,32 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// A spend budget: micro-credits per window.
+/// A spend budget: micro-credits of list-price cost per window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
     pub micro: i64,
     pub window: Window,
+    /// The share of the budget (percent) whose spending raises a soft alert, once per window;
+    /// 0: no alert.
+    #[serde(default = "default_alert_percent")]
+    pub alert_percent: u8,
+}
+
+pub const DEFAULT_ALERT_PERCENT: u8 = 80;
+
+fn default_alert_percent() -> u8 {
+    DEFAULT_ALERT_PERCENT
+}
+
+/// What to do when the store that keeps the counters cannot answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// Refuse the request (the default: a budget is money).
+    #[default]
+    Closed,
+    /// Let the request through unlimited by this scope.
+    Open,
 }
 
 /// What one scope (a plan's default, a workspace, a chatbot, an API token, a provider key)
@@ -112,6 +133,133 @@ pub struct Limits {
     pub input_tokens_per_minute: Option<u64>,
     pub output_tokens_per_minute: Option<u64>,
     pub concurrent: Option<u32>,
+    #[serde(default)]
+    pub on_store_error: OnStoreError,
+}
+
+/// The largest budget a scope may set: a billion credits.
+pub const MAX_BUDGET_MICRO: i64 = 1_000_000_000 * 1_000_000;
+
+impl Limits {
+    /// Refuses values no one means: a negative or absurd budget, an alert share over 100 %.
+    pub fn check(&self) -> Result<(), crate::usage::Invalid> {
+        use crate::usage::Invalid;
+        if let Some(b) = self.budget {
+            if !(0..=MAX_BUDGET_MICRO).contains(&b.micro) {
+                return Err(Invalid("a budget is between 0 and 1,000,000,000 credits"));
+            }
+            if b.alert_percent > 100 {
+                return Err(Invalid("the alert share is a percentage from 0 to 100"));
+            }
+        }
+        let big = |n: Option<u64>| n.is_some_and(|n| n > 1_000_000_000_000);
+        if big(self.input_tokens_per_minute) || big(self.output_tokens_per_minute) {
+            return Err(Invalid("tokens per minute are at most 10^12"));
+        }
+        Ok(())
+    }
+
+    /// Whether any limit is set (a scope without one need not be counted at all).
+    pub fn any(&self) -> bool {
+        self.budget.is_some()
+            || self.requests_per_minute.is_some()
+            || self.input_tokens_per_minute.is_some()
+            || self.output_tokens_per_minute.is_some()
+            || self.concurrent.is_some()
+    }
+}
+
+/// Where limits are set, as stored: a plan's default and the operator's override for one
+/// workspace (the override replaces the plan's default), the owner's own workspace limits, a
+/// chatbot, an API token, a provider key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeKind {
+    Plan,
+    Override,
+    Workspace,
+    Chatbot,
+    Token,
+    Key,
+}
+
+impl ScopeKind {
+    pub const ALL: [ScopeKind; 6] = [
+        ScopeKind::Plan,
+        ScopeKind::Override,
+        ScopeKind::Workspace,
+        ScopeKind::Chatbot,
+        ScopeKind::Token,
+        ScopeKind::Key,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeKind::Plan => "plan",
+            ScopeKind::Override => "override",
+            ScopeKind::Workspace => "workspace",
+            ScopeKind::Chatbot => "chatbot",
+            ScopeKind::Token => "token",
+            ScopeKind::Key => "key",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ScopeKind> {
+        ScopeKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// How an owner reads it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ScopeKind::Plan => "plan",
+            ScopeKind::Override => "operator",
+            ScopeKind::Workspace => "workspace",
+            ScopeKind::Chatbot => "chatbot",
+            ScopeKind::Token => "API token",
+            ScopeKind::Key => "provider key",
+        }
+    }
+}
+
+/// What the ledger counts under: one set of counters per scope a request can pass through.
+/// The operator's limits (a plan's default or an override) count per workspace; a platform key
+/// counts across every workspace that uses it; `Credits` holds the platform-key worst cases of a
+/// workspace against its credit balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "scope", content = "id", rename_all = "snake_case")]
+pub enum Scope {
+    Operator(uuid::Uuid),
+    Workspace(uuid::Uuid),
+    Chatbot(uuid::Uuid),
+    Token(uuid::Uuid),
+    Key(uuid::Uuid),
+    Credits(uuid::Uuid),
+}
+
+impl Scope {
+    /// How an owner reads the scope that refused a request.
+    pub fn label(self) -> &'static str {
+        match self {
+            Scope::Operator(_) => "plan",
+            Scope::Workspace(_) => "workspace",
+            Scope::Chatbot(_) => "chatbot",
+            Scope::Token(_) => "API token",
+            Scope::Key(_) => "provider key",
+            Scope::Credits(_) => "credit balance",
+        }
+    }
+
+    /// The short name a usage record's error class carries (`limit:<scope>:<kind>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Operator(_) => "plan",
+            Scope::Workspace(_) => "workspace",
+            Scope::Chatbot(_) => "chatbot",
+            Scope::Token(_) => "token",
+            Scope::Key(_) => "key",
+            Scope::Credits(_) => "credits",
+        }
+    }
 }
 
 /// The most a request may use: reserved before it is sent.
@@ -122,6 +270,10 @@ pub struct Ask {
     pub input_tokens: u64,
     pub output_tokens: u64,
 }
+
+/// The output a request without `max_tokens` reserves when the price table does not say how
+/// much its model answers at most.
+pub const DEFAULT_MAX_OUTPUT: u64 = 4096;
 
 /// The worst case of a request at `price`: its input estimate, plus `max_output` tokens (the
 /// request's `max_tokens`, or the model's maximum output) for each of its `n` choices.
@@ -192,6 +344,10 @@ struct Counters {
     input: u64,
     output: u64,
     in_flight: u32,
+    /// The budget window whose spend so far was loaded from the records ([`Ledger::seed`]).
+    seeded: Option<i64>,
+    /// The budget window whose soft alert was raised.
+    alerted: Option<i64>,
 }
 
 impl Counters {
@@ -269,12 +425,67 @@ struct Held<K> {
 pub struct Reservation<K> {
     held: Vec<Held<K>>,
     ask: Ask,
+    /// The tightest per-minute limits this request passed, after counting it.
+    pub headroom: Headroom,
 }
 
 impl<K> Reservation<K> {
     pub fn ask(&self) -> Ask {
         self.ask
     }
+
+    /// Whether the reservation holds anything on `key`.
+    pub fn holds(&self, key: &K) -> bool
+    where
+        K: PartialEq,
+    {
+        self.held.iter().any(|h| h.key == *key)
+    }
+
+    /// A reservation on no scope at all (nothing limits the request).
+    pub fn none(ask: Ask) -> Self {
+        Reservation {
+            held: Vec::new(),
+            ask,
+            headroom: Headroom::default(),
+        }
+    }
+}
+
+/// One per-minute limit as OpenAI's `x-ratelimit-*` headers tell it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_secs: u64,
+}
+
+/// The tightest request and token limits a request passed (the one with the least left).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Headroom {
+    pub requests: Option<Room>,
+    pub tokens: Option<Room>,
+}
+
+impl Headroom {
+    fn offer(slot: &mut Option<Room>, limit: u64, used: u64, reset_secs: u64) {
+        let room = Room {
+            limit,
+            remaining: limit.saturating_sub(used),
+            reset_secs,
+        };
+        if slot.is_none_or(|r| room.remaining < r.remaining) {
+            *slot = Some(room);
+        }
+    }
+}
+
+/// A budget whose spending crossed its alert share in this window (raised once per window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alert<K> {
+    pub key: K,
+    pub budget: Budget,
+    pub spent: i64,
 }
 
 /// How much of a scope's limits is in use now (for the dashboard's bars and the
@@ -329,6 +540,8 @@ impl<K: Eq + Hash + Clone> Ledger<K> {
             }
         }
         let mut held = Vec::with_capacity(scopes.len());
+        let mut headroom = Headroom::default();
+        let reset = u64::try_from(60 - now.rem_euclid(60)).unwrap_or(60);
         for (key, limits) in scopes {
             let c = self.scopes.entry(key.clone()).or_default();
             c.roll(now, limits.budget);
@@ -339,19 +552,82 @@ impl<K: Eq + Hash + Clone> Ledger<K> {
             c.input = c.input.saturating_add(ask.input_tokens);
             c.output = c.output.saturating_add(ask.output_tokens);
             c.in_flight = c.in_flight.saturating_add(1);
+            if let Some(n) = limits.requests_per_minute {
+                let used = u64::from(c.requests);
+                Headroom::offer(&mut headroom.requests, u64::from(n), used, reset);
+            }
+            if let Some(n) = limits.input_tokens_per_minute {
+                Headroom::offer(&mut headroom.tokens, n, c.input, reset);
+            }
+            if let Some(n) = limits.output_tokens_per_minute {
+                Headroom::offer(&mut headroom.tokens, n, c.output, reset);
+            }
             held.push(Held {
                 key: key.clone(),
                 budget: limits.budget,
                 minute: c.minute,
             });
         }
-        Ok(Reservation { held, ask })
+        Ok(Reservation {
+            held,
+            ask,
+            headroom,
+        })
+    }
+
+    /// The budget window (its start) whose spend so far `key` has not loaded yet: the caller
+    /// reads it from the usage records and hands it to [`Ledger::seed`] before reserving.
+    pub fn needs_seed(&self, now: i64, key: &K, budget: Budget) -> Option<i64> {
+        let (start, _) = budget.window.bounds(now);
+        let seeded = self.scopes.get(key).and_then(|c| c.seeded);
+        (seeded != Some(start)).then_some(start)
+    }
+
+    /// The budgets among `scopes` (those `seeded` says are read from the records) whose spend in
+    /// the current window is not loaded yet, with the window's start.
+    pub fn unseeded(
+        &self,
+        now: i64,
+        scopes: &[(K, Limits)],
+        seeded: impl Fn(&K) -> bool,
+    ) -> Vec<(K, Budget, i64)> {
+        let mut out = Vec::new();
+        for (key, limits) in scopes {
+            if let Some(b) = limits.budget
+                && seeded(key)
+                && let Some(start) = self.needs_seed(now, key, b)
+            {
+                out.push((key.clone(), b, start));
+            }
+        }
+        out
+    }
+
+    /// Takes the spend of `key`'s window starting at `start`, as read from the records. What
+    /// this ledger already counted in that window (settled since it began) may be among those
+    /// records or not yet: the larger of the two stands, so nothing is counted too low.
+    pub fn seed(&mut self, now: i64, key: &K, budget: Budget, start: i64, spent: i64) {
+        let c = self.scopes.entry(key.clone()).or_default();
+        c.roll(now, Some(budget));
+        if c.window == start && c.seeded != Some(start) {
+            c.spent = c.spent.max(spent);
+            c.seeded = Some(start);
+        }
+    }
+
+    /// Forgets `amount` of `key`'s spend: for the credit scope, whose spend is what was settled
+    /// and not yet debited from the balance — the debit moves it into the balance itself.
+    pub fn debited(&mut self, key: &K, amount: i64) {
+        if let Some(c) = self.scopes.get_mut(key) {
+            c.spent = c.spent.saturating_sub(amount).max(0);
+        }
     }
 
     /// Settles a served request with what it used: its worst case leaves `reserved`, what it
     /// cost (never more than was reserved) joins `spent`, and the minute's token counts are
-    /// corrected if that minute is still running.
-    pub fn settle(&mut self, now: i64, r: Reservation<K>, used: Used) {
+    /// corrected if that minute is still running. Returns the budgets this crossed the alert
+    /// share of (each once per window).
+    pub fn settle(&mut self, now: i64, r: Reservation<K>, used: Used) -> Vec<Alert<K>> {
         let charged = used.cost.clamp(0, r.ask.cost.max(0));
         self.end(
             now,
@@ -360,7 +636,7 @@ impl<K: Eq + Hash + Clone> Ledger<K> {
                 cost: charged,
                 ..used
             }),
-        );
+        )
     }
 
     /// Releases a request that never reached the provider: nothing is charged, and it does
@@ -369,7 +645,8 @@ impl<K: Eq + Hash + Clone> Ledger<K> {
         self.end(now, r, None);
     }
 
-    fn end(&mut self, now: i64, r: Reservation<K>, used: Option<Used>) {
+    fn end(&mut self, now: i64, r: Reservation<K>, used: Option<Used>) -> Vec<Alert<K>> {
+        let mut alerts = Vec::new();
         for h in r.held {
             let Some(c) = self.scopes.get_mut(&h.key) else {
                 continue;
@@ -379,6 +656,19 @@ impl<K: Eq + Hash + Clone> Ledger<K> {
                 c.reserved = c.reserved.saturating_sub(r.ask.cost).max(0);
                 if let Some(u) = used {
                     c.spent = c.spent.saturating_add(u.cost);
+                }
+                if let Some(b) = h.budget
+                    && b.alert_percent > 0
+                    && c.alerted != Some(c.window)
+                    && i128::from(c.spent) * 100
+                        >= i128::from(b.micro) * i128::from(b.alert_percent)
+                {
+                    c.alerted = Some(c.window);
+                    alerts.push(Alert {
+                        key: h.key.clone(),
+                        budget: b,
+                        spent: c.spent,
+                    });
                 }
             }
             c.in_flight = c.in_flight.saturating_sub(1);
@@ -398,6 +688,7 @@ impl<K: Eq + Hash + Clone> Ledger<K> {
                     .saturating_add(output);
             }
         }
+        alerts
     }
 
     /// What `key` uses of `limits` now.
@@ -429,7 +720,11 @@ mod tests {
 
     fn budget(micro: i64, window: Window) -> Limits {
         Limits {
-            budget: Some(Budget { micro, window }),
+            budget: Some(Budget {
+                micro,
+                window,
+                alert_percent: DEFAULT_ALERT_PERCENT,
+            }),
             ..Limits::default()
         }
     }
@@ -729,5 +1024,139 @@ mod tests {
         let c = l.consumption(next, &"ws", &daily);
         assert_eq!((c.spent, c.reserved), (900, 0));
         assert_eq!(c.budget_resets_in, Some(DAY as u64 - 5));
+    }
+
+    #[test]
+    fn seeding_takes_the_larger_spend_once_per_window() {
+        let mut l = Ledger::default();
+        let daily = budget(10_000, Window::Day);
+        let b = daily.budget.unwrap();
+        let scopes = [("ws", daily)];
+        assert_eq!(l.needs_seed(T0 + 5, &"ws", b), Some(T0));
+        // Read from the records before this process counted anything.
+        l.seed(T0 + 5, &"ws", b, T0, 6000);
+        assert_eq!(l.needs_seed(T0 + 6, &"ws", b), None);
+        assert!(l.reserve(T0 + 6, &scopes, ask(4001)).is_err());
+        let r = l.reserve(T0 + 6, &scopes, ask(4000)).unwrap();
+        l.settle(
+            T0 + 7,
+            r,
+            Used {
+                cost: 4000,
+                ..Used::default()
+            },
+        );
+        // A second seed of the same window changes nothing.
+        l.seed(T0 + 8, &"ws", b, T0, 0);
+        assert_eq!(l.consumption(T0 + 8, &"ws", &daily).spent, 10_000);
+        // The next day must be read again; what this ledger already counted there stands if
+        // the records show less.
+        let next = T0 + DAY + 1;
+        assert_eq!(l.needs_seed(next, &"ws", b), Some(T0 + DAY));
+        l.seed(next, &"ws", b, T0 + DAY, 300);
+        assert_eq!(l.consumption(next, &"ws", &daily).spent, 300);
+    }
+
+    #[test]
+    fn credits_owed_leave_the_ledger_when_debited() {
+        let mut l = Ledger::default();
+        let balance = Limits {
+            budget: Some(Budget {
+                micro: 5000,
+                window: Window::Total,
+                alert_percent: 0,
+            }),
+            ..Limits::default()
+        };
+        let scopes = [("credits", balance)];
+        let r = l.reserve(T0, &scopes, ask(3000)).unwrap();
+        let alerts = l.settle(
+            T0,
+            r,
+            Used {
+                cost: 3000,
+                ..Used::default()
+            },
+        );
+        assert!(alerts.is_empty(), "no alert share set");
+        // Owed 3000 of 5000: a worst case of 3000 does not fit until the debit lands.
+        assert!(l.reserve(T0, &scopes, ask(3000)).is_err());
+        l.debited(&"credits", 3000);
+        // The balance read after the debit is 2000.
+        let after = Limits {
+            budget: Some(Budget {
+                micro: 2000,
+                ..balance.budget.unwrap()
+            }),
+            ..balance
+        };
+        assert!(l.reserve(T0, &[("credits", after)], ask(2001)).is_err());
+        assert!(l.reserve(T0, &[("credits", after)], ask(2000)).is_ok());
+    }
+
+    #[test]
+    fn an_alert_is_raised_once_per_window_at_its_share() {
+        let mut l = Ledger::default();
+        let daily = budget(1000, Window::Day);
+        let scopes = [("chatbot", daily)];
+        let spend = |l: &mut Ledger<&'static str>, now: i64, cost: i64| {
+            let r = l.reserve(now, &scopes, ask(cost)).unwrap();
+            l.settle(
+                now,
+                r,
+                Used {
+                    cost,
+                    ..Used::default()
+                },
+            )
+        };
+        assert!(spend(&mut l, T0, 700).is_empty());
+        let alerts = spend(&mut l, T0, 100);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!((alerts[0].key, alerts[0].spent), ("chatbot", 800));
+        assert!(spend(&mut l, T0, 100).is_empty(), "once per window");
+        assert!(
+            spend(&mut l, T0 + DAY, 850).len() == 1,
+            "again the next day"
+        );
+    }
+
+    #[test]
+    fn headroom_tells_the_tightest_limit() {
+        let mut l = Ledger::default();
+        let token = Limits {
+            requests_per_minute: Some(100),
+            output_tokens_per_minute: Some(1000),
+            ..Limits::default()
+        };
+        let workspace = Limits {
+            requests_per_minute: Some(3),
+            input_tokens_per_minute: Some(5000),
+            ..Limits::default()
+        };
+        let scopes = [("token", token), ("workspace", workspace)];
+        let r = l.reserve(T0 + 20, &scopes, ask(0)).unwrap();
+        assert_eq!(
+            r.headroom.requests,
+            Some(Room {
+                limit: 3,
+                remaining: 2,
+                reset_secs: 40
+            })
+        );
+        // Output: 900 left of 1000; input: 4990 left of 5000.
+        assert_eq!(
+            r.headroom.tokens,
+            Some(Room {
+                limit: 1000,
+                remaining: 900,
+                reset_secs: 40
+            })
+        );
+        l.release(T0 + 20, r);
+        assert_eq!(
+            Reservation::<&str>::none(ask(1)).headroom,
+            Headroom::default()
+        );
     }
 }

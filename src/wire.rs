@@ -50,6 +50,9 @@ pub enum FailureKind {
     /// 429 (OpenAI) / 402 (Anthropic): the provider account has no quota left, or the workspace
     /// has no credits for the platform key.
     Billing,
+    /// 429: a Keyward budget is spent (OpenAI's `insufficient_quota`, Anthropic's
+    /// `rate_limit_error`); retrying before the window resets fails again.
+    Quota,
     /// 502: the provider refused the workspace's stored key.
     UpstreamKey,
     /// 503: the provider failed, timed out or could not be reached.
@@ -66,7 +69,7 @@ impl FailureKind {
             Self::Permission => 403,
             Self::NotFound => 404,
             Self::TooLarge => 413,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::Quota => 429,
             Self::Billing => match wire {
                 Wire::OpenAi => 429,
                 Wire::Anthropic => 402,
@@ -85,7 +88,7 @@ impl FailureKind {
             }
             Self::Permission => "permission_error",
             Self::RateLimited => "rate_limit_error",
-            Self::Billing => "insufficient_quota",
+            Self::Billing | Self::Quota => "insufficient_quota",
             Self::UpstreamKey | Self::Unavailable => "api_error",
             Self::Internal => "server_error",
         }
@@ -99,7 +102,7 @@ impl FailureKind {
             Self::Permission => "permission_error",
             Self::NotFound => "not_found_error",
             Self::TooLarge => "request_too_large",
-            Self::RateLimited => "rate_limit_error",
+            Self::RateLimited | Self::Quota => "rate_limit_error",
             Self::Billing => "billing_error",
             Self::UpstreamKey | Self::Internal => "api_error",
             Self::Unavailable => "overloaded_error",

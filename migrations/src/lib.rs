@@ -17,6 +17,7 @@ mod m20261123_000008_create_api_tokens;
 mod m20261123_000009_workspace_default_provider;
 mod m20261130_000010_chatbot_allowed_sites;
 mod m20261130_000011_create_sign_up_requests;
+mod m20261201_000012_create_limits;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000009_workspace_default_provider::Migration),
             Box::new(m20261130_000010_chatbot_allowed_sites::Migration),
             Box::new(m20261130_000011_create_sign_up_requests::Migration),
+            Box::new(m20261201_000012_create_limits::Migration),
         ]
     }
 }

@@ -40,7 +40,7 @@ fn usage_bench(c: &mut Criterion) {
         .await
         .unwrap();
         let book = CreditBook::new(Default::default());
-        let writer = UsageWriter::spawn(db.clone(), book.clone(), WriterConfig::default());
+        let writer = UsageWriter::spawn(db.clone(), book.clone(), None, WriterConfig::default());
         let pricing = load_pricing(&db).await.unwrap();
         book.balance(&db, ws.id).await.unwrap();
         (db, ws.id, writer, pricing, book)

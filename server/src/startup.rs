@@ -65,19 +65,29 @@ pub async fn build_state(settings: Settings, master: &MasterKey) -> Result<AppSt
         .map_err(|e| StartupError::Serve(format!("cannot build the outbound HTTP client: {e}")))?;
     let changes = crate::invalidation::Invalidation::new();
     let credits = crate::services::credits::CreditBook::new(changes.clone());
-    let usage =
-        crate::services::usage::UsageWriter::spawn(db.clone(), credits.clone(), Default::default());
-    let keys = crate::gateway::cache::KeyCache::new(changes.clone());
     let tasks = tokio_util::task::TaskTracker::new();
-    let chat = crate::services::chat::ChatService::new(
+    let spend = crate::services::limits::SpendControl::new(
+        Arc::new(crate::services::limits::InProcess::default()),
         db.clone(),
-        vault.clone(),
-        gateway.clone(),
-        keys.clone(),
-        credits.clone(),
-        usage.clone(),
         tasks.clone(),
     );
+    let usage = crate::services::usage::UsageWriter::spawn(
+        db.clone(),
+        credits.clone(),
+        Some(spend.clone()),
+        Default::default(),
+    );
+    let keys = crate::gateway::cache::KeyCache::new(changes.clone());
+    let chat = crate::services::chat::ChatService::new(crate::services::chat::Parts {
+        db: db.clone(),
+        vault: vault.clone(),
+        gateway: gateway.clone(),
+        keys: keys.clone(),
+        credits: credits.clone(),
+        usage: usage.clone(),
+        spend,
+        tasks: tasks.clone(),
+    });
     Ok(AppState {
         chat,
         tasks: tasks.clone(),

@@ -109,6 +109,7 @@ impl Prepared {
             }
         };
         chat_headers(res.headers_mut(), started, Some(&reply.served));
+        super::rate_limit_headers(res.headers_mut(), &reply.headroom);
         Ok(res)
     }
 }

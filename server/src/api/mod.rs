@@ -25,6 +25,7 @@ pub(crate) mod sse;
 
 use crate::services::api_tokens::TokenAuth;
 use crate::services::chat::ChatError;
+use crate::services::limits::Refused;
 use crate::services::usage::Served;
 use crate::state::AppState;
 use axum::Router;
@@ -32,6 +33,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use keyward::limits::{Headroom, Kind, Room};
 use keyward::resolve::ResolveError;
 use keyward::tokens::TokenScope;
 use keyward::wire::{FailureKind, Wire, upstream_failure};
@@ -85,6 +87,10 @@ pub struct Failure {
     message: String,
     retry_after: Option<u64>,
     started: Option<Instant>,
+    /// OpenAI's `error.type` where it is more precise than the kind's (`requests`, `tokens`).
+    openai_type: Option<&'static str>,
+    /// The limit that refused, for the `x-ratelimit-*` headers (boxed: rarely set).
+    headroom: Option<Box<Headroom>>,
 }
 
 impl Failure {
@@ -101,6 +107,8 @@ impl Failure {
             message: message.into(),
             retry_after: None,
             started: None,
+            openai_type: None,
+            headroom: None,
         }
     }
 
@@ -124,7 +132,7 @@ impl Failure {
         match self.wire {
             Wire::OpenAi => json!({"error": {
                 "message": self.message,
-                "type": self.kind.openai_type(),
+                "type": self.openai_type.unwrap_or(self.kind.openai_type()),
                 "param": null,
                 "code": self.code,
             }}),
@@ -165,7 +173,71 @@ impl Failure {
                     "this workspace has no credits left for platform keys: add your own {provider} key or top up"
                 ),
             ),
+            ChatError::Limited(r) => Self::of_limit(wire, r),
+            ChatError::Unpriced(field) => Self::new(
+                wire,
+                FailureKind::InvalidRequest,
+                "unpriced_field",
+                format!(
+                    "`{field}` costs more than tokens and is not available on this workspace's platform key for {provider}: add your own {provider} key to use it"
+                ),
+            ),
             ChatError::Service(s) => Self::of_service(wire, s),
+        }
+    }
+
+    /// A refusal by a Keyward limit: `insufficient_quota` for a spent budget,
+    /// `rate_limit_exceeded` for the per-minute and concurrency limits (Anthropic:
+    /// `rate_limit_error` for both), with `Retry-After` when waiting helps.
+    fn of_limit(wire: Wire, r: &Refused) -> Self {
+        let Refused::Limit {
+            kind,
+            limit,
+            retry_after,
+            ..
+        } = *r
+        else {
+            return Self::new(
+                wire,
+                FailureKind::Unavailable,
+                "limits_unavailable",
+                r.explain(),
+            );
+        };
+        let (fk, code, ty) = match kind {
+            Kind::Budget => (FailureKind::Quota, "insufficient_quota", None),
+            Kind::Requests | Kind::Concurrent => (
+                FailureKind::RateLimited,
+                "rate_limit_exceeded",
+                Some("requests"),
+            ),
+            Kind::InputTokens | Kind::OutputTokens => (
+                FailureKind::RateLimited,
+                "rate_limit_exceeded",
+                Some("tokens"),
+            ),
+        };
+        let room = Some(Room {
+            limit,
+            remaining: 0,
+            reset_secs: retry_after.unwrap_or(60),
+        });
+        let headroom = match kind {
+            Kind::Requests => Headroom {
+                requests: room,
+                tokens: None,
+            },
+            Kind::InputTokens | Kind::OutputTokens => Headroom {
+                requests: None,
+                tokens: room,
+            },
+            _ => Headroom::default(),
+        };
+        Failure {
+            retry_after,
+            openai_type: ty,
+            headroom: Some(Box::new(headroom)),
+            ..Self::new(wire, fk, code, r.explain())
         }
     }
 
@@ -210,7 +282,44 @@ impl IntoResponse for Failure {
         if let Some(t) = self.started {
             stamp(h, t, Duration::ZERO);
         }
+        if let Some(room) = &self.headroom {
+            rate_limit_headers(h, room);
+        }
         res
+    }
+}
+
+/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, for the tightest
+/// per-minute limits a request met (none when no such limit applies).
+pub fn rate_limit_headers(h: &mut HeaderMap, headroom: &Headroom) {
+    for (room, [limit, remaining, reset]) in [
+        (
+            headroom.requests,
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+        ),
+        (
+            headroom.tokens,
+            [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+        ),
+    ] {
+        if let Some(r) = room {
+            h.insert(HeaderName::from_static(limit), HeaderValue::from(r.limit));
+            h.insert(
+                HeaderName::from_static(remaining),
+                HeaderValue::from(r.remaining),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("{}s", r.reset_secs)) {
+                h.insert(HeaderName::from_static(reset), v);
+            }
+        }
     }
 }
 

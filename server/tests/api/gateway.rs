@@ -349,11 +349,13 @@ use keyward_server::invalidation::{Change, Topic};
 use keyward_server::services::accounts;
 use keyward_server::services::audit::By;
 use keyward_server::services::catalogue::{self, ProviderChange};
-use keyward_server::services::chat::{ChatCall, ChatError, ChatService, ReplyBody};
+use keyward_server::services::chat::{ChatCall, ChatError, ChatService, Parts, ReplyBody};
 use keyward_server::services::credits::CreditBook;
 use keyward_server::services::keys::{self, NewKey, Scope};
+use keyward_server::services::limits::{InProcess, SpendControl};
 use keyward_server::services::usage::{UsageMeter, UsageWriter};
 use keyward_server::services::{routing, workspaces};
+use std::sync::Arc;
 use uuid::Uuid;
 
 struct Chat {
@@ -401,16 +403,24 @@ async fn chat_world(backend: Backend, config: MockConfig) -> Chat {
     }
     let cache = KeyCache::new(t.changes.clone());
     let credits = CreditBook::new(t.changes.clone());
-    let usage = UsageWriter::spawn(t.db.clone(), credits.clone(), Default::default());
-    let chat = ChatService::new(
+    let tasks = tokio_util::task::TaskTracker::new();
+    let spend = SpendControl::new(Arc::new(InProcess::default()), t.db.clone(), tasks.clone());
+    let usage = UsageWriter::spawn(
         t.db.clone(),
-        t.vault.clone(),
-        gw.clone(),
-        cache.clone(),
-        credits,
-        usage,
+        credits.clone(),
+        Some(spend.clone()),
         Default::default(),
     );
+    let chat = ChatService::new(Parts {
+        db: t.db.clone(),
+        vault: t.vault.clone(),
+        gateway: gw.clone(),
+        keys: cache.clone(),
+        credits,
+        usage,
+        spend,
+        tasks,
+    });
     Chat {
         cache,
         chat,

@@ -574,6 +574,7 @@ fn record_for(ws: Uuid, i: u64) -> UsageRecord {
         error_class: None,
         fell_back: false,
         priced: None,
+        owed: 0,
     }
 }
 
@@ -585,6 +586,7 @@ async fn writer_backpressure_and_shutdown(backend: Backend) {
     let writer = UsageWriter::spawn(
         db.clone(),
         credits::CreditBook::new(c.w.app.state.changes.clone()),
+        None,
         WriterConfig {
             capacity: 1,
             batch: 1_000,
@@ -652,6 +654,7 @@ async fn failed_flushes_are_retried(backend: Backend) {
     let writer = UsageWriter::spawn(
         db.clone(),
         credits::CreditBook::new(c.w.app.state.changes.clone()),
+        None,
         WriterConfig {
             capacity: 64,
             batch: 64,

@@ -10,6 +10,7 @@ pub mod credential;
 pub mod credit_balance;
 pub mod credit_ledger;
 pub mod invitation;
+pub mod limit;
 pub mod membership;
 pub mod message;
 pub mod model_price;

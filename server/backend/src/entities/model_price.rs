@@ -11,6 +11,9 @@ pub struct Model {
     pub model: String,
     pub input_price: i64,
     pub output_price: i64,
+    /// The most the model answers in one choice (the worst case of a request without
+    /// `max_tokens`); `None`: [`keyward::limits::DEFAULT_MAX_OUTPUT`].
+    pub max_output_tokens: Option<i64>,
     pub updated_at: ChronoDateTimeUtc,
 }
 

@@ -19,6 +19,7 @@ use keyward::catalogue::{self, WireFormat};
 use keyward::credential::CredentialScope;
 use keyward::dto::ProviderInfo;
 use keyward::keys::{FailurePolicy, KeyStatus};
+use keyward::limits::{Limits, Scope, ScopeKind};
 use keyward::policy::Plan;
 use keyward::resolve::{Candidate, Inputs, ResolveError, Resolved, resolve};
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter};
@@ -58,6 +59,90 @@ impl std::fmt::Debug for LiveKey {
     }
 }
 
+/// The limits a workspace's requests can meet (only scopes that set some), loaded with its keys.
+#[derive(Debug, Default)]
+pub struct ScopeLimits {
+    /// The operator's override for this workspace, else its plan's default.
+    pub operator: Option<Limits>,
+    /// The owner's own.
+    pub workspace: Option<Limits>,
+    pub chatbots: HashMap<Uuid, Limits>,
+    pub tokens: HashMap<Uuid, Limits>,
+    /// The workspace's keys, its chatbots' and the platform's.
+    pub keys: HashMap<Uuid, Limits>,
+}
+
+impl ScopeLimits {
+    /// The scopes a request passes through that limit something, outermost first.
+    pub fn scopes(
+        &self,
+        workspace: Uuid,
+        chatbot: Option<Uuid>,
+        token: Option<Uuid>,
+        key: Uuid,
+    ) -> Vec<(Scope, Limits)> {
+        let mut out = Vec::new();
+        if let Some(l) = self.operator {
+            out.push((Scope::Operator(workspace), l));
+        }
+        if let Some(l) = self.workspace {
+            out.push((Scope::Workspace(workspace), l));
+        }
+        if let Some(c) = chatbot
+            && let Some(l) = self.chatbots.get(&c)
+        {
+            out.push((Scope::Chatbot(c), *l));
+        }
+        if let Some(t) = token
+            && let Some(l) = self.tokens.get(&t)
+        {
+            out.push((Scope::Token(t), *l));
+        }
+        if let Some(l) = self.keys.get(&key) {
+            out.push((Scope::Key(key), *l));
+        }
+        out
+    }
+
+    fn load(
+        rows: &[crate::entities::limit::Model],
+        workspace: Uuid,
+        plan: Plan,
+    ) -> Result<Self, ServiceError> {
+        let mut out = ScopeLimits::default();
+        let (mut plan_default, mut over) = (None, None);
+        for row in rows {
+            let Some(kind) = ScopeKind::parse(&row.scope) else {
+                return Err(ServiceError::Internal(format!(
+                    "limits.scope holds {:?}",
+                    row.scope
+                )));
+            };
+            let limits = crate::services::limits::of_row(row)?;
+            let id = || Uuid::parse_str(&row.subject).ok();
+            match kind {
+                ScopeKind::Plan if row.subject == plan.as_str() => plan_default = Some(limits),
+                ScopeKind::Plan => {}
+                ScopeKind::Override if id() == Some(workspace) => over = Some(limits),
+                ScopeKind::Override => {}
+                ScopeKind::Workspace if id() == Some(workspace) => out.workspace = Some(limits),
+                ScopeKind::Workspace => {}
+                ScopeKind::Chatbot => {
+                    out.chatbots.extend(id().map(|c| (c, limits)));
+                }
+                ScopeKind::Token => {
+                    out.tokens.extend(id().map(|t| (t, limits)));
+                }
+                ScopeKind::Key => {
+                    out.keys.extend(id().map(|k| (k, limits)));
+                }
+            }
+        }
+        out.operator = over.or(plan_default);
+        Ok(out)
+    }
+}
+
 /// Everything the resolution chain needs for one workspace.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -71,6 +156,7 @@ pub struct Snapshot {
     pub workspace_keys: HashMap<String, Arc<LiveKey>>,
     pub chatbot_keys: HashMap<(Uuid, String), Arc<LiveKey>>,
     pub platform_keys: HashMap<String, Arc<LiveKey>>,
+    pub limits: ScopeLimits,
 }
 
 fn candidate(k: Option<&Arc<LiveKey>>) -> Option<Candidate<Arc<LiveKey>>> {
@@ -218,6 +304,7 @@ async fn load(
         )
         .all(db)
         .await?;
+    let limit_rows = crate::services::limits::rows_for(db, workspace_id).await?;
     let mut snap = Snapshot {
         seen,
         loaded: std::time::Instant::now(),
@@ -228,6 +315,7 @@ async fn load(
         workspace_keys: HashMap::new(),
         chatbot_keys: HashMap::new(),
         platform_keys: HashMap::new(),
+        limits: ScopeLimits::load(&limit_rows, workspace_id, plan)?,
     };
     for row in rows {
         let Some(p) = catalogue::provider(&row.provider) else {

@@ -39,6 +39,14 @@ impl By {
         }
     }
 
+    /// Keyward itself (spend control's alerts).
+    pub fn keyward() -> Self {
+        By {
+            id: None,
+            email: "Keyward".into(),
+        }
+    }
+
     pub fn cli() -> Self {
         By {
             id: None,

@@ -17,10 +17,12 @@ use crate::gateway::cache::{KeyCache, LiveKey, Snapshot};
 use crate::gateway::chat::{ChatReply, ChatStream, StreamEvent, Upstream, UpstreamError, Usage};
 use crate::services::credits::{CreditBook, Pricing};
 use crate::services::keys as key_service;
+use crate::services::limits::{Admission, Refused, SpendControl};
 use crate::services::usage::{Ending, Served, UsageMeter, UsageRecord, UsageWriter};
 use crate::vault::Vault;
 use futures_util::{Stream, StreamExt};
 use keyward::keys::ErrorClass;
+use keyward::limits::{Ask, Budget, Limits, Scope, Used, Window};
 use keyward::resolve::{KeySource, ResolveError};
 use keyward::usage::Outcome;
 use sea_orm::DatabaseConnection;
@@ -62,6 +64,8 @@ pub struct Reply {
     pub served: Served,
     /// Set when the BYOK key failed with this class and the platform key served instead.
     pub fell_back: Option<ErrorClass>,
+    /// The tightest per-minute limits the request passed (`x-ratelimit-*`).
+    pub headroom: keyward::limits::Headroom,
     pub body: ReplyBody,
 }
 
@@ -79,6 +83,12 @@ pub enum ChatError {
     /// The platform key would serve the request and the workspace has no credits left.
     #[error("this workspace has no credits left for platform keys")]
     NoCredits,
+    /// A budget or rate limit refused the request before it was sent.
+    #[error("a limit refused the request: {}", .0.class())]
+    Limited(Refused),
+    /// A field that costs money beyond tokens, which a platform key does not serve.
+    #[error("`{0}` is not available on platform keys")]
+    Unpriced(&'static str),
     #[error(transparent)]
     Upstream(UpstreamError),
     #[error(transparent)]
@@ -87,14 +97,17 @@ pub enum ChatError {
 
 impl ChatError {
     /// The class a usage record and a member's error show: an [`ErrorClass`] or `no_key`,
-    /// `no_model`, `no_credits`, `internal`.
-    pub fn class(&self) -> &'static str {
+    /// `no_model`, `no_credits`, `limit:<scope>:<kind>`, `limits_unavailable`, `unpriced`,
+    /// `internal`.
+    pub fn class(&self) -> std::borrow::Cow<'static, str> {
         match self {
-            ChatError::Upstream(u) => u.class.as_str(),
-            ChatError::Resolve(ResolveError::NoKey { .. }) => "no_key",
-            ChatError::Resolve(ResolveError::NoModel { .. }) => "no_model",
-            ChatError::NoCredits => "no_credits",
-            ChatError::Service(_) => "internal",
+            ChatError::Upstream(u) => u.class.as_str().into(),
+            ChatError::Resolve(ResolveError::NoKey { .. }) => "no_key".into(),
+            ChatError::Resolve(ResolveError::NoModel { .. }) => "no_model".into(),
+            ChatError::NoCredits => "no_credits".into(),
+            ChatError::Limited(r) => r.class().into(),
+            ChatError::Unpriced(_) => "unpriced".into(),
+            ChatError::Service(_) => "internal".into(),
         }
     }
 }
@@ -141,6 +154,7 @@ struct Outcome1 {
     model: String,
     reply: ChatReply,
     fell_back: Option<ErrorClass>,
+    admission: Admission,
 }
 
 /// The chat pipeline, built once at startup and shared (cheap to clone).
@@ -152,28 +166,39 @@ pub struct ChatService {
     keys: KeyCache,
     credits: CreditBook,
     usage: UsageWriter,
+    spend: SpendControl,
     tasks: TaskTracker,
 }
 
+/// What the chat pipeline is built from.
+pub struct Parts {
+    pub db: DatabaseConnection,
+    pub vault: Vault,
+    pub gateway: Gateway,
+    pub keys: KeyCache,
+    pub credits: CreditBook,
+    pub usage: UsageWriter,
+    pub spend: SpendControl,
+    pub tasks: TaskTracker,
+}
+
 impl ChatService {
-    pub fn new(
-        db: DatabaseConnection,
-        vault: Vault,
-        gateway: Gateway,
-        keys: KeyCache,
-        credits: CreditBook,
-        usage: UsageWriter,
-        tasks: TaskTracker,
-    ) -> Self {
+    pub fn new(p: Parts) -> Self {
         Self {
-            db,
-            vault,
-            gateway,
-            keys,
-            credits,
-            usage,
-            tasks,
+            db: p.db,
+            vault: p.vault,
+            gateway: p.gateway,
+            keys: p.keys,
+            credits: p.credits,
+            usage: p.usage,
+            spend: p.spend,
+            tasks: p.tasks,
         }
+    }
+
+    /// Spend control (the counters behind budgets and rate limits).
+    pub fn spend(&self) -> &SpendControl {
+        &self.spend
     }
 
     /// The workspace's key snapshot (what the resolution chain decides from).
@@ -215,7 +240,7 @@ impl ChatService {
         // Prices as they stand when the request starts (a map lookup when warm).
         let pricing = self.credits.pricing(&self.db).await.ok();
         let stream = call.stream;
-        let (result, served) = self.call(call).await;
+        let (result, served) = self.call(call, &meter, pricing.as_deref()).await;
         let sink = Sink {
             usage: self.usage.clone(),
             tasks: self.tasks.clone(),
@@ -230,7 +255,7 @@ impl ChatService {
                         output: "",
                         first_token_ms: None,
                         outcome: Outcome::Error,
-                        error_class: Some(error.class().to_string()),
+                        error_class: Some(error.class().into_owned()),
                     },
                 );
                 self.usage.record(rec).await;
@@ -238,6 +263,8 @@ impl ChatService {
             }
             Ok(o) => {
                 let served = served.unwrap_or_else(|| served_of(&o));
+                let admission = o.admission;
+                let headroom = admission.headroom();
                 let body = match (o.reply, stream) {
                     (ChatReply::Complete { body, usage }, false) => {
                         let text = body
@@ -245,7 +272,7 @@ impl ChatService {
                             .and_then(Value::as_str)
                             .unwrap_or_default();
                         let ms = millis(meter.started);
-                        let rec = meter.finish(
+                        let mut rec = meter.finish(
                             pricing.as_deref(),
                             Ending {
                                 served: Some(&served),
@@ -256,6 +283,7 @@ impl ChatService {
                                 error_class: None,
                             },
                         );
+                        rec.owed = admission.settle(rec.workspace, used_of(&rec)).await;
                         self.usage.record(rec).await;
                         ReplyBody::Complete { body, usage }
                     }
@@ -269,6 +297,7 @@ impl ChatService {
                             usage: None,
                             first_token_ms: None,
                             sink,
+                            admission,
                         })),
                     }),
                     _ => {
@@ -284,6 +313,7 @@ impl ChatService {
                 Ok(Reply {
                     served,
                     fell_back: o.fell_back,
+                    headroom,
                     body,
                 })
             }
@@ -303,18 +333,82 @@ impl ChatService {
         });
     }
 
-    /// Refuses platform-key traffic of a workspace without credits (a map lookup when warm).
-    async fn check_credits(&self, workspace: Uuid) -> Result<(), ChatError> {
-        let balance = self.credits.balance(&self.db, workspace).await?;
-        if keyward::usage::refused_for_credits(KeySource::Platform, balance) {
-            return Err(ChatError::NoCredits);
+    /// Reserves the request's worst case on every scope it passes through with `key` — and,
+    /// on a platform key, on the workspace's credit balance (refused outright at 0 or below).
+    /// Fields that cost money beyond tokens are refused on platform keys.
+    #[allow(clippy::too_many_arguments)]
+    async fn admit(
+        &self,
+        call: &ChatCall,
+        meter: &UsageMeter,
+        pricing: Option<&Pricing>,
+        snap: &Snapshot,
+        source: KeySource,
+        key: &LiveKey,
+        model: &str,
+    ) -> Result<Admission, ChatError> {
+        let platform = source == KeySource::Platform;
+        if platform && let Some(field) = unpriced_field(&call.request) {
+            return Err(ChatError::Unpriced(field));
         }
-        Ok(())
+        let mut scopes = snap
+            .limits
+            .scopes(call.workspace, call.chatbot, meter.api_token, key.id);
+        if platform {
+            let balance = self.credits.balance(&self.db, call.workspace).await?;
+            if keyward::usage::refused_for_credits(KeySource::Platform, balance) {
+                return Err(ChatError::NoCredits);
+            }
+            let credits = Budget {
+                micro: balance,
+                window: Window::Total,
+                alert_percent: 0,
+            };
+            let limits = Limits {
+                budget: Some(credits),
+                ..Limits::default()
+            };
+            scopes.push((Scope::Credits(call.workspace), limits));
+        }
+        if scopes.is_empty() {
+            // Nothing limits the request: no worst case to price, nothing to count.
+            return self
+                .spend
+                .admit(scopes, Ask::default())
+                .await
+                .map_err(ChatError::Limited);
+        }
+        let ask = match pricing {
+            Some(p) => ask_of(&call.request, p, &call.provider, model),
+            // Prices unreadable: no worst case can be priced, so a budget fails as its store
+            // would (rate limits still count).
+            None => {
+                let closed = scopes.iter().any(|(_, l)| {
+                    l.budget.is_some() && l.on_store_error == keyward::limits::OnStoreError::Closed
+                });
+                if closed {
+                    return Err(ChatError::Limited(Refused::Unavailable));
+                }
+                Ask {
+                    cost: 0,
+                    ..ask_of(&call.request, &Pricing::default(), &call.provider, model)
+                }
+            }
+        };
+        self.spend
+            .admit(scopes, ask)
+            .await
+            .map_err(ChatError::Limited)
     }
 
-    /// Resolution, credits and the provider call with the failure policy; also says which key
-    /// the request was sent with when it failed.
-    async fn call(&self, call: ChatCall) -> (Result<Outcome1, ChatError>, Option<Served>) {
+    /// Resolution, limits and credits, and the provider call with the failure policy; also says
+    /// which key the request was sent with when it failed.
+    async fn call(
+        &self,
+        call: ChatCall,
+        meter: &UsageMeter,
+        pricing: Option<&Pricing>,
+    ) -> (Result<Outcome1, ChatError>, Option<Served>) {
         let snap = match self.snapshot(call.workspace).await {
             Ok(s) => s,
             Err(e) => return (Err(e.into()), None),
@@ -324,11 +418,12 @@ impl ChatService {
             Err(e) => return (Err(e.into()), None),
         };
         let first = served(resolved.source, &resolved.key, &resolved.model, false);
-        if resolved.source == KeySource::Platform
-            && let Err(e) = self.check_credits(call.workspace).await
-        {
-            return (Err(e), Some(first));
-        }
+        let admit =
+            |source, key| self.admit(&call, meter, pricing, &snap, source, key, &resolved.model);
+        let admission = match admit(resolved.source, &resolved.key).await {
+            Ok(a) => a,
+            Err(e) => return (Err(e), Some(first)),
+        };
         let sent = Instant::now();
         let timed = |s: Served| Served {
             upstream: sent.elapsed(),
@@ -339,24 +434,29 @@ impl ChatService {
             Ok(reply) => {
                 let o = Outcome1 {
                     source: resolved.source,
-                    key: resolved.key,
-                    model: resolved.model,
+                    key: resolved.key.clone(),
+                    model: resolved.model.clone(),
                     reply,
                     fell_back: None,
+                    admission,
                 };
                 return (Ok(o), Some(timed(first)));
             }
             Err(e) => e,
         };
+        // Nothing was produced: the worst case goes back (its request still counted per minute
+        // only if the provider was reached, which a failure's release does not charge).
+        admission.release().await;
         self.record_failure(&resolved.key, &e);
-        let platform = match resolved.fallback {
-            Some(platform) if records_on_key(e.class) && !e.mid_stream => platform,
+        let platform = match &resolved.fallback {
+            Some(platform) if records_on_key(e.class) && !e.mid_stream => platform.clone(),
             _ => return (Err(ChatError::Upstream(e)), Some(timed(first))),
         };
-        // Without credits the platform cannot stand in: the BYOK failure stands.
-        if self.check_credits(call.workspace).await.is_err() {
+        // Without credits or within no limit the platform cannot stand in: the BYOK failure
+        // stands.
+        let Ok(admission) = admit(KeySource::Platform, &platform).await else {
             return (Err(ChatError::Upstream(e)), Some(timed(first)));
-        }
+        };
         let second = served(KeySource::Platform, &platform, &resolved.model, true);
         tracing::info!(
             class = e.class.as_str(),
@@ -367,17 +467,117 @@ impl ChatService {
                 let o = Outcome1 {
                     source: KeySource::Platform,
                     key: platform,
-                    model: resolved.model,
+                    model: resolved.model.clone(),
                     reply,
                     fell_back: Some(e.class),
+                    admission,
                 };
                 (Ok(o), Some(timed(second)))
             }
             Err(e2) => {
+                admission.release().await;
                 self.record_failure(&platform, &e2);
                 (Err(ChatError::Upstream(e2)), Some(timed(second)))
             }
         }
+    }
+}
+
+/// Fields of an OpenAI request that cost money beyond its tokens, which the price table cannot
+/// price: refused on platform keys (a BYOK key's owner pays the provider directly).
+/// `service_tier` is allowed only where it costs no more (`auto`, `default`, `flex`).
+pub fn unpriced_field(request: &Map<String, Value>) -> Option<&'static str> {
+    let set = |k: &str| request.get(k).is_some_and(|v| !v.is_null());
+    if set("web_search_options") {
+        return Some("web_search_options");
+    }
+    if set("audio")
+        || request
+            .get("modalities")
+            .and_then(Value::as_array)
+            .is_some_and(|m| m.iter().any(|v| v.as_str() == Some("audio")))
+    {
+        return Some("audio");
+    }
+    match request.get("service_tier").and_then(Value::as_str) {
+        None | Some("auto" | "default" | "flex") => {}
+        Some(_) => return Some("service_tier"),
+    }
+    if request
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|t| {
+            t.iter().any(|tool| {
+                tool.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|ty| ty != "function")
+            })
+        })
+    {
+        return Some("tools");
+    }
+    None
+}
+
+/// Tokens per image or audio part in the input bound: more than a high-detail image costs at
+/// OpenAI's and Anthropic's published rates.
+pub const TOKENS_PER_MEDIA_PART: u64 = 2_000;
+
+/// An upper bound of the input tokens of an OpenAI-shaped request: every byte of its text (no
+/// tokenizer makes a token of less than one byte), 8 tokens of framing per message, and
+/// [`TOKENS_PER_MEDIA_PART`] per image or audio part. Tools and the response format count as
+/// text too.
+pub fn input_bound(request: &Map<String, Value>) -> u64 {
+    fn walk(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => s.len() as u64,
+            Value::Array(a) => a.iter().map(walk).sum(),
+            Value::Object(o) => {
+                let media = match o.get("type").and_then(Value::as_str) {
+                    Some("image_url" | "input_audio" | "image" | "file") => TOKENS_PER_MEDIA_PART,
+                    _ => 0,
+                };
+                media + o.iter().map(|(k, v)| k.len() as u64 + walk(v)).sum::<u64>()
+            }
+            Value::Number(_) | Value::Bool(_) | Value::Null => 1,
+        }
+    }
+    let messages = request.get("messages").and_then(Value::as_array);
+    let framing = messages.map_or(0, |m| 8 * m.len() as u64);
+    ["messages", "tools", "functions", "response_format"]
+        .iter()
+        .filter_map(|k| request.get(*k))
+        .map(walk)
+        .sum::<u64>()
+        + framing
+}
+
+/// The worst case of a request: its input bound, plus `max_completion_tokens` / `max_tokens`
+/// (or the model's most output) for each of its `n` choices, at the model's price.
+pub fn ask_of(request: &Map<String, Value>, pricing: &Pricing, provider: &str, model: &str) -> Ask {
+    let asked = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| request.get(*k).and_then(Value::as_u64));
+    let max_output = asked.unwrap_or_else(|| pricing.max_output(provider, model));
+    let n = request
+        .get("n")
+        .and_then(Value::as_u64)
+        .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX));
+    keyward::limits::worst_case(
+        pricing.price(provider, model),
+        input_bound(request),
+        max_output,
+        n,
+    )
+}
+
+/// What a finished request used, at the price its record carries.
+fn used_of(rec: &UsageRecord) -> Used {
+    let price = rec.priced.map(|p| p.1).unwrap_or_default();
+    Used {
+        cost: keyward::usage::cost(price, rec.input_tokens, rec.output_tokens),
+        input_tokens: rec.input_tokens,
+        output_tokens: rec.output_tokens,
     }
 }
 
@@ -404,10 +604,11 @@ struct Metering {
     usage: Option<Usage>,
     first_token_ms: Option<u64>,
     sink: Sink,
+    admission: Admission,
 }
 
 impl Metering {
-    fn record(self, outcome: Outcome, error_class: Option<String>) -> UsageRecord {
+    fn record(&self, outcome: Outcome, error_class: Option<String>) -> UsageRecord {
         self.meter.finish(
             self.pricing.as_deref(),
             Ending {
@@ -421,16 +622,20 @@ impl Metering {
         )
     }
 
-    /// Hands the record to the writer on the tracked task set (a stream ends inside `poll`
-    /// or `drop`, where nothing can wait).
+    /// Settles the reservation and hands the record to the writer on the tracked task set (a
+    /// stream ends inside `poll` or `drop`, where nothing can wait).
     fn finish(self, outcome: Outcome, error_class: Option<String>) {
         let (usage, tasks) = (self.sink.usage.clone(), self.sink.tasks.clone());
-        let rec = self.record(outcome, error_class);
+        let mut rec = self.record(outcome, error_class);
         if tokio::runtime::Handle::try_current().is_err() {
             tracing::error!("a stream ended outside the runtime: its usage record is lost");
             return;
         }
-        tasks.spawn(async move { usage.record(rec).await });
+        let admission = self.admission;
+        tasks.spawn(async move {
+            rec.owed = admission.settle(rec.workspace, used_of(&rec)).await;
+            usage.record(rec).await
+        });
     }
 }
 

@@ -41,30 +41,46 @@ pub const PRICING_MAX_AGE: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct Pricing {
     pub policy: ByokCreditPolicy,
-    /// provider → model → price (nested so a lookup borrows and never allocates).
-    prices: HashMap<String, HashMap<String, Price>>,
+    /// provider → model → price and most output (nested so a lookup borrows and never
+    /// allocates).
+    prices: HashMap<String, HashMap<String, (Price, Option<u64>)>>,
 }
 
 impl Pricing {
-    /// The model's own price, else its provider's `*` row, else the `*`/`*` row, else free.
-    pub fn price(&self, provider: &str, model: &str) -> Price {
+    /// The model's own row, else its provider's `*` row, else the `*`/`*` row.
+    fn row(&self, provider: &str, model: &str) -> Option<(Price, Option<u64>)> {
         let get = |p: &str, m: &str| self.prices.get(p).and_then(|ms| ms.get(m)).copied();
         get(provider, model)
             .or_else(|| get(provider, "*"))
             .or_else(|| get("*", "*"))
-            .unwrap_or_default()
+    }
+
+    /// The model's price (free when no row prices it).
+    pub fn price(&self, provider: &str, model: &str) -> Price {
+        self.row(provider, model).map(|r| r.0).unwrap_or_default()
+    }
+
+    /// The most the model answers in one choice: what a request without `max_tokens` reserves.
+    pub fn max_output(&self, provider: &str, model: &str) -> u64 {
+        self.row(provider, model)
+            .and_then(|r| r.1)
+            .unwrap_or(keyward::limits::DEFAULT_MAX_OUTPUT)
     }
 }
 
 pub async fn load_pricing<C: ConnectionTrait>(db: &C) -> Result<Pricing, ServiceError> {
-    let mut prices: HashMap<String, HashMap<String, Price>> = HashMap::new();
+    let mut prices: HashMap<String, HashMap<String, (Price, Option<u64>)>> = HashMap::new();
     for r in model_price::Entity::find().all(db).await? {
+        let max_output = r.max_output_tokens.and_then(|m| u64::try_from(m).ok());
         prices.entry(r.provider).or_default().insert(
             r.model,
-            Price {
-                input: r.input_price,
-                output: r.output_price,
-            },
+            (
+                Price {
+                    input: r.input_price,
+                    output: r.output_price,
+                },
+                max_output,
+            ),
         );
     }
     Ok(Pricing {
@@ -343,6 +359,7 @@ pub async fn set_price(
         model: Set(model.clone()),
         input_price: Set(price.input),
         output_price: Set(price.output),
+        max_output_tokens: Set(None),
         updated_at: Set(Utc::now()),
     })
     .on_conflict(

@@ -10,6 +10,7 @@ pub mod chatbots;
 pub mod conversations;
 pub mod credits;
 pub mod keys;
+pub mod limits;
 pub mod models;
 pub mod playground;
 pub mod routing;

@@ -182,9 +182,13 @@ fn member_reason(provider: &str, e: &ChatError) -> (String, Option<String>) {
             }
         ),
         ChatError::NoCredits => "This workspace has no credits left for platform keys: add your own key on the Keys page, or ask the platform admin for credits.".into(),
+        ChatError::Limited(r) => r.explain(),
+        ChatError::Unpriced(field) => format!(
+            "`{field}` costs more than tokens and is not available on platform keys: add your own {provider} key to use it."
+        ),
         ChatError::Service(_) => "Something went wrong on our side; it has been logged.".into(),
     };
-    (message, Some(e.class().to_string()))
+    (message, Some(e.class().into_owned()))
 }
 
 fn error_event(
@@ -202,7 +206,10 @@ fn error_event(
         }
     } else {
         ChatEvent::Error {
-            message: VISITOR_APOLOGY.into(),
+            message: match e {
+                ChatError::Limited(r) => r.visitor_sentence(),
+                _ => VISITOR_APOLOGY.into(),
+            },
             class: None,
             stored: stored.map(|mut s| {
                 s.source = None;
@@ -297,7 +304,7 @@ pub async fn send(
             if let ChatError::Service(err) = &e {
                 tracing::error!(error = %err, "a chat turn failed on our side");
             }
-            let class = Some(e.class().to_string());
+            let class = Some(e.class().into_owned());
             tracing::info!(
                 provider = %provider,
                 class = class.as_deref().unwrap_or(""),

@@ -50,6 +50,9 @@ pub struct UsageRecord {
     /// either does not reprice it). `None` if they could not be read then: the writer prices
     /// the record when it writes it.
     pub priced: Option<(ByokCreditPolicy, Price)>,
+    /// Credits spend control settled on the workspace's balance for this request; the writer
+    /// hands them back once its debit is written.
+    pub owed: i64,
 }
 
 /// Builds a request's [`UsageRecord`] from what the gateway reports when it ends: the key that
@@ -141,6 +144,7 @@ impl UsageMeter {
             outcome: end.outcome,
             error_class: end.error_class,
             fell_back: end.served.is_some_and(|s| s.fell_back),
+            owed: 0,
         }
     }
 }

@@ -21,6 +21,7 @@ use super::meter::UsageRecord;
 use crate::entities::{credential, usage_record, workspace};
 use crate::error::ServiceError;
 use crate::services::credits::{self, CreditBook};
+use crate::services::limits::SpendControl;
 use chrono::{DateTime, Utc};
 use keyward::usage::{Outcome, cost, credits_for};
 use sea_orm::sea_query::Expr;
@@ -113,7 +114,15 @@ impl UsageWriter {
     /// got the CPU back — measured up to 2.6 ms at c=1, about 1 % of requests (docs/TAIL.md).
     /// At nice 19 a waking request preempts it; the writer still gets every idle moment and a
     /// small share under full load (so it never starves), and backpressure bounds its buffer.
-    pub fn spawn(db: DatabaseConnection, book: CreditBook, config: WriterConfig) -> Self {
+    ///
+    /// `spend` learns of each debit written, so the credits it holds as settled-not-yet-debited
+    /// leave its counters once they are in the balance.
+    pub fn spawn(
+        db: DatabaseConnection,
+        book: CreditBook,
+        spend: Option<SpendControl>,
+        config: WriterConfig,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
         let stats = Arc::new(UsageStats::default());
         let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -131,7 +140,8 @@ impl UsageWriter {
                 {
                     Ok(rt) => rt.block_on(async move {
                         let db = own_connection(&db).await;
-                        run(db, book, config, rx, (w, r), s, c).await;
+                        let sinks = Sinks { book, spend };
+                        run(db, sinks, config, rx, (w, r), s, c).await;
                     }),
                     Err(e) => tracing::error!(error = %e, "the usage writer has no runtime"),
                 }
@@ -316,9 +326,15 @@ impl LastUsed {
     }
 }
 
+/// Who learns of a written debit: the credit book (the new balance) and spend control.
+struct Sinks {
+    book: CreditBook,
+    spend: Option<SpendControl>,
+}
+
 async fn run(
     db: DatabaseConnection,
-    book: CreditBook,
+    book: Sinks,
     config: WriterConfig,
     mut rx: mpsc::Receiver<Msg>,
     (wake, room): (Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>),
@@ -456,7 +472,7 @@ async fn prune_orphans(db: &DatabaseConnection, batch: &mut Vec<UsageRecord>, st
 
 async fn write_with_retry(
     db: &DatabaseConnection,
-    book: &CreditBook,
+    book: &Sinks,
     batch: &mut Vec<UsageRecord>,
     keys: &[(Uuid, DateTime<Utc>)],
     stats: &UsageStats,
@@ -502,12 +518,14 @@ async fn write_with_retry(
 /// One transaction: the records, the ledger debits, the keys' `last_used_at`.
 async fn write(
     db: &DatabaseConnection,
-    book: &CreditBook,
+    sinks: &Sinks,
     batch: &[UsageRecord],
     keys: &[(Uuid, DateTime<Utc>)],
 ) -> Result<(), ServiceError> {
+    let book = &sinks.book;
     let pricing = book.pricing(db).await?;
     let mut debits: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+    let mut owed: BTreeMap<Uuid, i64> = BTreeMap::new();
     let txn = crate::db::begin_write(db).await?;
     // Rows are built chunk by chunk, each chunk awaited before the next is built: building a
     // statement is synchronous work on the async worker, and small slices of it keep requests
@@ -521,6 +539,9 @@ async fn write(
                     .unwrap_or_else(|| (pricing.policy, pricing.price(&r.provider, &r.model)));
                 let c = cost(price, r.input_tokens, r.output_tokens);
                 let credits = credits_for(r.source, policy, c);
+                if r.owed != 0 {
+                    *owed.entry(r.workspace).or_default() += r.owed;
+                }
                 if credits != 0 {
                     let d = debits.entry(r.workspace).or_default();
                     d.0 = d.0.saturating_add(credits);
@@ -555,6 +576,11 @@ async fn write(
     txn.commit().await?;
     for (ws, b) in balances {
         book.settle(ws, b);
+    }
+    if let Some(spend) = &sinks.spend {
+        for (ws, amount) in owed {
+            spend.debited(ws, amount).await;
+        }
     }
     Ok(())
 }

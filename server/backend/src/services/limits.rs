@@ -1,0 +1,775 @@
+//! Spend control: budgets and rate limits at every scope a request passes through, reserved
+//! before the provider is called and settled with its counts afterwards (see
+//! [`keyward::limits`] for the arithmetic).
+//!
+//! * [`LimitStore`] is the one small interface the counters live behind. [`InProcess`] is exact
+//!   for one instance (one lock around a [`Ledger`]); a shared store for several instances
+//!   implements the same five calls.
+//! * [`SpendControl`] is what the chat pipeline uses: [`SpendControl::admit`] loads a budget's
+//!   spend so far from the usage records the first time a window is used (so a restart forgets
+//!   nothing), reserves, and hands back an [`Admission`] that is settled with what the request
+//!   used or released when it never reached the provider — also when it is dropped.
+//! * When the store cannot answer, each scope's [`OnStoreError`] decides: refuse (the default,
+//!   a budget is money) or let the request through.
+//! * The rows: one per scope that sets limits ([`get`], [`set`]); a change publishes a
+//!   [`Topic::Keys`] change, since the limits travel in the key snapshot.
+
+use crate::entities::{limit, usage_record};
+use crate::error::ServiceError;
+use crate::invalidation::{Change, Invalidation, Topic};
+use crate::services::audit::{self, By, Event};
+use chrono::{TimeZone, Utc};
+use futures_util::future::BoxFuture;
+use keyward::limits::{
+    Alert, Ask, Budget, Consumption, Kind, Ledger, Limits, OnStoreError, Refusal, Scope, ScopeKind,
+    Used, Window,
+};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set,
+};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+pub type Reservation = keyward::limits::Reservation<Scope>;
+
+/// The store could not answer (a shared store unreachable, or the records unreadable while
+/// loading a budget's spend).
+#[derive(Debug, thiserror::Error)]
+#[error("the limit store is unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// What a store answers to a reservation.
+#[derive(Debug)]
+pub enum Reserve {
+    Done(Reservation),
+    Refused(Refusal),
+    /// These budgets' spend in their current window must be loaded first ([`LimitStore::seed`]).
+    Seed(Vec<(Scope, Budget, i64)>),
+}
+
+/// Where the counters live. Every call is one round trip (one lock for [`InProcess`]).
+pub trait LimitStore: Send + Sync + 'static {
+    /// Reserves `ask` on every scope or on none (see [`Ledger::reserve`]).
+    fn reserve<'a>(
+        &'a self,
+        now: i64,
+        scopes: &'a [(Scope, Limits)],
+        ask: Ask,
+    ) -> BoxFuture<'a, Result<Reserve, StoreError>>;
+    /// Settles a served request; returns the budgets that crossed their alert share.
+    fn settle(
+        &self,
+        now: i64,
+        r: Reservation,
+        used: Used,
+    ) -> BoxFuture<'_, Result<Vec<Alert<Scope>>, StoreError>>;
+    fn release(&self, now: i64, r: Reservation) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Takes a budget's spend in the window starting at `start`, read from the records.
+    fn seed(
+        &self,
+        now: i64,
+        key: Scope,
+        budget: Budget,
+        start: i64,
+        spent: i64,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Credits settled on a workspace's [`Scope::Credits`] were debited from its balance.
+    fn debited(&self, key: Scope, amount: i64) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn consumption(
+        &self,
+        now: i64,
+        key: Scope,
+        limits: Limits,
+    ) -> BoxFuture<'_, Result<Consumption, StoreError>>;
+}
+
+/// The exact store of one instance: the ledger behind one lock, held for microseconds.
+#[derive(Debug, Default)]
+pub struct InProcess {
+    ledger: Mutex<Ledger<Scope>>,
+}
+
+impl InProcess {
+    fn with<T>(&self, f: impl FnOnce(&mut Ledger<Scope>) -> T) -> T {
+        f(&mut self.ledger.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Budgets whose spend comes from the usage records (the credit scope's comes from settling).
+fn seeded_from_records(key: &Scope) -> bool {
+    !matches!(key, Scope::Credits(_))
+}
+
+impl LimitStore for InProcess {
+    fn reserve<'a>(
+        &'a self,
+        now: i64,
+        scopes: &'a [(Scope, Limits)],
+        ask: Ask,
+    ) -> BoxFuture<'a, Result<Reserve, StoreError>> {
+        let out = self.with(|l| {
+            let missing = l.unseeded(now, scopes, seeded_from_records);
+            if !missing.is_empty() {
+                return Reserve::Seed(missing);
+            }
+            match l.reserve(now, scopes, ask) {
+                Ok(r) => Reserve::Done(r),
+                Err(r) => Reserve::Refused(r),
+            }
+        });
+        Box::pin(std::future::ready(Ok(out)))
+    }
+
+    fn settle(
+        &self,
+        now: i64,
+        r: Reservation,
+        used: Used,
+    ) -> BoxFuture<'_, Result<Vec<Alert<Scope>>, StoreError>> {
+        let alerts = self.with(|l| l.settle(now, r, used));
+        Box::pin(std::future::ready(Ok(alerts)))
+    }
+
+    fn release(&self, now: i64, r: Reservation) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(|l| l.release(now, r));
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn seed(
+        &self,
+        now: i64,
+        key: Scope,
+        budget: Budget,
+        start: i64,
+        spent: i64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(|l| l.seed(now, &key, budget, start, spent));
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn debited(&self, key: Scope, amount: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(|l| l.debited(&key, amount));
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn consumption(
+        &self,
+        now: i64,
+        key: Scope,
+        limits: Limits,
+    ) -> BoxFuture<'_, Result<Consumption, StoreError>> {
+        let c = self.with(|l| l.consumption(now, &key, &limits));
+        Box::pin(std::future::ready(Ok(c)))
+    }
+}
+
+/// The time spend control counts in (seconds since the epoch, UTC). The system clock unless a
+/// test sets it.
+#[derive(Clone, Debug)]
+pub struct Clock(Arc<AtomicI64>);
+
+const SYSTEM: i64 = i64::MIN;
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock(Arc::new(AtomicI64::new(SYSTEM)))
+    }
+}
+
+impl Clock {
+    pub fn now(&self) -> i64 {
+        match self.0.load(Ordering::Relaxed) {
+            SYSTEM => Utc::now().timestamp(),
+            t => t,
+        }
+    }
+
+    /// Stops the clock at `t` (tests of windows and minutes).
+    pub fn set(&self, t: i64) {
+        self.0.store(t, Ordering::Relaxed);
+    }
+}
+
+/// Why a request was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// A limit of `scope` would be passed.
+    Limit {
+        scope: Scope,
+        kind: Kind,
+        limit: u64,
+        retry_after: Option<u64>,
+    },
+    /// The store cannot answer and a scope fails closed.
+    Unavailable,
+}
+
+impl Refused {
+    /// The class a usage record carries: `limit:<scope>:<kind>` or `limits_unavailable`.
+    pub fn class(&self) -> String {
+        match self {
+            Refused::Limit { scope, kind, .. } => {
+                format!("limit:{}:{}", scope.as_str(), kind.as_str())
+            }
+            Refused::Unavailable => "limits_unavailable".into(),
+        }
+    }
+}
+
+/// `in 3 minutes`, `in 2 hours`, `in 4 days`.
+fn after(secs: u64) -> String {
+    let (n, unit) = match secs {
+        0..=59 => (secs.max(1), "second"),
+        60..=5399 => (secs.div_ceil(60), "minute"),
+        5400..=129_599 => (secs.div_ceil(3600), "hour"),
+        _ => (secs.div_ceil(86_400), "day"),
+    };
+    format!("in {n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+impl Refused {
+    /// What an owner or member reads: which limit of which scope, and when it frees up.
+    pub fn explain(&self) -> String {
+        match *self {
+            Refused::Unavailable => {
+                "The limits could not be checked (their store is unavailable), and this workspace's limits fail closed. Try again shortly.".into()
+            }
+            Refused::Limit {
+                scope,
+                kind,
+                limit,
+                retry_after,
+            } => {
+                let what = match kind {
+                    Kind::Budget if matches!(scope, Scope::Credits(_)) => format!(
+                        "The workspace's credit balance ({} credits) does not cover this request's worst case: lower max_tokens, add your own key, or top up",
+                        keyward::usage::format_credits(i64::try_from(limit).unwrap_or(i64::MAX))
+                    ),
+                    Kind::Budget => format!(
+                        "The {} budget of {} credits is spent (with the requests in flight)",
+                        scope.label(),
+                        keyward::usage::format_credits(i64::try_from(limit).unwrap_or(i64::MAX))
+                    ),
+                    Kind::Requests => {
+                        format!("The {} limit of {limit} requests a minute is reached", scope.label())
+                    }
+                    Kind::InputTokens => format!(
+                        "The {} limit of {limit} input tokens a minute is reached",
+                        scope.label()
+                    ),
+                    Kind::OutputTokens => format!(
+                        "The {} limit of {limit} output tokens a minute is reached",
+                        scope.label()
+                    ),
+                    Kind::Concurrent => format!(
+                        "The {} limit of {limit} requests at once is reached",
+                        scope.label()
+                    ),
+                };
+                match retry_after {
+                    Some(s) => format!("{what}; it frees up {}.", after(s)),
+                    None => format!("{what}; it frees up only when the limit is raised."),
+                }
+            }
+        }
+    }
+
+    /// What a visitor of a public chat page reads: no scope, no numbers.
+    pub fn visitor_sentence(&self) -> String {
+        match *self {
+            Refused::Limit {
+                kind: Kind::Budget,
+                retry_after,
+                ..
+            } => match retry_after {
+                Some(s) if s < 86_400 * 2 => format!(
+                    "This assistant has reached its usage limit for now. Please come back {}.",
+                    after(s)
+                ),
+                _ => "This assistant has reached its usage limit. Please come back later.".into(),
+            },
+            Refused::Limit { retry_after, .. } => format!(
+                "This assistant is busy right now. Please try again {}.",
+                after(retry_after.unwrap_or(60))
+            ),
+            Refused::Unavailable => {
+                "Sorry — the assistant can't answer right now. Please try again in a little while."
+                    .into()
+            }
+        }
+    }
+}
+
+/// The chat pipeline's handle on the counters; cheap to clone.
+#[derive(Clone)]
+pub struct SpendControl {
+    store: Arc<dyn LimitStore>,
+    clock: Clock,
+    db: DatabaseConnection,
+    flight: Arc<crate::single_flight::SingleFlight>,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for SpendControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpendControl").finish_non_exhaustive()
+    }
+}
+
+impl SpendControl {
+    pub fn new(store: Arc<dyn LimitStore>, db: DatabaseConnection, tasks: TaskTracker) -> Self {
+        SpendControl {
+            store,
+            clock: Clock::default(),
+            db,
+            flight: Default::default(),
+            tasks,
+        }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Reserves `ask` on every scope in `scopes`, loading budgets' spend first where needed.
+    pub async fn admit(
+        &self,
+        scopes: Vec<(Scope, Limits)>,
+        ask: Ask,
+    ) -> Result<Admission, Refused> {
+        if scopes.is_empty() {
+            return Ok(self.admission(None, ask));
+        }
+        let now = self.clock.now();
+        // Seeding twice is enough: a third round could only meet a window that began meanwhile.
+        for _ in 0..3 {
+            match self.store.reserve(now, &scopes, ask).await {
+                Ok(Reserve::Done(r)) => return Ok(self.admission(Some(r), ask)),
+                Ok(Reserve::Refused(r)) => {
+                    return Err(Refused::Limit {
+                        scope: scopes[r.scope].0,
+                        kind: r.kind,
+                        limit: r.limit,
+                        retry_after: r.retry_after_secs,
+                    });
+                }
+                Ok(Reserve::Seed(missing)) => {
+                    for (key, budget, start) in missing {
+                        if let Err(e) = self.seed(now, key, budget, start).await {
+                            return self.unavailable(&scopes, ask, &e);
+                        }
+                    }
+                }
+                Err(e) => return self.unavailable(&scopes, ask, &e),
+            }
+        }
+        self.unavailable(
+            &scopes,
+            ask,
+            &StoreError("budgets kept changing windows".into()),
+        )
+    }
+
+    fn admission(&self, r: Option<Reservation>, ask: Ask) -> Admission {
+        Admission {
+            r,
+            ask,
+            spend: self.clone(),
+        }
+    }
+
+    /// The store failed: through, unlimited, only if every scope fails open.
+    fn unavailable(
+        &self,
+        scopes: &[(Scope, Limits)],
+        ask: Ask,
+        e: &StoreError,
+    ) -> Result<Admission, Refused> {
+        let open = scopes
+            .iter()
+            .all(|(_, l)| l.on_store_error == OnStoreError::Open);
+        tracing::error!(error = %e, fail_open = open, "spend control cannot reach its store");
+        if open {
+            Ok(self.admission(None, ask))
+        } else {
+            Err(Refused::Unavailable)
+        }
+    }
+
+    /// Loads one budget's spend in its window from the usage records, once for concurrent
+    /// requests.
+    async fn seed(
+        &self,
+        now: i64,
+        key: Scope,
+        budget: Budget,
+        start: i64,
+    ) -> Result<(), StoreError> {
+        let _turn = self.flight.turn(&key).await;
+        let spent = spent_since(&self.db, key, budget.window, start)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        self.store.seed(now, key, budget, start, spent).await
+    }
+
+    /// Credits settled on `workspace`'s balance scope were debited by the usage writer.
+    pub async fn debited(&self, workspace: Uuid, amount: i64) {
+        if amount == 0 {
+            return;
+        }
+        if let Err(e) = self.store.debited(Scope::Credits(workspace), amount).await {
+            tracing::error!(error = %e, "spend control lost a debit");
+        }
+    }
+
+    /// What `key` uses of `limits` now (the dashboard's bars).
+    pub async fn consumption(&self, key: Scope, limits: Limits) -> Result<Consumption, StoreError> {
+        self.store.consumption(self.clock.now(), key, limits).await
+    }
+
+    /// Records the soft alerts a settlement raised, off the request's path.
+    fn alert(&self, workspace: Uuid, alerts: Vec<Alert<Scope>>) {
+        if alerts.is_empty() {
+            return;
+        }
+        let db = self.db.clone();
+        self.tasks.spawn(async move {
+            for a in alerts {
+                // A key's budget spans every workspace that uses it (a platform key's does).
+                let workspace_id = match a.key {
+                    Scope::Key(_) => None,
+                    _ => Some(workspace),
+                };
+                let detail = format!(
+                    "{} budget: {} of {} credits spent this {} ({} % alert)",
+                    a.key.label(),
+                    keyward::usage::format_credits(a.spent),
+                    keyward::usage::format_credits(a.budget.micro),
+                    a.budget.window.as_str(),
+                    a.budget.alert_percent
+                );
+                let event = Event {
+                    workspace_id,
+                    action: "limits.alert",
+                    detail: Some(detail),
+                    ..Default::default()
+                };
+                if let Err(e) = audit::record(&db, &By::keyward(), event).await {
+                    tracing::warn!(error = %e, "could not record a budget alert");
+                }
+            }
+        });
+    }
+}
+
+/// A request's reservation. Settle it with what the request used, or release it; dropping it
+/// releases it.
+pub struct Admission {
+    r: Option<Reservation>,
+    ask: Ask,
+    spend: SpendControl,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("ask", &self.ask)
+            .field("held", &self.r.is_some())
+            .finish()
+    }
+}
+
+impl Admission {
+    /// The tightest per-minute limits the request passed (for `x-ratelimit-*`).
+    pub fn headroom(&self) -> keyward::limits::Headroom {
+        self.r.as_ref().map(|r| r.headroom).unwrap_or_default()
+    }
+
+    pub fn ask(&self) -> Ask {
+        self.ask
+    }
+
+    /// Settles a served request of `workspace`. Returns the credits settled on the workspace's
+    /// balance scope (the usage writer hands them back through [`SpendControl::debited`] once
+    /// the debit is written).
+    pub async fn settle(mut self, workspace: Uuid, used: Used) -> i64 {
+        let Some(r) = self.r.take() else {
+            return 0;
+        };
+        let owed = if r.holds(&Scope::Credits(workspace)) {
+            used.cost.clamp(0, r.ask().cost.max(0))
+        } else {
+            0
+        };
+        let spend = self.spend.clone();
+        match spend.store.settle(spend.clock.now(), r, used).await {
+            Ok(alerts) => {
+                spend.alert(workspace, alerts);
+                owed
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "spend control could not settle a request");
+                0
+            }
+        }
+    }
+
+    /// Releases a request that never reached the provider.
+    pub async fn release(mut self) {
+        if let Some(r) = self.r.take() {
+            let spend = self.spend.clone();
+            if let Err(e) = spend.store.release(spend.clock.now(), r).await {
+                tracing::error!(error = %e, "spend control could not release a request");
+            }
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(r) = self.r.take() {
+            let spend = self.spend.clone();
+            if tokio::runtime::Handle::try_current().is_err() {
+                tracing::error!("a reservation was dropped outside the runtime");
+                return;
+            }
+            spend.tasks.clone().spawn(async move {
+                let _ = spend.store.release(spend.clock.now(), r).await;
+            });
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of a moment (the usage records' `day`).
+fn day_of(t: i64) -> String {
+    Utc.timestamp_opt(t, 0)
+        .single()
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// What the records say `key` spent (list-price cost) in the window starting at `start`.
+pub async fn spent_since<C: ConnectionTrait>(
+    db: &C,
+    key: Scope,
+    window: Window,
+    start: i64,
+) -> Result<i64, ServiceError> {
+    use usage_record::Column as C;
+    let (col, id) = match key {
+        Scope::Operator(w) | Scope::Workspace(w) => (C::WorkspaceId, w),
+        Scope::Chatbot(c) => (C::ChatbotId, c),
+        Scope::Token(t) => (C::ApiTokenId, t),
+        Scope::Key(k) => (C::KeyId, k),
+        Scope::Credits(_) => return Ok(0),
+    };
+    let mut q = usage_record::Entity::find()
+        .select_only()
+        .column_as(
+            crate::services::usage::report::sum_expr(db, "cost"),
+            "spent",
+        )
+        .filter(col.eq(id));
+    if window != Window::Total {
+        q = q.filter(C::Day.gte(day_of(start)));
+    }
+    Ok(q.into_tuple::<i64>().one(db).await?.unwrap_or(0))
+}
+
+// ---- The rows ----
+
+fn to_i64<T: TryInto<i64>>(v: Option<T>) -> Option<i64> {
+    v.and_then(|v| v.try_into().ok())
+}
+
+/// A stored row as [`Limits`] (an unknown window or policy is corrupt data).
+pub fn of_row(row: &limit::Model) -> Result<Limits, ServiceError> {
+    let budget = match (row.budget_micro, row.budget_window.as_deref()) {
+        (Some(micro), Some(w)) => Some(Budget {
+            micro,
+            window: Window::parse(w).ok_or_else(|| {
+                ServiceError::Internal(format!("limits.budget_window holds {w:?}"))
+            })?,
+            alert_percent: u8::try_from(row.alert_percent.clamp(0, 100)).unwrap_or(0),
+        }),
+        _ => None,
+    };
+    let on_store_error = match row.on_store_error.as_str() {
+        "open" => OnStoreError::Open,
+        "closed" => OnStoreError::Closed,
+        other => {
+            return Err(ServiceError::Internal(format!(
+                "limits.on_store_error holds {other:?}"
+            )));
+        }
+    };
+    let u32_of = |v: Option<i64>| v.map(|v| u32::try_from(v.max(0)).unwrap_or(u32::MAX));
+    let u64_of = |v: Option<i64>| v.map(|v| u64::try_from(v.max(0)).unwrap_or(0));
+    Ok(Limits {
+        budget,
+        requests_per_minute: u32_of(row.requests_per_minute),
+        input_tokens_per_minute: u64_of(row.input_tokens_per_minute),
+        output_tokens_per_minute: u64_of(row.output_tokens_per_minute),
+        concurrent: u32_of(row.concurrent),
+        on_store_error,
+    })
+}
+
+/// The limits set at one scope, if any.
+pub async fn get<C: ConnectionTrait>(
+    db: &C,
+    kind: ScopeKind,
+    subject: &str,
+) -> Result<Option<Limits>, ServiceError> {
+    limit::Entity::find_by_id((kind.as_str().to_string(), subject.to_string()))
+        .one(db)
+        .await?
+        .map(|r| of_row(&r))
+        .transpose()
+}
+
+/// Every row a workspace's requests can meet: its own (workspace, chatbots, tokens, its keys,
+/// the operator's override) and the ones without a workspace (plans' defaults, platform keys).
+pub async fn rows_for<C: ConnectionTrait>(
+    db: &C,
+    workspace: Uuid,
+) -> Result<Vec<limit::Model>, ServiceError> {
+    Ok(limit::Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(limit::Column::WorkspaceId.eq(workspace))
+                .add(limit::Column::WorkspaceId.is_null()),
+        )
+        .all(db)
+        .await?)
+}
+
+/// Where a row is set: its kind, subject (plan name or id) and the workspace it belongs to.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub kind: ScopeKind,
+    pub subject: String,
+    pub workspace: Option<Uuid>,
+    /// How the audit log names it.
+    pub name: String,
+}
+
+/// Sets (or with `None` clears) the limits of one scope, audited, and makes every instance's
+/// snapshot of the workspaces it reaches reload.
+pub async fn set(
+    db: &DatabaseConnection,
+    changes: &Invalidation,
+    by: &By,
+    target: &Target,
+    limits: Option<Limits>,
+) -> Result<(), ServiceError> {
+    if let Some(l) = &limits {
+        l.check().map_err(|e| ServiceError::Invalid(e.0.into()))?;
+    }
+    let txn = crate::db::begin_write(db).await?;
+    let id = (target.kind.as_str().to_string(), target.subject.clone());
+    let detail = match limits.filter(Limits::any) {
+        None => {
+            limit::Entity::delete_by_id(id).exec(&txn).await?;
+            format!("{}: no limits", target.name)
+        }
+        Some(l) => {
+            let b = l.budget;
+            let row = limit::ActiveModel {
+                scope: Set(id.0),
+                subject: Set(id.1),
+                workspace_id: Set(target.workspace),
+                budget_micro: Set(b.map(|b| b.micro)),
+                budget_window: Set(b.map(|b| b.window.as_str().to_string())),
+                alert_percent: Set(b
+                    .map_or(i32::from(keyward::limits::DEFAULT_ALERT_PERCENT), |b| {
+                        i32::from(b.alert_percent)
+                    })),
+                requests_per_minute: Set(to_i64(l.requests_per_minute)),
+                input_tokens_per_minute: Set(to_i64(l.input_tokens_per_minute)),
+                output_tokens_per_minute: Set(to_i64(l.output_tokens_per_minute)),
+                concurrent: Set(to_i64(l.concurrent)),
+                on_store_error: Set(match l.on_store_error {
+                    OnStoreError::Open => "open".into(),
+                    OnStoreError::Closed => "closed".into(),
+                }),
+                updated_at: Set(Utc::now()),
+            };
+            limit::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([limit::Column::Scope, limit::Column::Subject])
+                        .update_columns([
+                            limit::Column::WorkspaceId,
+                            limit::Column::BudgetMicro,
+                            limit::Column::BudgetWindow,
+                            limit::Column::AlertPercent,
+                            limit::Column::RequestsPerMinute,
+                            limit::Column::InputTokensPerMinute,
+                            limit::Column::OutputTokensPerMinute,
+                            limit::Column::Concurrent,
+                            limit::Column::OnStoreError,
+                            limit::Column::UpdatedAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+            format!("{}: {}", target.name, describe(&l))
+        }
+    };
+    audit::record(
+        &txn,
+        by,
+        Event {
+            workspace_id: target.workspace,
+            action: "limits.updated",
+            detail: Some(detail),
+            ..Default::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    changes.publish(match target.workspace {
+        Some(w) => Change::workspace(Topic::Keys, w),
+        None => Change::everyone(Topic::Keys),
+    });
+    Ok(())
+}
+
+/// One line for the audit log: `budget 5 credits a day (alert at 80 %), 10 requests a minute`.
+pub fn describe(l: &Limits) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = l.budget {
+        parts.push(format!(
+            "budget {} credits {} (alert at {} %)",
+            keyward::usage::format_credits(b.micro),
+            match b.window {
+                Window::Day => "a day",
+                Window::Week => "a week",
+                Window::Month => "a month",
+                Window::Total => "in total",
+            },
+            b.alert_percent
+        ));
+    }
+    if let Some(n) = l.requests_per_minute {
+        parts.push(format!("{n} requests a minute"));
+    }
+    if let Some(n) = l.input_tokens_per_minute {
+        parts.push(format!("{n} input tokens a minute"));
+    }
+    if let Some(n) = l.output_tokens_per_minute {
+        parts.push(format!("{n} output tokens a minute"));
+    }
+    if let Some(n) = l.concurrent {
+        parts.push(format!("{n} at once"));
+    }
+    if l.on_store_error == OnStoreError::Open {
+        parts.push("open when the store is down".into());
+    }
+    parts.join(", ")
+}
