@@ -305,7 +305,34 @@ pub enum Kind {
     Concurrent,
 }
 
+/// The longest error class a usage record or a message stores.
+pub const MAX_CLASS_LEN: usize = 32;
+
+/// The error class of a refusal: `limit:<scope>:<kind code>` (at most [`MAX_CLASS_LEN`]).
+pub fn refusal_class(scope: Scope, kind: Kind) -> String {
+    format!("limit:{}:{}", scope.as_str(), kind.code())
+}
+
 impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Budget,
+        Kind::Requests,
+        Kind::InputTokens,
+        Kind::OutputTokens,
+        Kind::Concurrent,
+    ];
+
+    /// The short name an error class carries.
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::Budget => "budget",
+            Kind::Requests => "rpm",
+            Kind::InputTokens => "itpm",
+            Kind::OutputTokens => "otpm",
+            Kind::Concurrent => "concurrent",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Budget => "budget",
@@ -763,6 +790,28 @@ mod tests {
             assert_eq!(Window::parse(w.as_str()), Some(w));
         }
         assert_eq!(Window::parse("year"), None);
+    }
+
+    #[test]
+    fn refusal_classes_fit_their_columns() {
+        let id = uuid::Uuid::nil();
+        for scope in [
+            Scope::Operator(id),
+            Scope::Workspace(id),
+            Scope::Chatbot(id),
+            Scope::Token(id),
+            Scope::Key(id),
+            Scope::Credits(id),
+        ] {
+            for kind in Kind::ALL {
+                let class = refusal_class(scope, kind);
+                assert!(class.len() <= MAX_CLASS_LEN, "{class}");
+            }
+        }
+        assert_eq!(
+            refusal_class(Scope::Chatbot(id), Kind::Budget),
+            "limit:chatbot:budget"
+        );
     }
 
     #[test]

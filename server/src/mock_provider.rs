@@ -40,7 +40,7 @@
 //! the first stop sequence; usage counts words. `--keys` restricts the accepted keys,
 //! `--latency-ms` delays the first byte and `--tokens-per-sec` paces streams.
 //!
-//! `GET /__mock/stats` reports how many authenticated requests arrived (a test asserting that a
+//! `GET /__mock/stats` reports how many authenticated requests (and chat requests) arrived (a test asserting that a
 //! refused destination received nothing reads it), how many streams are open and the last
 //! caller key's last four characters; `POST /__mock/revoke` `{"key": "…"}` revokes a key.
 
@@ -71,6 +71,8 @@ pub struct MockConfig {
 #[derive(Clone, Default)]
 pub struct MockState {
     authenticated_requests: Arc<AtomicU64>,
+    /// Authenticated chat requests (either wire format): what costs money at a real provider.
+    chat_requests: Arc<AtomicU64>,
     /// Streams being sent right now (a dropped client connection ends one).
     open_streams: Arc<AtomicU64>,
     /// The last four characters of the last key that called (tests check which key was used).
@@ -116,6 +118,7 @@ pub fn router_with(config: MockConfig) -> Router {
         .route("/__mock/revoke", post(revoke))
         .with_state(MockState {
             authenticated_requests: Arc::default(),
+            chat_requests: Arc::default(),
             open_streams: Arc::default(),
             last_key_tail: Arc::default(),
             revoked: Arc::default(),
@@ -500,6 +503,7 @@ async fn models(State(state): State<MockState>, headers: HeaderMap) -> Response 
 async fn stats(State(state): State<MockState>) -> Json<serde_json::Value> {
     Json(json!({
         "authenticated_requests": state.authenticated_requests.load(Ordering::Relaxed),
+        "chat_requests": state.chat_requests.load(Ordering::Relaxed),
         "open_streams": state.open_streams.load(Ordering::Relaxed),
         "last_key_tail": state.last_key_tail.lock().map(|t| t.clone()).unwrap_or_default(),
         "last_fields": state.last_fields.lock().map(|t| t.clone()).unwrap_or_default(),
@@ -662,6 +666,7 @@ async fn chat_completions(
         );
     };
     state.authenticated_requests.fetch_add(1, Ordering::Relaxed);
+    state.chat_requests.fetch_add(1, Ordering::Relaxed);
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return bad_request(false, "We could not parse the JSON body of your request.");
     };
@@ -787,6 +792,7 @@ async fn messages(
         );
     };
     state.authenticated_requests.fetch_add(1, Ordering::Relaxed);
+    state.chat_requests.fetch_add(1, Ordering::Relaxed);
     if headers.get("anthropic-version").is_none() {
         return bad_request(true, "anthropic-version: header is required");
     }

@@ -10,7 +10,7 @@ use crate::vault::{self, Vault};
 use crate::{db, services};
 use axum::Router;
 use axum::http::{HeaderName, Request, StatusCode, header};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use axum::serve::ListenerExt;
 use keyward_app::{App, shell};
 use leptos::config::LeptosOptions;
@@ -130,6 +130,51 @@ pub fn leptos_options(settings: &Settings) -> LeptosOptions {
         .build()
 }
 
+/// The routes beside the pages that sit behind the dashboard's middleware: method, path,
+/// handler.
+fn dashboard_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    use axum::routing::post;
+    vec![
+        ("get", "/healthz", get(health::healthz)),
+        ("get", "/readyz", get(health::readyz)),
+        ("get", "/metrics", get(health::metrics)),
+        ("get", "/api/usage.csv", get(crate::routes::usage::csv)),
+        (
+            "post",
+            "/api/chat/{workspace}/{chatbot}",
+            post(crate::routes::chat::visitor_send),
+        ),
+        (
+            "post",
+            "/api/workspaces/{workspace}/playground",
+            post(crate::routes::chat::playground_send),
+        ),
+    ]
+}
+
+/// Every route the application answers besides its pages, as (method, path): the dashboard's
+/// routes, the public API's, the management REST API's and the server functions'. The router
+/// is built from the same lists, so a route added there is enumerated here (the spend-control
+/// test probes each one).
+pub fn route_table() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |m: &str, p: &str| out.push((m.to_ascii_uppercase(), p.to_string()));
+    for (m, p, _) in dashboard_routes() {
+        add(m, p);
+    }
+    for (m, p, _) in crate::api::routes() {
+        add(m, p);
+    }
+    for e in crate::rest::endpoints() {
+        add(e.method, e.path);
+    }
+    add("get", "/api/v1/openapi.json");
+    for (p, m) in leptos::server_fn::axum::server_fn_paths() {
+        add(m.as_str(), p);
+    }
+    out
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let app_state = state.clone();
@@ -151,19 +196,9 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.settings.request_timeout_secs);
     let body_limit = usize::try_from(state.settings.max_body_bytes).unwrap_or(usize::MAX);
 
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/api/usage.csv", get(crate::routes::usage::csv))
-        .route(
-            "/api/chat/{workspace}/{chatbot}",
-            axum::routing::post(crate::routes::chat::visitor_send),
-        )
-        .route(
-            "/api/workspaces/{workspace}/playground",
-            axum::routing::post(crate::routes::chat::playground_send),
-        )
+    dashboard_routes()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| r.route(path, handler))
         // Pages (and the server functions Leptos registers with them) learn the session first.
         .merge(
             Router::new()

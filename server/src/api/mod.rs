@@ -32,7 +32,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{MethodRouter, any, get, post};
 use keyward::limits::{Headroom, Kind, Room};
 use keyward::resolve::ResolveError;
 use keyward::tokens::TokenScope;
@@ -45,16 +45,32 @@ pub const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-keyward-overh
 pub const SOURCE_HEADER: HeaderName = HeaderName::from_static("x-keyward-key-source");
 const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/models", get(openai::models))
-        .route("/v1/messages", post(anthropic::messages))
-        .route(
+/// Every route of the public API: method, path, handler (the router and the route
+/// enumeration of the spend-control test both read it).
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (
+            "post",
+            "/v1/chat/completions",
+            post(openai::chat_completions),
+        ),
+        ("get", "/v1/models", get(openai::models)),
+        ("post", "/v1/messages", post(anthropic::messages)),
+        (
+            "get",
             "/v1/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),
-        )
-        .route("/v1/{*rest}", any(unknown_route))
+        ),
+        ("any", "/v1/{*rest}", any(unknown_route)),
+    ]
+}
+
+pub fn router() -> Router<AppState> {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
 }
 
 async fn unknown_route(headers: HeaderMap) -> Response {

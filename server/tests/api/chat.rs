@@ -115,7 +115,7 @@ impl Chat {
             .to_string()
     }
 
-    fn visitor_url(&self) -> String {
+    pub(crate) fn visitor_url(&self) -> String {
         self.w
             .app
             .url(&keyward::http::chat_endpoint(&self.w.ws.slug, "helper"))

@@ -10,6 +10,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod keys;
+mod limits;
 mod logs;
 mod pages;
 mod public_api;

@@ -211,9 +211,7 @@ impl Refused {
     /// The class a usage record carries: `limit:<scope>:<kind>` or `limits_unavailable`.
     pub fn class(&self) -> String {
         match self {
-            Refused::Limit { scope, kind, .. } => {
-                format!("limit:{}:{}", scope.as_str(), kind.as_str())
-            }
+            Refused::Limit { scope, kind, .. } => keyward::limits::refusal_class(*scope, *kind),
             Refused::Unavailable => "limits_unavailable".into(),
         }
     }
