@@ -169,6 +169,185 @@ impl Limits {
     }
 }
 
+/// The limits form, as typed: every field optional (empty: no such limit). Budgets in credits
+/// (`2.5`), counts as whole numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsInput {
+    #[serde(default)]
+    pub budget: String,
+    #[serde(default)]
+    pub window: String,
+    #[serde(default)]
+    pub alert_percent: String,
+    #[serde(default)]
+    pub requests_per_minute: String,
+    #[serde(default)]
+    pub input_tokens_per_minute: String,
+    #[serde(default)]
+    pub output_tokens_per_minute: String,
+    #[serde(default)]
+    pub concurrent: String,
+    /// `open` or `closed` (the default).
+    #[serde(default)]
+    pub on_store_error: String,
+}
+
+impl LimitsInput {
+    pub fn parse(&self) -> Result<Limits, crate::usage::Invalid> {
+        use crate::usage::Invalid;
+        fn count<T: std::str::FromStr>(s: &str, what: &'static str) -> Result<Option<T>, Invalid> {
+            let s = s.trim();
+            if s.is_empty() {
+                return Ok(None);
+            }
+            s.parse().map(Some).map_err(|_| Invalid(what))
+        }
+        let budget = match self.budget.trim() {
+            "" => None,
+            b => {
+                let micro = crate::usage::parse_credits(b)?;
+                let window = match self.window.trim() {
+                    "" => Window::Month,
+                    w => Window::parse(w)
+                        .ok_or(Invalid("the window is day, week, month or total"))?,
+                };
+                let alert_percent = count::<u8>(
+                    &self.alert_percent,
+                    "the alert share is a whole percentage from 0 to 100",
+                )?
+                .unwrap_or(DEFAULT_ALERT_PERCENT);
+                Some(Budget {
+                    micro,
+                    window,
+                    alert_percent,
+                })
+            }
+        };
+        let limits = Limits {
+            budget,
+            requests_per_minute: count(
+                &self.requests_per_minute,
+                "requests a minute is a whole number",
+            )?,
+            input_tokens_per_minute: count(
+                &self.input_tokens_per_minute,
+                "input tokens a minute is a whole number",
+            )?,
+            output_tokens_per_minute: count(
+                &self.output_tokens_per_minute,
+                "output tokens a minute is a whole number",
+            )?,
+            concurrent: count(&self.concurrent, "requests at once is a whole number")?,
+            on_store_error: match self.on_store_error.trim() {
+                "" | "closed" => OnStoreError::Closed,
+                "open" => OnStoreError::Open,
+                _ => return Err(Invalid("when the store is down: open or closed")),
+            },
+        };
+        limits.check()?;
+        Ok(limits)
+    }
+
+    /// The form filled with `limits` (for editing).
+    pub fn of(limits: &Limits) -> Self {
+        let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        LimitsInput {
+            budget: limits
+                .budget
+                .map(|b| crate::usage::format_credits(b.micro))
+                .unwrap_or_default(),
+            window: limits
+                .budget
+                .map_or(Window::Month, |b| b.window)
+                .as_str()
+                .into(),
+            alert_percent: limits
+                .budget
+                .map_or(DEFAULT_ALERT_PERCENT, |b| b.alert_percent)
+                .to_string(),
+            requests_per_minute: n(limits.requests_per_minute.map(u64::from)),
+            input_tokens_per_minute: n(limits.input_tokens_per_minute),
+            output_tokens_per_minute: n(limits.output_tokens_per_minute),
+            concurrent: n(limits.concurrent.map(u64::from)),
+            on_store_error: match limits.on_store_error {
+                OnStoreError::Open => "open".into(),
+                OnStoreError::Closed => "closed".into(),
+            },
+        }
+    }
+}
+
+/// One scope on the Limits page: what it allows, what it uses now, and whether the viewer may
+/// change it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScopeLimitsView {
+    pub kind: ScopeKind,
+    /// The plan's name or the id of the workspace, chatbot, token or key.
+    pub subject: String,
+    /// How people read it: `Workspace`, `Chatbot Helper`, `API token ci`, `openai key sk-…abcd`.
+    pub name: String,
+    pub limits: Option<Limits>,
+    pub consumption: Option<Consumption>,
+    pub editable: bool,
+}
+
+impl ScopeLimitsView {
+    /// Whether its budget's spend (with what is in flight) reached its alert share.
+    pub fn alerting(&self) -> bool {
+        match (self.limits.and_then(|l| l.budget), self.consumption) {
+            (Some(b), Some(c)) if b.alert_percent > 0 => {
+                i128::from(c.spent) * 100 >= i128::from(b.micro) * i128::from(b.alert_percent)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Requests a limit refused recently, by scope and limit (from the usage records).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalRow {
+    /// `limit:chatbot:budget`
+    pub class: String,
+    /// `chatbot budget`
+    pub label: String,
+    pub count: u64,
+    pub last_at: String,
+}
+
+/// The Limits page of a workspace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LimitsPage {
+    pub workspace_id: String,
+    pub scopes: Vec<ScopeLimitsView>,
+    /// The last 7 days' refusals.
+    pub refusals: Vec<RefusalRow>,
+}
+
+/// How a refusal class reads: `limit:chatbot:budget` → `chatbot budget`.
+pub fn class_label(class: &str) -> String {
+    let mut parts = class.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("limit"), Some(scope), Some(kind)) => {
+            let kind = match kind {
+                "budget" => "budget",
+                "rpm" => "requests a minute",
+                "itpm" => "input tokens a minute",
+                "otpm" => "output tokens a minute",
+                "concurrent" => "requests at once",
+                other => other,
+            };
+            let scope = match scope {
+                "token" => "API token",
+                "key" => "provider key",
+                "credits" => "credit balance",
+                other => other,
+            };
+            format!("{scope} {kind}")
+        }
+        _ => class.to_string(),
+    }
+}
+
 /// Where limits are set, as stored: a plan's default and the operator's override for one
 /// workspace (the override replaces the plan's default), the owner's own workspace limits, a
 /// chatbot, an API token, a provider key.
@@ -811,6 +990,66 @@ mod tests {
         assert_eq!(
             refusal_class(Scope::Chatbot(id), Kind::Budget),
             "limit:chatbot:budget"
+        );
+    }
+
+    #[test]
+    fn the_form_reads_and_writes_limits() {
+        let input = LimitsInput {
+            budget: "2.5".into(),
+            window: "day".into(),
+            alert_percent: "90".into(),
+            requests_per_minute: "10".into(),
+            concurrent: "3".into(),
+            ..LimitsInput::default()
+        };
+        let l = input.parse().unwrap();
+        assert_eq!(
+            l.budget,
+            Some(Budget {
+                micro: 2_500_000,
+                window: Window::Day,
+                alert_percent: 90
+            })
+        );
+        assert_eq!((l.requests_per_minute, l.concurrent), (Some(10), Some(3)));
+        assert_eq!(l.input_tokens_per_minute, None);
+        assert_eq!(LimitsInput::of(&l).parse().unwrap(), l);
+        assert!(!LimitsInput::default().parse().unwrap().any());
+        for bad in [
+            LimitsInput {
+                budget: "-1".into(),
+                ..LimitsInput::default()
+            },
+            LimitsInput {
+                budget: "1".into(),
+                window: "year".into(),
+                ..LimitsInput::default()
+            },
+            LimitsInput {
+                budget: "1".into(),
+                alert_percent: "101".into(),
+                ..LimitsInput::default()
+            },
+            LimitsInput {
+                requests_per_minute: "ten".into(),
+                ..LimitsInput::default()
+            },
+            LimitsInput {
+                concurrent: "-2".into(),
+                ..LimitsInput::default()
+            },
+            LimitsInput {
+                on_store_error: "maybe".into(),
+                ..LimitsInput::default()
+            },
+        ] {
+            assert!(bad.parse().is_err(), "{bad:?}");
+        }
+        assert_eq!(class_label("limit:chatbot:budget"), "chatbot budget");
+        assert_eq!(
+            class_label("limit:token:rpm"),
+            "API token requests a minute"
         );
     }
 

@@ -368,6 +368,12 @@ pub struct CreditSettings {
     pub allowances: Vec<(Plan, i64)>,
     pub prices: Vec<PriceRow>,
     pub workspaces: Vec<WorkspaceCredits>,
+    /// How many workspaces a user may own (platform admins: any number).
+    #[serde(default)]
+    pub workspaces_per_user: u32,
+    /// Whether workspaces users create themselves get their plan's monthly allowance.
+    #[serde(default)]
+    pub self_service_allowance: bool,
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use keyward::policy::Action;
 #[cfg(feature = "ssr")]
 use keyward_backend::services::{
     self as svc, accounts, api_tokens, audit, catalogue, chatbots, credits, keys, keys::NewKey,
-    playground, routing, sign_up, workspaces,
+    limits, playground, routing, sign_up, workspaces,
 };
 #[cfg(feature = "ssr")]
 use secrecy::SecretString;
@@ -728,4 +728,93 @@ pub async fn set_default_provider(
     let (s, by) = (&cx.state, By::user(&ok.user));
     let provider = Some(provider.as_str());
     Ok(routing::set_default_provider(&s.db, &s.changes, &by, ok.workspace.id, provider).await?)
+}
+
+/// The Limits page of a workspace: every scope with its limits and live consumption, and the
+/// last week's refusals (everyone who sees usage reads it).
+#[server(client = CsrfClient)]
+pub async fn get_limits(workspace_id: String) -> Result<keyward::limits::LimitsPage, AppError> {
+    let cx = Cx::get().await?;
+    let ok = cx.guard(&workspace_id, Action::ViewUsage).await?;
+    let editable = limits::Editable {
+        owner: keyward::policy::can(ok.actor, Action::ManageKeys),
+        tokens: keyward::policy::can(ok.actor, Action::ManageApiTokens),
+    };
+    let s = &cx.state;
+    Ok(limits::page(&s.db, s.chat.spend(), &ok.workspace, editable).await?)
+}
+
+/// Sets the limits of one scope of a workspace: its own, a chatbot's or a key's (owners), an
+/// API token's (owners and admins). All fields empty clears them.
+#[server(client = CsrfClient)]
+pub async fn set_limits(
+    workspace_id: String,
+    scope: String,
+    subject: String,
+    limits: keyward::limits::LimitsInput,
+) -> Result<(), AppError> {
+    use keyward::limits::ScopeKind;
+    let cx = Cx::get().await?;
+    let kind = ScopeKind::parse(&scope).ok_or(AppError::NotFound)?;
+    let action = match kind {
+        ScopeKind::Token => Action::ManageApiTokens,
+        _ => Action::ManageKeys,
+    };
+    let ok = cx.guard(&workspace_id, action).await?;
+    let parsed = limits.parse()?;
+    let s = &cx.state;
+    let target = limits::target_in(&s.db, &ok.workspace, kind, &subject).await?;
+    Ok(limits::set(
+        &s.db,
+        &s.changes,
+        &By::user(&ok.user),
+        &target,
+        Some(parsed),
+    )
+    .await?)
+}
+
+/// The operator's limits: plans' defaults, platform keys', workspace overrides (platform admins).
+#[server(client = CsrfClient)]
+pub async fn get_operator_limits() -> Result<Vec<keyward::limits::ScopeLimitsView>, AppError> {
+    let cx = Cx::get().await?;
+    cx.platform_admin().await?;
+    Ok(limits::operator_rows(&cx.state.db).await?)
+}
+
+/// Sets a plan's default, a workspace's override (replacing its plan's default) or a platform
+/// key's limits (platform admins).
+#[server(client = CsrfClient)]
+pub async fn set_operator_limits(
+    scope: String,
+    subject: String,
+    limits: keyward::limits::LimitsInput,
+) -> Result<(), AppError> {
+    let cx = Cx::get().await?;
+    let by = cx.platform_admin().await?;
+    let kind = keyward::limits::ScopeKind::parse(&scope).ok_or(AppError::NotFound)?;
+    let parsed = limits.parse()?;
+    let s = &cx.state;
+    let target = limits::operator_target(&s.db, kind, &subject).await?;
+    Ok(limits::set(&s.db, &s.changes, &by, &target, Some(parsed)).await?)
+}
+
+/// How many workspaces a user may own, and whether the ones they create get their plan's
+/// monthly allowance (platform admins).
+#[server(client = CsrfClient)]
+pub async fn set_workspace_policy(
+    workspaces_per_user: String,
+    self_service_allowance: Option<String>,
+) -> Result<(), AppError> {
+    let cx = Cx::get().await?;
+    let by = cx.platform_admin().await?;
+    let owned_per_user = workspaces_per_user
+        .trim()
+        .parse()
+        .map_err(|_| AppError::Invalid("enter a whole number of workspaces".into()))?;
+    let policy = workspaces::Policy {
+        owned_per_user,
+        allowance: self_service_allowance.is_some(),
+    };
+    Ok(workspaces::set_policy(&cx.state.db, &by, policy).await?)
 }

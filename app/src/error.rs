@@ -41,6 +41,12 @@ impl From<keyward::ids::NoSuch> for AppError {
     }
 }
 
+impl From<keyward::usage::Invalid> for AppError {
+    fn from(e: keyward::usage::Invalid) -> Self {
+        AppError::Invalid(e.0.into())
+    }
+}
+
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 

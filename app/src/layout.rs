@@ -14,6 +14,7 @@ const NAV: &[(&str, &str)] = &[
     ("/keys", "Keys"),
     ("/chatbots", "Chatbots"),
     ("/usage", "Usage"),
+    ("/limits", "Limits"),
     ("/tokens", "API tokens"),
     ("/audit", "Audit"),
     ("/playground", "Playground"),

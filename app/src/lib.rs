@@ -69,6 +69,7 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=path!("/usage") view=pages::Usage ssr=SsrMode::Async/>
+                    <Route path=path!("/limits") view=pages::LimitsPage ssr=SsrMode::Async/>
                     <Route path=path!("/tokens") view=pages::Tokens ssr=SsrMode::Async/>
                     <Route path=path!("/audit") view=pages::Audit ssr=SsrMode::Async/>
                     <Route path=path!("/playground") view=pages::Playground ssr=SsrMode::Async/>
@@ -97,6 +98,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/audit") view=pages::PlatformAudit ssr=SsrMode::Async/>
                     <Route path=path!("/admin/usage") view=pages::AdminUsage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/credits") view=pages::AdminCredits ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/limits") view=pages::AdminLimits ssr=SsrMode::Async/>
                     <Route path=path!("/invite/:token") view=pages::InvitePage ssr=SsrMode::Async/>
                 </Routes>
             </layout::Shell>

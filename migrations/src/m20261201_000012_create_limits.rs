@@ -1,7 +1,8 @@
 //! Spend control: the limits set at each scope (a plan's default, the operator's override for a
 //! workspace, the owner's workspace limits, a chatbot, an API token, a provider key), the most a
-//! model can answer (the worst case a request without `max_tokens` reserves), and the indexes
-//! that read a scope's spend in a window back from the usage records.
+//! model can answer (the worst case a request without `max_tokens` reserves), the indexes that
+//! read a scope's spend in a window back from the usage records, and whether a workspace gets its
+//! plan's monthly allowance (the operator can withhold it from self-service workspaces).
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -48,6 +49,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Workspaces::Table)
+                    .add_column(boolean(Workspaces::Allowance).default(true))
+                    .to_owned(),
+            )
+            .await?;
         // What the seeded models answer at most (an operator edits it in the price table).
         for (provider, model, max) in [
             ("openai", "gpt-4o-mini", 16_384),
@@ -88,6 +97,14 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Workspaces::Table)
+                    .drop_column(Workspaces::Allowance)
+                    .to_owned(),
+            )
+            .await?;
         for name in [
             "ix_usage_chatbot_day",
             "ix_usage_token_day",
@@ -148,4 +165,10 @@ enum UsageRecords {
     ApiTokenId,
     KeyId,
     Day,
+}
+
+#[derive(DeriveIden)]
+enum Workspaces {
+    Table,
+    Allowance,
 }

@@ -89,6 +89,7 @@ pub fn AdminNav() -> impl IntoView {
             <A href="/admin/keys" exact=true>"Platform keys"</A>
             <A href="/admin/usage" exact=true>"Usage"</A>
             <A href="/admin/credits" exact=true>"Credits and prices"</A>
+            <A href="/admin/limits" exact=true>"Limits"</A>
             <A href="/admin/audit" exact=true>"Platform audit log"</A>
         </nav>
     }

@@ -4,7 +4,8 @@
 
 use super::auth_pages::{ActionError, error_of};
 use crate::api::{
-    DeletePrice, SetByokCreditPolicy, SetPlanAllowance, SetPrice, TopUpCredits, get_credit_settings,
+    DeletePrice, SetByokCreditPolicy, SetPlanAllowance, SetPrice, SetWorkspacePolicy, TopUpCredits,
+    get_credit_settings,
 };
 use crate::auth::RequireAuth;
 use keyward::usage::{ByokCreditPolicy, format_credits};
@@ -31,9 +32,11 @@ fn Inner() -> impl IntoView {
     let price = ServerAction::<SetPrice>::new();
     let delete = ServerAction::<DeletePrice>::new();
     let top_up = ServerAction::<TopUpCredits>::new();
+    let ws_policy = ServerAction::<SetWorkspacePolicy>::new();
     let settings = Resource::new(
         move || {
             (
+                ws_policy.version().get(),
                 policy.version().get(),
                 allowance.version().get(),
                 price.version().get(),
@@ -52,6 +55,10 @@ fn Inner() -> impl IntoView {
         <ActionError error=error_of(price)/>
         <ActionError error=error_of(delete)/>
         <ActionError error=error_of(top_up)/>
+        <ActionError error=error_of(ws_policy)/>
+        {move || ws_policy.value().get().and_then(Result::ok).map(|()| view! {
+            <p role="status" class="ok">"Workspace policy saved."</p>
+        })}
         {move || top_up.value().get().and_then(Result::ok).map(|b| view! {
             <p role="status" class="ok">{format!("Credits added. New balance: {}", format_credits(b))}</p>
         })}
@@ -69,6 +76,17 @@ fn Inner() -> impl IntoView {
                                 }).collect_view()}
                             </select>
                             <button class="button secondary" type="submit">"Save policy"</button>
+                        </ActionForm>
+                    </section>
+                    <section class="card">
+                        <h2>"Workspaces users create"</h2>
+                        <p class="muted">"Each workspace gets its plan's allowance every month: without a cap, one user could collect many."</p>
+                        <ActionForm action=ws_policy attr:class="inline">
+                            <label for="workspaces-per-user">"Workspaces a user may own"</label>
+                            <input id="workspaces-per-user" name="workspaces_per_user" inputmode="numeric" value=s.workspaces_per_user.to_string() required/>
+                            <input id="self-service-allowance" type="checkbox" name="self_service_allowance" value="on" checked=s.self_service_allowance/>
+                            <label for="self-service-allowance">"New self-service workspaces get their plan's allowance"</label>
+                            <button class="button secondary" type="submit">"Save workspace policy"</button>
                         </ActionForm>
                     </section>
                     <section class="card">

@@ -17,14 +17,14 @@ mod openapi;
 use crate::error::ApiError;
 use crate::identity::Access;
 use crate::identity::Caller;
-use crate::services::{api_tokens, chatbots, keys, usage};
+use crate::services::{api_tokens, chatbots, keys, limits, usage};
 use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use keyward::ids::{ChatbotId, KeyId, TokenId, WorkspaceId};
 use keyward::policy::{Action, can};
 use keyward::tokens::NewApiToken;
@@ -251,6 +251,96 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
+// --- limits --------------------------------------------------------------------------------
+
+/// A scope's limits as the REST API takes them: flat, every field optional (absent or null: no
+/// such limit); a budget in micro-credits.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsBody {
+    budget_micro: Option<i64>,
+    window: Option<keyward::limits::Window>,
+    alert_percent: Option<u8>,
+    requests_per_minute: Option<u32>,
+    input_tokens_per_minute: Option<u64>,
+    output_tokens_per_minute: Option<u64>,
+    concurrent: Option<u32>,
+    on_store_error: Option<keyward::limits::OnStoreError>,
+}
+
+impl LimitsBody {
+    fn limits(self) -> keyward::limits::Limits {
+        use keyward::limits::{Budget, DEFAULT_ALERT_PERCENT, Limits, Window};
+        Limits {
+            budget: self.budget_micro.map(|micro| Budget {
+                micro,
+                window: self.window.unwrap_or(Window::Month),
+                alert_percent: self.alert_percent.unwrap_or(DEFAULT_ALERT_PERCENT),
+            }),
+            requests_per_minute: self.requests_per_minute,
+            input_tokens_per_minute: self.input_tokens_per_minute,
+            output_tokens_per_minute: self.output_tokens_per_minute,
+            concurrent: self.concurrent,
+            on_store_error: self.on_store_error.unwrap_or_default(),
+        }
+    }
+}
+
+async fn get_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let a = access(&state, &caller, &ws, Action::ViewUsage).await?;
+    let editable = limits::Editable {
+        owner: can(a.actor, Action::ManageKeys),
+        tokens: can(a.actor, Action::ManageApiTokens),
+    };
+    let page = limits::page(&state.db, state.chat.spend(), &a.workspace, editable).await?;
+    Ok(Json(json!(page)))
+}
+
+/// The scope a path names, with the action that may change it.
+async fn limits_target(
+    state: &AppState,
+    caller: &Caller,
+    ws: &str,
+    scope: &str,
+    subject: &str,
+) -> Result<(Access, limits::Target), ApiError> {
+    use keyward::limits::ScopeKind;
+    let kind = ScopeKind::parse(scope).ok_or(ApiError::NotFound)?;
+    let action = match kind {
+        ScopeKind::Token => Action::ManageApiTokens,
+        _ => Action::ManageKeys,
+    };
+    let a = access(state, caller, ws, action).await?;
+    let target = limits::target_in(&state.db, &a.workspace, kind, subject).await?;
+    Ok((a, target))
+}
+
+async fn put_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, scope, subject)): Path<(String, String, String)>,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (a, target) = limits_target(&state, &caller, &ws, &scope, &subject).await?;
+    let b: LimitsBody = body(&bytes)?;
+    limits::set(&state.db, &state.changes, &a.by, &target, Some(b.limits())).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, scope, subject)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (a, target) = limits_target(&state, &caller, &ws, &scope, &subject).await?;
+    limits::set(&state.db, &state.changes, &a.by, &target, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 // --- usage ---------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -404,6 +494,36 @@ pub fn endpoints() -> Vec<Endpoint> {
             None,
             (204, None),
             || delete(revoke_token),
+        ),
+        e(
+            "get",
+            "/api/v1/workspaces/{workspace}/limits",
+            "getLimits",
+            "Every scope of the workspace (plan, workspace, chatbots, API tokens, keys) with its limits and live consumption, and the last week's refusals by limit.",
+            "limits",
+            None,
+            (200, Some("LimitsPage")),
+            || get(get_limits),
+        ),
+        e(
+            "put",
+            "/api/v1/workspaces/{workspace}/limits/{scope}/{subject}",
+            "setLimits",
+            "Sets the limits of one scope: `workspace` (subject: the workspace id), `chatbot`, `token` or `key` (subject: its id). Owners set workspace, chatbot and key limits; owners, admins and management tokens set token limits. A field left out is no limit.",
+            "limits",
+            Some("Limits"),
+            (204, None),
+            || put(put_limits),
+        ),
+        e(
+            "delete",
+            "/api/v1/workspaces/{workspace}/limits/{scope}/{subject}",
+            "clearLimits",
+            "Removes every limit of one scope.",
+            "limits",
+            None,
+            (204, None),
+            || delete(delete_limits),
         ),
         Endpoint {
             query: &["from", "to"],

@@ -106,6 +106,39 @@ fn schemas() -> Value {
                 "view": {"$ref": "#/components/schemas/Token"},
             }
         },
+        "Limits": {
+            "type": "object",
+            "additionalProperties": false,
+            "description": "A scope's limits; every field optional (absent or null: no such limit). A budget counts the list-price cost of every request, reserving each request's worst case (input + max_tokens, or the model's most output, × n) until it settles.",
+            "properties": {
+                "budget_micro": {"type": ["integer", "null"], "minimum": 0, "description": "Spend budget in micro-credits (1 credit = 1,000,000)"},
+                "window": {"type": ["string", "null"], "enum": ["day", "week", "month", "total", null], "description": "The budget's window, UTC (weeks start on Monday); default month"},
+                "alert_percent": {"type": ["integer", "null"], "minimum": 0, "maximum": 100, "description": "Soft alert (audit log, dashboard) at this share of the budget; default 80, 0 for none"},
+                "requests_per_minute": {"type": ["integer", "null"], "minimum": 0},
+                "input_tokens_per_minute": {"type": ["integer", "null"], "minimum": 0},
+                "output_tokens_per_minute": {"type": ["integer", "null"], "minimum": 0},
+                "concurrent": {"type": ["integer", "null"], "minimum": 0, "description": "Requests at once"},
+                "on_store_error": {"type": ["string", "null"], "enum": ["closed", "open", null], "description": "When the counters' store cannot answer: refuse (closed, the default) or let requests through (open)"},
+            }
+        },
+        "LimitsPage": {
+            "type": "object",
+            "required": ["workspace_id", "scopes", "refusals"],
+            "properties": {
+                "workspace_id": {"type": "string"},
+                "scopes": {"type": "array", "items": {"type": "object", "required": ["kind", "subject", "name", "editable"], "properties": {
+                    "kind": {"type": "string", "enum": ["plan", "override", "workspace", "chatbot", "token", "key"]},
+                    "subject": {"type": "string"},
+                    "name": {"type": "string"},
+                    "limits": {"type": ["object", "null"]},
+                    "consumption": {"type": ["object", "null"]},
+                    "editable": {"type": "boolean"},
+                }}},
+                "refusals": {"type": "array", "items": {"type": "object", "required": ["class", "label", "count", "last_at"], "properties": {
+                    "class": {"type": "string"}, "label": {"type": "string"},
+                    "count": {"type": "integer"}, "last_at": {"type": "string"}}}},
+            }
+        },
         "UsageReport": {
             "type": "object",
             "required": ["workspace_id", "from", "to", "totals", "days"],
@@ -139,6 +172,14 @@ fn operation(e: &Endpoint) -> Value {
     })];
     if e.path.ends_with("{id}") {
         params.push(json!({"name": "id", "in": "path", "required": true,
+                           "schema": {"type": "string", "format": "uuid"}}));
+    }
+    if e.path.ends_with("{scope}/{subject}") {
+        params.push(json!({"name": "scope", "in": "path", "required": true,
+                           "description": "Which scope: the workspace itself, one of its chatbots, API tokens or keys",
+                           "schema": {"type": "string", "enum": ["workspace", "chatbot", "token", "key"]}}));
+        params.push(json!({"name": "subject", "in": "path", "required": true,
+                           "description": "The id of the workspace, chatbot, token or key",
                            "schema": {"type": "string", "format": "uuid"}}));
     }
     for q in e.query {

@@ -866,3 +866,151 @@ both_backends!(
     no_route_bypasses_the_limits,
     super::no_route_bypasses_the_limits
 );
+
+/// The management REST API reads and sets limits, through the one guard: a management token
+/// (an admin's rights) sets token limits but not the workspace's; the owner's session does;
+/// a scope of another workspace is not found; a field the API does not take is refused.
+async fn limits_over_rest(backend: Backend) {
+    let c = world(backend, MockConfig::default()).await;
+    let (_, mgmt) = token(&c, &[TokenScope::Management]).await;
+    let (chat_id, _) = token(&c, &[TokenScope::Chat]).await;
+    let ws = c.w.ws.id;
+    let url = |rest: &str| {
+        c.w.app
+            .url(&format!("/api/v1/workspaces/{ws}/limits{rest}"))
+    };
+    let client = &c.w.app.client;
+    let body = json!({"requests_per_minute": 5, "budget_micro": 2_000_000, "window": "week"});
+    let put = |path: String, auth: bool, body: Value| {
+        let mut r = client.put(url(&path)).json(&body);
+        r = if auth {
+            r.bearer_auth(&mgmt)
+        } else {
+            r.header("cookie", &c.w.owner)
+                .header(keyward::http::CSRF_HEADER, "1")
+        };
+        r.send()
+    };
+    let res = put(format!("/token/{chat_id}"), true, body.clone())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    let res = put(format!("/workspace/{ws}"), true, body.clone())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "a management token is not an owner");
+    let res = put(format!("/workspace/{ws}"), false, body.clone())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = put(format!("/chatbot/{}", Uuid::now_v7()), false, body.clone())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = put(format!("/galaxy/{ws}"), false, body.clone())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = put(format!("/workspace/{ws}"), false, json!({"budget": 5}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let res = put(
+        format!("/workspace/{ws}"),
+        false,
+        json!({"budget_micro": -5}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 400);
+    let page: Value = client
+        .get(url(""))
+        .bearer_auth(&mgmt)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scope = |kind: &str, id: Uuid| {
+        page["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["kind"] == kind && s["subject"] == id.to_string())
+            .cloned()
+            .unwrap()
+    };
+    let tok = scope("token", chat_id);
+    assert_eq!(tok["limits"]["requests_per_minute"], 5);
+    assert_eq!(tok["limits"]["budget"]["window"], "week");
+    assert_eq!(tok["editable"], true);
+    assert_eq!(
+        scope("workspace", ws)["editable"],
+        false,
+        "not for an admin's token"
+    );
+    assert_eq!(scope("workspace", ws)["consumption"]["spent"], 0);
+    let res = client
+        .delete(url(&format!("/token/{chat_id}")))
+        .bearer_auth(&mgmt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let got = limits::get(&c.w.app.db, ScopeKind::Token, &chat_id.to_string())
+        .await
+        .unwrap();
+    assert_eq!(got, None);
+    let audit = keyward_server::entities::audit_event::Entity::find()
+        .filter(keyward_server::entities::audit_event::Column::Action.eq("limits.updated"))
+        .all(&c.w.app.db)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 3, "each change is audited");
+    c.w.app.state.tasks.close();
+}
+both_backends!(limits_over_rest, super::limits_over_rest);
+
+/// The operator caps how many workspaces a user may own and withholds the plan's allowance from
+/// workspaces users create themselves; platform admins are not capped.
+async fn workspace_abuse_is_capped(backend: Backend) {
+    use keyward_server::services::workspaces;
+    let c = world(backend, MockConfig::default()).await;
+    let db = &c.w.app.db;
+    let policy = workspaces::policy(db).await.unwrap();
+    assert_eq!(
+        (policy.owned_per_user, policy.allowance),
+        (workspaces::DEFAULT_WORKSPACES_PER_USER, true)
+    );
+    let p = workspaces::Policy {
+        owned_per_user: 2,
+        allowance: false,
+    };
+    workspaces::set_policy(db, &By::cli(), p).await.unwrap();
+    // Mia (a member, owning nothing) may create two.
+    let mia = crate::helpers::signed_in(db, "mia@example.com", "another good passphrase").await;
+    let first = workspaces::create(db, &mia.user, "Mia One").await.unwrap();
+    assert!(!first.allowance);
+    workspaces::create(db, &mia.user, "Mia Two").await.unwrap();
+    let third = workspaces::create(db, &mia.user, "Mia Three").await;
+    match third {
+        Err(keyward_server::error::ServiceError::Invalid(m)) => {
+            assert!(m.contains("you already own 2 workspaces"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without the allowance the month's balance stays 0 (the free plan's allowance is not 0).
+    let allowances = credits::allowances(db).await.unwrap();
+    let free = allowances.iter().find(|(p, _)| *p == keyward::policy::Plan::Free);
+    assert!(free.is_some_and(|(_, v)| *v > 0), "{allowances:?}");
+    assert_eq!(credits::current_balance(db, first.id).await.unwrap(), 0);
+    // The platform admin (the owner) is not capped.
+    let admin = crate::helpers::signed_in(db, "owner@example.com", "correct horse battery").await;
+    assert!(admin.user.platform_admin);
+    for name in ["A1", "A2", "A3"] {
+        workspaces::create(db, &admin.user, name).await.unwrap();
+    }
+    c.w.app.state.tasks.close();
+}
+both_backends!(workspace_abuse_is_capped, super::workspace_abuse_is_capped);

@@ -248,7 +248,8 @@ async fn management_api(backend: Backend) {
     let (s, _) = call(&c, "GET", &format!("{base}/chatbots"), &member_csrf, None).await;
     assert_eq!(s, 200);
 
-    // The document lists exactly the operations that answer (each was exercised above).
+    // The document lists exactly the operations that answer (each was exercised above; the
+    // limits ones in `limits::limits_over_rest`).
     let (s, doc) = call(&c, "GET", "/api/v1/openapi.json", &[], None).await;
     assert_eq!(s, 200);
     assert_eq!(doc["openapi"], "3.1.0");
@@ -269,14 +270,17 @@ async fn management_api(backend: Backend) {
         [
             "DELETE /api/v1/workspaces/{workspace}/chatbots/{id}",
             "DELETE /api/v1/workspaces/{workspace}/keys/{id}",
+            "DELETE /api/v1/workspaces/{workspace}/limits/{scope}/{subject}",
             "DELETE /api/v1/workspaces/{workspace}/tokens/{id}",
             "GET /api/v1/workspaces/{workspace}/chatbots",
             "GET /api/v1/workspaces/{workspace}/keys",
+            "GET /api/v1/workspaces/{workspace}/limits",
             "GET /api/v1/workspaces/{workspace}/tokens",
             "GET /api/v1/workspaces/{workspace}/usage",
             "POST /api/v1/workspaces/{workspace}/chatbots",
             "POST /api/v1/workspaces/{workspace}/keys",
             "POST /api/v1/workspaces/{workspace}/tokens",
+            "PUT /api/v1/workspaces/{workspace}/limits/{scope}/{subject}",
         ]
     );
     // The key deletion, by its owner (the one operation not yet called).

@@ -685,6 +685,7 @@ async fn failed_flushes_are_retried(backend: Backend) {
         plan: Set("free".into()),
         failure_policy: Set("fail_closed".into()),
         default_provider: Set(None),
+        allowance: Set(true),
         created_at: Set(now),
         updated_at: Set(now),
     }

@@ -12,6 +12,9 @@ pub struct Model {
     pub failure_policy: String,
     /// Where a bare model id goes on the public API (`None`: the first provider with a key).
     pub default_provider: Option<String>,
+    /// Whether it receives its plan's monthly allowance (the operator may withhold it from
+    /// workspaces users create themselves).
+    pub allowance: bool,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

@@ -248,6 +248,7 @@ pub async fn insert_workspace<C: ConnectionTrait>(
         plan: Set(Plan::Free.as_str().into()),
         failure_policy: Set("fail_closed".into()),
         default_provider: Set(None),
+        allowance: Set(true),
         created_at: Set(now),
         updated_at: Set(now),
     }

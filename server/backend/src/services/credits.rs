@@ -183,7 +183,7 @@ impl CreditBook {
     }
 }
 
-async fn get_setting<C: ConnectionTrait>(
+pub(crate) async fn get_setting<C: ConnectionTrait>(
     db: &C,
     key: &str,
 ) -> Result<Option<String>, ServiceError> {
@@ -193,7 +193,7 @@ async fn get_setting<C: ConnectionTrait>(
         .map(|r| r.value))
 }
 
-async fn put_setting<C: ConnectionTrait>(
+pub(crate) async fn put_setting<C: ConnectionTrait>(
     db: &C,
     key: &str,
     value: &str,
@@ -554,6 +554,9 @@ pub async fn ensure_allowance(
         .into_iter()
         .find(|(p, _)| *p == plan)
         .map_or(0, |(_, v)| v);
+    // Withheld (a self-service workspace, by the operator's policy): the month's line is still
+    // written, at 0, so the question is settled once a month.
+    let amount = if ws.allowance { amount } else { 0 };
     let txn = crate::db::begin_write(db).await?;
     let line = LedgerLine {
         kind: "allowance",
@@ -719,10 +722,13 @@ pub async fn settings(db: &DatabaseConnection) -> Result<CreditSettings, Service
             })
         })
         .collect::<Result<_, ServiceError>>()?;
+    let policy = crate::services::workspaces::policy(db).await?;
     Ok(CreditSettings {
         byok_credit_policy: byok_credit_policy(db).await?,
         allowances: allowances(db).await?,
         prices: prices(db).await?,
         workspaces,
+        workspaces_per_user: policy.owned_per_user,
+        self_service_allowance: policy.allowance,
     })
 }

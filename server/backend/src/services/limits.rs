@@ -771,3 +771,357 @@ pub fn describe(l: &Limits) -> String {
     }
     parts.join(", ")
 }
+
+// ---- The Limits page ----
+
+/// Names the scope `kind`/`subject` of `workspace` as a target, checking it belongs there (a
+/// chatbot, token or key of another workspace is not found). Plans' defaults, overrides and
+/// platform keys are the operator's ([`operator_target`]).
+pub async fn target_in<C: ConnectionTrait>(
+    db: &C,
+    workspace: &crate::entities::workspace::Model,
+    kind: ScopeKind,
+    subject: &str,
+) -> Result<Target, ServiceError> {
+    use crate::entities::{api_token, chatbot, credential};
+    let id = Uuid::parse_str(subject).map_err(|_| ServiceError::NotFound)?;
+    let name = match kind {
+        ScopeKind::Workspace if id == workspace.id => format!("Workspace {}", workspace.name),
+        ScopeKind::Chatbot => {
+            let bot = chatbot::Entity::find_by_id(id)
+                .filter(chatbot::Column::WorkspaceId.eq(workspace.id))
+                .one(db)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
+            format!("Chatbot {}", bot.name)
+        }
+        ScopeKind::Token => {
+            let t = api_token::Entity::find_by_id(id)
+                .filter(api_token::Column::WorkspaceId.eq(workspace.id))
+                .one(db)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
+            format!("API token {}", t.name)
+        }
+        ScopeKind::Key => {
+            let k = credential::Entity::find_by_id(id)
+                .filter(credential::Column::WorkspaceId.eq(workspace.id))
+                .one(db)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
+            format!("{} key {}", k.provider, k.hint)
+        }
+        _ => return Err(ServiceError::NotFound),
+    };
+    Ok(Target {
+        kind,
+        subject: id.to_string(),
+        workspace: Some(workspace.id),
+        name,
+    })
+}
+
+/// The operator's scopes: a plan's default (`subject` a plan), the override of one workspace,
+/// or a platform key's limits.
+pub async fn operator_target<C: ConnectionTrait>(
+    db: &C,
+    kind: ScopeKind,
+    subject: &str,
+) -> Result<Target, ServiceError> {
+    use crate::entities::{credential, workspace};
+    match kind {
+        ScopeKind::Plan => {
+            let plan: keyward::policy::Plan = subject
+                .parse()
+                .map_err(|_| ServiceError::Invalid("no such plan".into()))?;
+            Ok(Target {
+                kind,
+                subject: plan.as_str().into(),
+                workspace: None,
+                name: format!("Plan {}", plan.as_str()),
+            })
+        }
+        ScopeKind::Override => {
+            let id = Uuid::parse_str(subject).map_err(|_| ServiceError::NotFound)?;
+            let ws = workspace::Entity::find_by_id(id)
+                .one(db)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
+            Ok(Target {
+                kind,
+                subject: id.to_string(),
+                workspace: Some(id),
+                name: format!("Operator override for {}", ws.name),
+            })
+        }
+        ScopeKind::Key => {
+            let id = Uuid::parse_str(subject).map_err(|_| ServiceError::NotFound)?;
+            let k = credential::Entity::find_by_id(id)
+                .filter(credential::Column::WorkspaceId.is_null())
+                .one(db)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
+            Ok(Target {
+                kind,
+                subject: id.to_string(),
+                workspace: None,
+                name: format!("Platform {} key {}", k.provider, k.hint),
+            })
+        }
+        _ => Err(ServiceError::NotFound),
+    }
+}
+
+/// Which scopes of the page the viewer may change.
+#[derive(Clone, Copy, Debug)]
+pub struct Editable {
+    /// Workspace, chatbot and key limits (owners).
+    pub owner: bool,
+    /// Token limits (owners and admins).
+    pub tokens: bool,
+}
+
+/// A workspace's Limits page: every scope its requests can meet, with live consumption, and
+/// the last week's refusals.
+pub async fn page(
+    db: &DatabaseConnection,
+    spend: &SpendControl,
+    workspace: &crate::entities::workspace::Model,
+    editable: Editable,
+) -> Result<keyward::limits::LimitsPage, ServiceError> {
+    use crate::entities::{api_token, chatbot, credential};
+    use keyward::limits::ScopeLimitsView;
+    use sea_orm::QueryOrder;
+    let ws = workspace.id;
+    let rows = rows_for(db, ws).await?;
+    let find = |kind: ScopeKind, subject: &str| -> Result<Option<Limits>, ServiceError> {
+        rows.iter()
+            .find(|r| r.scope == kind.as_str() && r.subject == subject)
+            .map(of_row)
+            .transpose()
+    };
+    let mut scopes = Vec::new();
+    let mut push = |kind,
+                    subject: String,
+                    name: String,
+                    limits: Option<Limits>,
+                    key: Scope,
+                    editable: bool| {
+        scopes.push((
+            ScopeLimitsView {
+                kind,
+                subject,
+                name,
+                limits,
+                consumption: None,
+                editable,
+            },
+            key,
+        ));
+    };
+    let plan = workspace.plan()?;
+    match find(ScopeKind::Override, &ws.to_string())? {
+        Some(l) => push(
+            ScopeKind::Override,
+            ws.to_string(),
+            "Operator's limits for this workspace".into(),
+            Some(l),
+            Scope::Operator(ws),
+            false,
+        ),
+        None => push(
+            ScopeKind::Plan,
+            plan.as_str().into(),
+            format!("Plan {} (set by the operator)", plan.as_str()),
+            find(ScopeKind::Plan, plan.as_str())?,
+            Scope::Operator(ws),
+            false,
+        ),
+    }
+    push(
+        ScopeKind::Workspace,
+        ws.to_string(),
+        format!("Workspace {}", workspace.name),
+        find(ScopeKind::Workspace, &ws.to_string())?,
+        Scope::Workspace(ws),
+        editable.owner,
+    );
+    for bot in chatbot::Entity::find()
+        .filter(chatbot::Column::WorkspaceId.eq(ws))
+        .order_by_asc(chatbot::Column::Name)
+        .all(db)
+        .await?
+    {
+        let id = bot.id.to_string();
+        let l = find(ScopeKind::Chatbot, &id)?;
+        push(
+            ScopeKind::Chatbot,
+            id,
+            format!("Chatbot {}", bot.name),
+            l,
+            Scope::Chatbot(bot.id),
+            editable.owner,
+        );
+    }
+    for t in api_token::Entity::find()
+        .filter(api_token::Column::WorkspaceId.eq(ws))
+        .filter(api_token::Column::RevokedAt.is_null())
+        .order_by_asc(api_token::Column::Name)
+        .all(db)
+        .await?
+    {
+        let id = t.id.to_string();
+        let l = find(ScopeKind::Token, &id)?;
+        push(
+            ScopeKind::Token,
+            id,
+            format!("API token {}", t.name),
+            l,
+            Scope::Token(t.id),
+            editable.tokens,
+        );
+    }
+    for k in credential::Entity::find()
+        .filter(credential::Column::WorkspaceId.eq(ws))
+        .order_by_asc(credential::Column::Provider)
+        .all(db)
+        .await?
+    {
+        let id = k.id.to_string();
+        let l = find(ScopeKind::Key, &id)?;
+        push(
+            ScopeKind::Key,
+            id,
+            format!("{} key {}", k.provider, k.hint),
+            l,
+            Scope::Key(k.id),
+            editable.owner,
+        );
+    }
+    let mut out = Vec::with_capacity(scopes.len());
+    for (mut view, key) in scopes {
+        if let Some(l) = view.limits {
+            view.consumption = spend.consumption(key, l).await.ok();
+        }
+        out.push(view);
+    }
+    Ok(keyward::limits::LimitsPage {
+        workspace_id: ws.to_string(),
+        scopes: out,
+        refusals: refusals(db, ws).await?,
+    })
+}
+
+/// The last 7 days' refusals by a limit, by class, most frequent first.
+async fn refusals(
+    db: &DatabaseConnection,
+    workspace: Uuid,
+) -> Result<Vec<keyward::limits::RefusalRow>, ServiceError> {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{FromQueryResult, QueryOrder};
+    #[derive(FromQueryResult)]
+    struct Row {
+        error_class: Option<String>,
+        count: i64,
+        last_at: chrono::DateTime<Utc>,
+    }
+    let since = (Utc::now() - chrono::Duration::days(6))
+        .format("%Y-%m-%d")
+        .to_string();
+    let rows = usage_record::Entity::find()
+        .select_only()
+        .column(usage_record::Column::ErrorClass)
+        .column_as(Expr::cust("COUNT(*)"), "count")
+        .column_as(usage_record::Column::CreatedAt.max(), "last_at")
+        .filter(usage_record::Column::WorkspaceId.eq(workspace))
+        .filter(usage_record::Column::Day.gte(since))
+        .filter(usage_record::Column::ErrorClass.like("limit:%"))
+        .group_by(usage_record::Column::ErrorClass)
+        .order_by_desc(Expr::cust("COUNT(*)"))
+        .into_model::<Row>()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let class = r.error_class?;
+            Some(keyward::limits::RefusalRow {
+                label: keyward::limits::class_label(&class),
+                class,
+                count: u64::try_from(r.count).unwrap_or(0),
+                last_at: crate::services::fmt_time(r.last_at),
+            })
+        })
+        .collect())
+}
+
+/// The operator's limits: each plan's default and every override, plus platform keys'.
+pub async fn operator_rows(
+    db: &DatabaseConnection,
+) -> Result<Vec<keyward::limits::ScopeLimitsView>, ServiceError> {
+    use crate::entities::{credential, workspace};
+    use keyward::limits::ScopeLimitsView;
+    let rows = limit::Entity::find()
+        .filter(limit::Column::Scope.is_in([
+            ScopeKind::Plan.as_str(),
+            ScopeKind::Override.as_str(),
+            ScopeKind::Key.as_str(),
+        ]))
+        .all(db)
+        .await?;
+    let find = |kind: ScopeKind, subject: &str| {
+        rows.iter()
+            .find(|r| r.scope == kind.as_str() && r.subject == subject)
+            .map(of_row)
+            .transpose()
+    };
+    let mut out = Vec::new();
+    let view = |kind, subject: String, name: String, limits| ScopeLimitsView {
+        kind,
+        subject,
+        name,
+        limits,
+        consumption: None,
+        editable: true,
+    };
+    for plan in keyward::policy::Plan::ALL {
+        let l = find(ScopeKind::Plan, plan.as_str())?;
+        out.push(view(
+            ScopeKind::Plan,
+            plan.as_str().into(),
+            format!("Plan {}", plan.as_str()),
+            l,
+        ));
+    }
+    for k in credential::Entity::find()
+        .filter(credential::Column::WorkspaceId.is_null())
+        .all(db)
+        .await?
+    {
+        let id = k.id.to_string();
+        let l = find(ScopeKind::Key, &id)?;
+        out.push(view(
+            ScopeKind::Key,
+            id,
+            format!("Platform {} key {}", k.provider, k.hint),
+            l,
+        ));
+    }
+    for r in rows
+        .iter()
+        .filter(|r| r.scope == ScopeKind::Override.as_str())
+    {
+        let Some(id) = r.workspace_id else { continue };
+        let name = workspace::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .map_or_else(|| id.to_string(), |w| w.name);
+        out.push(view(
+            ScopeKind::Override,
+            r.subject.clone(),
+            format!("Override for {name}"),
+            Some(of_row(r)?),
+        ));
+    }
+    Ok(out)
+}

@@ -63,14 +63,105 @@ pub async fn get(db: &DatabaseConnection, id: Uuid) -> Result<workspace::Model, 
         .ok_or(ServiceError::NotFound)
 }
 
+/// The operator's rules for workspaces users create themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// How many workspaces one user may own (platform admins: any number).
+    pub owned_per_user: u32,
+    /// Whether such a workspace gets its plan's monthly allowance.
+    pub allowance: bool,
+}
+
+pub const WORKSPACES_PER_USER_SETTING: &str = "workspaces_per_user";
+pub const SELF_SERVICE_ALLOWANCE_SETTING: &str = "self_service_allowance";
+/// Workspaces a user may own unless the operator says otherwise.
+pub const DEFAULT_WORKSPACES_PER_USER: u32 = 3;
+
+pub async fn policy<C: sea_orm::ConnectionTrait>(db: &C) -> Result<Policy, ServiceError> {
+    use crate::services::credits::get_setting;
+    let owned_per_user = get_setting(db, WORKSPACES_PER_USER_SETTING)
+        .await?
+        .map_or(Ok(DEFAULT_WORKSPACES_PER_USER), |v| {
+            crate::entities::checked("settings.workspaces_per_user", &v)
+        })?;
+    let allowance = get_setting(db, SELF_SERVICE_ALLOWANCE_SETTING)
+        .await?
+        .is_none_or(|v| v == "true");
+    Ok(Policy {
+        owned_per_user,
+        allowance,
+    })
+}
+
+/// The platform admin sets the workspace policy (audited).
+pub async fn set_policy(db: &DatabaseConnection, by: &By, p: Policy) -> Result<(), ServiceError> {
+    use crate::services::credits::put_setting;
+    if p.owned_per_user > 1000 {
+        return Err(ServiceError::Invalid(
+            "a user may own at most 1000 workspaces".into(),
+        ));
+    }
+    let txn = crate::db::begin_write(db).await?;
+    put_setting(
+        &txn,
+        WORKSPACES_PER_USER_SETTING,
+        &p.owned_per_user.to_string(),
+    )
+    .await?;
+    put_setting(
+        &txn,
+        SELF_SERVICE_ALLOWANCE_SETTING,
+        if p.allowance { "true" } else { "false" },
+    )
+    .await?;
+    audit::record(
+        &txn,
+        by,
+        Event {
+            action: "workspaces.policy_changed",
+            detail: Some(format!(
+                "a user may own {} workspaces; new ones {} their plan's allowance",
+                p.owned_per_user,
+                if p.allowance { "get" } else { "do not get" }
+            )),
+            ..Default::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// A workspace a user creates for themselves, within the operator's policy: at most
+/// [`Policy::owned_per_user`] owned (platform admins excepted), with or without its plan's
+/// allowance.
 pub async fn create(
     db: &DatabaseConnection,
     owner: &SessionUser,
     name: &str,
 ) -> Result<workspace::Model, ServiceError> {
+    use sea_orm::{ActiveModelTrait, PaginatorTrait, Set};
     let name = parse_workspace_name(name).map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let txn = crate::db::begin_write(db).await?;
-    let ws = accounts::insert_workspace(&txn, &name, owner.user_id).await?;
+    let p = policy(&txn).await?;
+    if !owner.platform_admin {
+        let owned = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(owner.user_id))
+            .filter(membership::Column::Role.eq(keyward::policy::Role::Owner.as_str()))
+            .count(&txn)
+            .await?;
+        if owned >= u64::from(p.owned_per_user) {
+            return Err(ServiceError::Invalid(format!(
+                "you already own {owned} workspaces, the most this instance allows"
+            )));
+        }
+    }
+    let mut ws = accounts::insert_workspace(&txn, &name, owner.user_id).await?;
+    if !p.allowance {
+        let mut m: workspace::ActiveModel = ws.into();
+        m.allowance = Set(false);
+        ws = m.update(&txn).await?;
+    }
     txn.commit().await?;
     Ok(ws)
 }
