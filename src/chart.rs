@@ -49,6 +49,11 @@ pub fn nice_max(v: u64) -> u64 {
 
 /// Lays out one stacked bar per day; `values[day][series]`. Zero values draw nothing.
 pub fn stacked(values: &[Vec<u64>]) -> Chart {
+    stacked_to(values, 0)
+}
+
+/// [`stacked`], with an axis reaching at least `at_least`.
+fn stacked_to(values: &[Vec<u64>], at_least: u64) -> Chart {
     let plot_w = WIDTH - LEFT;
     let plot_h = HEIGHT - BOTTOM - TOP;
     let tallest = values
@@ -56,7 +61,7 @@ pub fn stacked(values: &[Vec<u64>]) -> Chart {
         .map(|d| d.iter().copied().fold(0u64, u64::saturating_add))
         .max()
         .unwrap_or(0);
-    let max = nice_max(tallest);
+    let max = nice_max(tallest.max(at_least));
     let n = values.len().max(1) as f64;
     let slot = plot_w / n;
     let width = (slot * 0.7).max(1.0);
@@ -102,9 +107,87 @@ pub fn stacked(values: &[Vec<u64>]) -> Chart {
     }
 }
 
+/// A spend budget drawn over the cost bars: the budget as a horizontal line, and what was spent
+/// in its window so far as a line through each day (it starts again where a window does).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetLine {
+    /// The budget's height.
+    pub y: f64,
+    /// `(x, y)` of the spend in the window at the end of each day.
+    pub spent: Vec<(f64, f64)>,
+}
+
+/// The y of `v` on an axis up to `max`.
+fn y_of(v: u64, max: u64) -> f64 {
+    let plot_h = HEIGHT - BOTTOM - TOP;
+    HEIGHT - BOTTOM - plot_h * (v as f64 / max.max(1) as f64)
+}
+
+/// Cost bars per day (`values[day][series]`, micro-credits) with the budget of `budget`
+/// micro-credits per `window`; `days` are the bars' dates (`YYYY-MM-DD`, UTC).
+pub fn with_budget(
+    values: &[Vec<u64>],
+    days: &[&str],
+    budget: u64,
+    window: crate::limits::Window,
+) -> (Chart, BudgetLine) {
+    let window_of = |day: &str| -> Option<i64> {
+        let mut parts = day.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+        let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+        let t = crate::limits::days_from_civil(y, u32::try_from(m).ok()?, u32::try_from(d).ok()?)
+            * 86_400;
+        Some(window.bounds(t).0)
+    };
+    let mut running = Vec::with_capacity(values.len());
+    let (mut current, mut sum) = (None, 0u64);
+    for (i, v) in values.iter().enumerate() {
+        let w = days.get(i).and_then(|d| window_of(d));
+        if w != current {
+            current = w;
+            sum = 0;
+        }
+        sum = sum.saturating_add(v.iter().copied().fold(0, u64::saturating_add));
+        running.push(sum);
+    }
+    let top = running.iter().copied().max().unwrap_or(0).max(budget);
+    let chart = stacked_to(values, top);
+    let slot = (WIDTH - LEFT) / values.len().max(1) as f64;
+    let spent = running
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (LEFT + slot * i as f64 + slot / 2.0, y_of(*v, chart.max)))
+        .collect();
+    let line = BudgetLine {
+        y: y_of(budget, chart.max),
+        spent,
+    };
+    (chart, line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_line_over_cost_bars() {
+        use crate::limits::Window;
+        let days = ["2026-11-29", "2026-11-30", "2026-12-01", "2026-12-02"];
+        let values = [vec![10, 5], vec![20, 0], vec![30, 0], vec![0, 40]];
+        // A monthly budget of 100: November's spend runs 15, 35; December's starts again.
+        let (c, line) = with_budget(&values, &days, 100, Window::Month);
+        assert_eq!(c.max, 100);
+        assert!((line.y - TOP).abs() < 1e-9, "the budget is the axis' top");
+        let ys: Vec<f64> = line.spent.iter().map(|p| p.1).collect();
+        assert_eq!(
+            ys,
+            [y_of(15, 100), y_of(35, 100), y_of(30, 100), y_of(70, 100)]
+        );
+        // Spend above the budget lifts the axis so both show.
+        let (c, line) = with_budget(&values, &days, 50, Window::Total);
+        assert_eq!(c.max, 200);
+        assert_eq!(line.spent.last().map(|p| p.1), Some(y_of(105, 200)));
+        assert!(line.spent[0].0 < line.spent[1].0);
+    }
 
     #[test]
     fn nice_maxima() {

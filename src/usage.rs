@@ -286,6 +286,9 @@ pub struct UsageDay {
     pub day: String,
     /// `(provider, requests, tokens)`, in the report's provider order.
     pub by_provider: Vec<(String, u64, u64)>,
+    /// Micro-credits at list price per provider, in the same order.
+    #[serde(default)]
+    pub cost_by_provider: Vec<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,6 +326,9 @@ pub struct UsageReport {
     pub monthly_allowance: Option<i64>,
     pub byok_credit_policy: ByokCreditPolicy,
     pub ledger: Vec<LedgerEntryView>,
+    /// The workspace's own spend budget, else the operator's for it (the chart's budget line).
+    #[serde(default)]
+    pub budget: Option<crate::limits::Budget>,
 }
 
 /// A priced model in the admin's price table.

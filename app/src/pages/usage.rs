@@ -83,6 +83,8 @@ fn n(v: u64) -> String {
 enum Metric {
     Requests,
     Tokens,
+    /// Micro-credits at list price (with the budget line, when there is a budget).
+    Cost,
 }
 
 #[component]
@@ -149,6 +151,8 @@ fn Report(report: UsageReport, platform: bool) -> impl IntoView {
                         on:click=move |_| metric.set(Metric::Requests)>"Requests"</button>
                     <button type="button" class="button secondary" aria-pressed=move || (metric.get() == Metric::Tokens).to_string()
                         on:click=move |_| metric.set(Metric::Tokens)>"Tokens"</button>
+                    <button type="button" class="button secondary" aria-pressed=move || (metric.get() == Metric::Cost).to_string()
+                        on:click=move |_| metric.set(Metric::Cost)>"Cost"</button>
                 </div>
             </div>
             {move || view! { <Chart report=chart_report.clone() metric=metric.get()/> }}
@@ -167,21 +171,54 @@ fn Chart(report: UsageReport, metric: Metric) -> impl IntoView {
     let values: Vec<Vec<u64>> = report
         .days
         .iter()
-        .map(|d| {
-            d.by_provider
+        .map(|d| match metric {
+            Metric::Cost => d
+                .cost_by_provider
+                .iter()
+                .map(|c| u64::try_from(*c).unwrap_or(0))
+                .collect(),
+            _ => d
+                .by_provider
                 .iter()
                 .map(|(_, req, tok)| match metric {
                     Metric::Requests => *req,
-                    Metric::Tokens => *tok,
+                    _ => *tok,
                 })
-                .collect()
+                .collect(),
         })
         .collect();
-    let c = chart::stacked(&values);
+    let budget = report.budget.filter(|_| metric == Metric::Cost);
+    let (c, line) = match budget {
+        Some(b) => {
+            let days: Vec<&str> = report.days.iter().map(|d| d.day.as_str()).collect();
+            let micro = u64::try_from(b.micro).unwrap_or(0);
+            let (c, line) = chart::with_budget(&values, &days, micro, b.window);
+            (c, Some(line))
+        }
+        None => (chart::stacked(&values), None),
+    };
     let what = match metric {
         Metric::Requests => "Requests",
         Metric::Tokens => "Tokens",
+        Metric::Cost => "Cost (credits at list price)",
     };
+    // Cost is in micro-credits: the axis and tips read credits.
+    let n = move |v: u64| match metric {
+        Metric::Cost => format_credits(i64::try_from(v).unwrap_or(i64::MAX)),
+        _ => n(v),
+    };
+    let budget_text = budget.map(|b| {
+        format!(
+            "Budget: {} credits {}",
+            format_credits(b.micro),
+            match b.window {
+                keyward::limits::Window::Day => "a day",
+                keyward::limits::Window::Week => "a week",
+                keyward::limits::Window::Month => "a month",
+                keyward::limits::Window::Total => "in total",
+            }
+        )
+    });
     let total: u64 = values.iter().flatten().sum();
     let busiest = values
         .iter()
@@ -196,11 +233,16 @@ fn Chart(report: UsageReport, metric: Metric) -> impl IntoView {
             )
         })
         .unwrap_or_default();
+    let budget_legend = budget_text.clone();
     let desc = format!(
-        "{what} per day from {} to {}, stacked by provider: {} in total.{busiest}",
+        "{what} per day from {} to {}, stacked by provider: {} in total.{busiest}{}",
         report.from,
         report.to,
-        n(total)
+        n(total),
+        budget_text
+            .as_ref()
+            .map(|t| format!(" {t}; the line shows what was spent in each budget window."))
+            .unwrap_or_default()
     );
     let days = report.days.clone();
     let providers = report.providers.clone();
@@ -225,12 +267,26 @@ fn Chart(report: UsageReport, metric: Metric) -> impl IntoView {
                         </rect>
                     }
                 }).collect_view()}
+                {line.map(|l| {
+                    let points = l.spent.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect::<Vec<_>>().join(" ");
+                    view! {
+                        <line class="budget-line" data-testid="budget-line" x1=chart::LEFT x2=chart::WIDTH y1=l.y y2=l.y>
+                            <title>{budget_text.clone().unwrap_or_default()}</title>
+                        </line>
+                        <polyline class="budget-spent" points=points>
+                            <title>"Spent in the budget's window"</title>
+                        </polyline>
+                    }
+                })}
             </svg>
             <figcaption>
                 <ul class="legend" aria-label="Providers">
                     {providers.iter().enumerate().map(|(i, p)| view! {
                         <li><span class=format!("swatch series-{}", i % 8) aria-hidden="true"></span>{p.clone()}</li>
                     }).collect_view()}
+                    {budget_legend.clone().map(|t| view! {
+                        <li><span class="swatch budget" aria-hidden="true"></span>{t}</li>
+                    })}
                 </ul>
                 <details>
                     <summary>"Show as a table"</summary>

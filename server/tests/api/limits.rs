@@ -661,6 +661,21 @@ async fn alerts_reach_the_audit_log(backend: Backend) {
         "{detail}"
     );
     assert_eq!(alerts[0].workspace_id, Some(c.w.ws.id));
+    // The usage report carries the budget and each day's cost for the chart's budget line.
+    records(&c).await;
+    let r = keyward_server::services::usage::report(
+        &c.w.app.db,
+        &c.w.app.state.credits,
+        Some(&c.w.ws),
+        "",
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.budget, limit.budget);
+    let today = r.days.last().unwrap();
+    assert_eq!(today.cost_by_provider.iter().sum::<i64>(), 4 * HI_COST);
+    assert_eq!(today.cost_by_provider.len(), today.by_provider.len());
     c.w.app.state.tasks.close();
 }
 both_backends!(
@@ -1002,7 +1017,9 @@ async fn workspace_abuse_is_capped(backend: Backend) {
     }
     // Without the allowance the month's balance stays 0 (the free plan's allowance is not 0).
     let allowances = credits::allowances(db).await.unwrap();
-    let free = allowances.iter().find(|(p, _)| *p == keyward::policy::Plan::Free);
+    let free = allowances
+        .iter()
+        .find(|(p, _)| *p == keyward::policy::Plan::Free);
     assert!(free.is_some_and(|(_, v)| *v > 0), "{allowances:?}");
     assert_eq!(credits::current_balance(db, first.id).await.unwrap(), 0);
     // The platform admin (the owner) is not capped.

@@ -207,17 +207,26 @@ pub async fn report(
     let mut d = from;
     while d <= to {
         let day = d.to_string();
-        let by_provider = providers
+        let totals: Vec<UsageTotals> = providers
             .iter()
             .map(|p| {
-                let t = per_day
+                per_day
                     .get(&(day.as_str(), p.as_str()))
                     .cloned()
-                    .unwrap_or_default();
-                (p.clone(), t.requests, t.tokens())
+                    .unwrap_or_default()
             })
             .collect();
-        days.push(UsageDay { day, by_provider });
+        let by_provider = providers
+            .iter()
+            .zip(&totals)
+            .map(|(p, t)| (p.clone(), t.requests, t.tokens()))
+            .collect();
+        let cost_by_provider = totals.iter().map(|t| t.cost).collect();
+        days.push(UsageDay {
+            day,
+            by_provider,
+            cost_by_provider,
+        });
         d = d.succ_opt().unwrap_or(to + chrono::Days::new(1));
     }
 
@@ -309,7 +318,34 @@ pub async fn report(
         monthly_allowance,
         byok_credit_policy: credits::byok_credit_policy(db).await?,
         ledger: credits::ledger(db, workspace.map(|w| w.id), 50).await?,
+        budget: match workspace {
+            Some(w) => budget_of(db, w).await?,
+            None => None,
+        },
     })
+}
+
+/// The budget the chart draws: the workspace's own, else the operator's for it (its override,
+/// else its plan's default).
+async fn budget_of(
+    db: &DatabaseConnection,
+    w: &workspace::Model,
+) -> Result<Option<keyward::limits::Budget>, ServiceError> {
+    use crate::services::limits;
+    use keyward::limits::ScopeKind;
+    let id = w.id.to_string();
+    if let Some(b) = limits::get(db, ScopeKind::Workspace, &id)
+        .await?
+        .and_then(|l| l.budget)
+    {
+        return Ok(Some(b));
+    }
+    // An override replaces the plan's default entirely.
+    let operator = match limits::get(db, ScopeKind::Override, &id).await? {
+        Some(l) => Some(l),
+        None => limits::get(db, ScopeKind::Plan, w.plan()?.as_str()).await?,
+    };
+    Ok(operator.and_then(|l| l.budget))
 }
 
 /// The records of a range as CSV (newest last), at most [`CSV_MAX_ROWS`].
