@@ -4,6 +4,7 @@
 //
 //   node end2end/run.mjs            (what `make e2e` runs; `cargo leptos end-to-end` runs it too)
 //   KEYWARD_E2E_DATABASE_URL=postgres://…  to run against PostgreSQL instead
+//   KEYWARD_E2E_ONLY=limits                 to run only the suites whose file name contains it
 
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -81,8 +82,10 @@ try {
   // A fresh instance prints its one-time set-up link; the suites set it up with that token.
   const setupToken = (readFileSync(serverLog, 'utf8').match(/\/setup\?token=([A-Za-z0-9_-]+)/) ?? [])[1];
   if (!setupToken) throw new Error('the server printed no set-up link');
+  // KEYWARD_E2E_ONLY=limits runs the suites whose file name contains it (while developing).
+  const only = process.env.KEYWARD_E2E_ONLY ?? '';
   const files = readdirSync(join(root, 'end2end/tests'))
-    .filter((f) => f.endsWith('.test.mjs'))
+    .filter((f) => f.endsWith('.test.mjs') && f.includes(only))
     .map((f) => join(root, 'end2end/tests', f));
   const tests = spawn(process.execPath, ['--test', '--test-concurrency=1', ...files], {
     env: {

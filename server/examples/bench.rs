@@ -309,17 +309,25 @@ async fn main() {
     // through the service layer, then served by the release binary (and by the earlier build,
     // on a database of its own, when `--before` names one).
     let allow = format!("127.0.0.1:{m0},127.0.0.1:{m20}");
-    let mut builds = vec![("Keyward", o.keyward.clone())];
+    // The same build once more with limits at every scope (generous: nothing is refused), so
+    // each request reserves and settles on five scopes: the cost of spend control.
+    let mut builds = vec![
+        ("Keyward", o.keyward.clone(), false),
+        ("Keyward (all limits on)", o.keyward.clone(), true),
+    ];
     if let Some(before) = &o.before {
-        builds.push(("Keyward (before)", before.clone()));
+        builds.push(("Keyward (before)", before.clone(), false));
     }
     let mut results = Vec::new();
-    for (i, (name, bin)) in builds.into_iter().enumerate() {
+    for (i, (name, bin, limited)) in builds.into_iter().enumerate() {
         let master = work.join(format!("master-{i}.key"));
         let db_url = format!("sqlite://{}/keyward-{i}.db?mode=rwc", work.display());
         let token = {
             let state = keyward_server::bench::fresh_state(&master, &db_url, &allow).await;
             let token = bench::routed_workspace(&state, &[("openai", m0), ("groq", m20)]).await;
+            if limited {
+                bench::limit_everything(&state).await;
+            }
             state.usage.shutdown().await;
             token
         };
@@ -648,6 +656,27 @@ fn render(results: &[Measured], versions: &[String], o: &Opts, plan: &Plan, hop:
             "| RSS ≤ 64 MiB under load | {mib:.1} MiB | {} |",
             yes(mib <= 64.0)
         );
+        if let Some(on) = results.iter().find(|m| m.name == "Keyward (all limits on)") {
+            // Limits on against off: each one's added latency (via − direct) at c=1, and peak
+            // requests/s at 0 ms.
+            let added_p50 = |m: &Measured| diff_us(&m.c1, &m.c1_direct, 50.0);
+            let delta = added_p50(on) - added_p50(kw);
+            let rps = |m: &Measured| peak(&m.sweep).map_or(0.0, |b| b.1);
+            let change = if rps(kw) > 0.0 {
+                (rps(on) / rps(kw) - 1.0) * 100.0
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                s,
+                "| all limits on: added p50 ≤ +5 µs at c=1 (in-process store) | {delta:+} µs ({} vs {} µs added); peak {:.0} vs {:.0} req/s ({change:+.1} %) | {} |",
+                added_p50(on),
+                added_p50(kw),
+                rps(on),
+                rps(kw),
+                yes(delta <= 5)
+            );
+        }
         let _ = writeln!(
             s,
             "\nKeyward's own `x-keyward-overhead-us` at c=1 (mock 0 ms): p50 {} µs, p99 {} µs over {} requests.\n",

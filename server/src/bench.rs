@@ -481,6 +481,82 @@ pub async fn routed_workspace(state: &crate::state::AppState, routes: &[(&str, u
     token.to_string()
 }
 
+/// Sets generous limits (nothing is refused) at every scope a request of the bench workspace
+/// passes through — its plan's default, the workspace, its API tokens and its keys — and prices
+/// the mock's model, so each request reserves and settles everywhere: what `make bench` measures
+/// as "all limits on".
+pub async fn limit_everything(state: &crate::state::AppState) {
+    use crate::entities::{api_token, credential, workspace};
+    use crate::services::{audit::By, credits, limits};
+    use keyward::limits::{Budget, Limits, ScopeKind, Window};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let (db, changes, by) = (&state.db, &state.changes, By::cli());
+    let ws = workspace::Entity::find()
+        .filter(workspace::Column::Name.eq("Bench"))
+        .one(db)
+        .await
+        .expect("the bench workspace")
+        .expect("the bench workspace exists");
+    let price = keyward::usage::Price {
+        input: 1_000_000,
+        output: 2_000_000,
+    };
+    for provider in ["openai", "groq"] {
+        credits::set_price(db, changes, &by, provider, "mock-small", price)
+            .await
+            .expect("a price");
+    }
+    let generous = Limits {
+        budget: Some(Budget {
+            micro: keyward::limits::MAX_BUDGET_MICRO,
+            window: Window::Month,
+            alert_percent: 0,
+        }),
+        requests_per_minute: Some(u32::MAX),
+        input_tokens_per_minute: Some(1_000_000_000_000),
+        output_tokens_per_minute: Some(1_000_000_000_000),
+        concurrent: Some(1_000_000),
+        on_store_error: Default::default(),
+    };
+    let mut targets = vec![
+        limits::operator_target(db, ScopeKind::Plan, ws.plan().expect("a plan").as_str())
+            .await
+            .expect("the plan"),
+        limits::target_in(db, &ws, ScopeKind::Workspace, &ws.id.to_string())
+            .await
+            .expect("the workspace"),
+    ];
+    for t in api_token::Entity::find()
+        .filter(api_token::Column::WorkspaceId.eq(ws.id))
+        .all(db)
+        .await
+        .expect("tokens")
+    {
+        targets.push(
+            limits::target_in(db, &ws, ScopeKind::Token, &t.id.to_string())
+                .await
+                .expect("a token"),
+        );
+    }
+    for k in credential::Entity::find()
+        .filter(credential::Column::WorkspaceId.eq(ws.id))
+        .all(db)
+        .await
+        .expect("keys")
+    {
+        targets.push(
+            limits::target_in(db, &ws, ScopeKind::Key, &k.id.to_string())
+                .await
+                .expect("a key"),
+        );
+    }
+    for t in targets {
+        limits::set(db, changes, &by, &t, Some(generous))
+            .await
+            .expect("limits");
+    }
+}
+
 /// A key prefix the provider's key-shape check accepts.
 fn key_prefix(provider: &str) -> &'static str {
     match provider {

@@ -4,7 +4,7 @@
 //!
 //! * [`LimitStore`] is the one small interface the counters live behind. [`InProcess`] is exact
 //!   for one instance (one lock around a [`Ledger`]); a shared store for several instances
-//!   implements the same five calls.
+//!   implements the same six calls.
 //! * [`SpendControl`] is what the chat pipeline uses: [`SpendControl::admit`] loads a budget's
 //!   spend so far from the usage records the first time a window is used (so a restart forgets
 //!   nothing), reserves, and hands back an [`Admission`] that is settled with what the request
@@ -1124,4 +1124,167 @@ pub async fn operator_rows(
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that cannot answer (a shared store that is down).
+    struct Down;
+
+    impl LimitStore for Down {
+        fn reserve<'a>(
+            &'a self,
+            _: i64,
+            _: &'a [(Scope, Limits)],
+            _: Ask,
+        ) -> BoxFuture<'a, Result<Reserve, StoreError>> {
+            Box::pin(std::future::ready(Err(StoreError("down".into()))))
+        }
+        fn settle(
+            &self,
+            _: i64,
+            _: Reservation,
+            _: Used,
+        ) -> BoxFuture<'_, Result<Vec<Alert<Scope>>, StoreError>> {
+            Box::pin(std::future::ready(Err(StoreError("down".into()))))
+        }
+        fn release(&self, _: i64, _: Reservation) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(std::future::ready(Err(StoreError("down".into()))))
+        }
+        fn seed(
+            &self,
+            _: i64,
+            _: Scope,
+            _: Budget,
+            _: i64,
+            _: i64,
+        ) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(std::future::ready(Err(StoreError("down".into()))))
+        }
+        fn debited(&self, _: Scope, _: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(std::future::ready(Err(StoreError("down".into()))))
+        }
+        fn consumption(
+            &self,
+            _: i64,
+            _: Scope,
+            _: Limits,
+        ) -> BoxFuture<'_, Result<Consumption, StoreError>> {
+            Box::pin(std::future::ready(Err(StoreError("down".into()))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_down_fails_closed_unless_every_scope_is_open() {
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        let spend = SpendControl::new(Arc::new(Down), db, TaskTracker::new());
+        let id = Uuid::nil();
+        let rpm = |on_store_error| Limits {
+            requests_per_minute: Some(10),
+            on_store_error,
+            ..Limits::default()
+        };
+        let ask = Ask::default();
+        let closed = vec![
+            (Scope::Workspace(id), rpm(OnStoreError::Open)),
+            (Scope::Token(id), rpm(OnStoreError::Closed)),
+        ];
+        assert_eq!(
+            spend.admit(closed, ask).await.unwrap_err(),
+            Refused::Unavailable
+        );
+        let open = vec![
+            (Scope::Workspace(id), rpm(OnStoreError::Open)),
+            (Scope::Token(id), rpm(OnStoreError::Open)),
+        ];
+        let a = spend.admit(open, ask).await.expect("through, unlimited");
+        assert_eq!(a.headroom(), keyward::limits::Headroom::default());
+        assert_eq!(a.settle(id, Used::default()).await, 0);
+        assert_eq!(Refused::Unavailable.class(), "limits_unavailable");
+    }
+
+    #[tokio::test]
+    async fn seeding_reads_the_records_and_a_budget_resumes() {
+        use crate::entities::usage_record;
+        use keyward_migration::{Migrator, MigratorTrait};
+        use sea_orm::ActiveModelTrait;
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        Migrator::up(&db, None).await.unwrap();
+        let ws = Uuid::now_v7();
+        let now = Utc::now();
+        crate::entities::workspace::ActiveModel {
+            id: Set(ws),
+            name: Set("W".into()),
+            slug: Set("w".into()),
+            plan: Set("free".into()),
+            failure_policy: Set("fail_closed".into()),
+            default_provider: Set(None),
+            allowance: Set(true),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        // The spend a previous run left behind: 700 today.
+        let rec = usage_record::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            created_at: Set(now),
+            day: Set(now.format("%Y-%m-%d").to_string()),
+            workspace_id: Set(ws),
+            chatbot_id: Set(None),
+            conversation_id: Set(None),
+            api_token_id: Set(None),
+            channel: Set("api".into()),
+            provider: Set("openai".into()),
+            model: Set("m".into()),
+            key_source: Set(None),
+            key_id: Set(None),
+            key_hint: Set(None),
+            input_tokens: Set(0),
+            output_tokens: Set(0),
+            tokens_estimated: Set(false),
+            first_token_ms: Set(None),
+            latency_ms: Set(1),
+            outcome: Set("ok".into()),
+            error_class: Set(None),
+            fell_back: Set(false),
+            credits: Set(0),
+            cost: Set(700),
+        };
+        usage_record::Entity::insert(rec)
+            .exec_without_returning(&db)
+            .await
+            .unwrap();
+        let spend = SpendControl::new(Arc::new(InProcess::default()), db, TaskTracker::new());
+        let daily = Limits {
+            budget: Some(Budget {
+                micro: 1000,
+                window: Window::Day,
+                alert_percent: 0,
+            }),
+            ..Limits::default()
+        };
+        let scopes = || vec![(Scope::Workspace(ws), daily)];
+        let ask = |cost| Ask {
+            cost,
+            ..Ask::default()
+        };
+        assert!(matches!(
+            spend.admit(scopes(), ask(301)).await.unwrap_err(),
+            Refused::Limit {
+                kind: Kind::Budget,
+                ..
+            }
+        ));
+        let a = spend.admit(scopes(), ask(300)).await.unwrap();
+        a.release().await;
+        let c = spend
+            .consumption(Scope::Workspace(ws), daily)
+            .await
+            .unwrap();
+        assert_eq!((c.spent, c.reserved), (700, 0));
+    }
 }
