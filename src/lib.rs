@@ -23,4 +23,5 @@ pub mod resolve;
 pub mod system;
 pub mod tokens;
 pub mod usage;
+pub mod window;
 pub mod wire;

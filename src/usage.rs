@@ -328,7 +328,7 @@ pub struct UsageReport {
     pub ledger: Vec<LedgerEntryView>,
     /// The workspace's own spend budget, else the operator's for it (the chart's budget line).
     #[serde(default)]
-    pub budget: Option<crate::limits::Budget>,
+    pub budget: Option<crate::window::Budget>,
 }
 
 /// A priced model in the admin's price table.

@@ -102,3 +102,52 @@ pub async fn begin_write(
     })
     .await
 }
+
+/// `SUM(expr)` as a BIGINT, 0 when there are no rows. PostgreSQL sums BIGINT into NUMERIC: it is
+/// clamped before being cast back, so that no total can break a report. (SQLite sums integers
+/// exactly; every row is bounded, see `keyward::usage::MAX_REPORTED_TOKENS`.)
+pub fn sum_expr<C: sea_orm::ConnectionTrait>(db: &C, expr: &str) -> sea_orm::sea_query::Expr {
+    sea_orm::sea_query::Expr::cust(match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            format!("CAST(LEAST(COALESCE(SUM({expr}), 0), 9223372036854775807) AS BIGINT)")
+        }
+        _ => format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)"),
+    })
+}
+
+/// One platform setting (the `settings` table), if set.
+pub async fn get_setting<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    key: &str,
+) -> Result<Option<String>, crate::error::ServiceError> {
+    use sea_orm::EntityTrait;
+    Ok(
+        crate::entities::setting::Entity::find_by_id(key.to_string())
+            .one(db)
+            .await?
+            .map(|r| r.value),
+    )
+}
+
+/// Sets one platform setting.
+pub async fn put_setting<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    key: &str,
+    value: &str,
+) -> Result<(), crate::error::ServiceError> {
+    use crate::entities::setting;
+    use sea_orm::{EntityTrait, Set, sea_query::OnConflict};
+    setting::Entity::insert(setting::ActiveModel {
+        key: Set(key.into()),
+        value: Set(value.into()),
+        updated_at: Set(chrono::Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::column(setting::Column::Key)
+            .update_columns([setting::Column::Value, setting::Column::UpdatedAt])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}

@@ -10,7 +10,7 @@
 //! costs a map lookup; it re-reads a balance after [`BALANCE_MAX_AGE`] (other instances' debits)
 //! and at once after this instance's own top-ups and debits.
 
-use crate::entities::{credit_balance, credit_ledger, model_price, setting, workspace};
+use crate::entities::{credit_balance, credit_ledger, model_price, workspace};
 use crate::error::ServiceError;
 use crate::invalidation::{Change, Invalidation, Seen, Topic};
 use crate::services::audit::{self, By, Event};
@@ -183,35 +183,7 @@ impl CreditBook {
     }
 }
 
-pub(crate) async fn get_setting<C: ConnectionTrait>(
-    db: &C,
-    key: &str,
-) -> Result<Option<String>, ServiceError> {
-    Ok(setting::Entity::find_by_id(key.to_string())
-        .one(db)
-        .await?
-        .map(|r| r.value))
-}
-
-pub(crate) async fn put_setting<C: ConnectionTrait>(
-    db: &C,
-    key: &str,
-    value: &str,
-) -> Result<(), ServiceError> {
-    setting::Entity::insert(setting::ActiveModel {
-        key: Set(key.into()),
-        value: Set(value.into()),
-        updated_at: Set(Utc::now()),
-    })
-    .on_conflict(
-        OnConflict::column(setting::Column::Key)
-            .update_columns([setting::Column::Value, setting::Column::UpdatedAt])
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
-}
+use crate::db::{get_setting, put_setting};
 
 pub async fn byok_credit_policy<C: ConnectionTrait>(
     db: &C,

@@ -567,10 +567,7 @@ pub async fn spent_since<C: ConnectionTrait>(
     };
     let mut q = usage_record::Entity::find()
         .select_only()
-        .column_as(
-            crate::services::usage::report::sum_expr(db, "cost"),
-            "spent",
-        )
+        .column_as(crate::db::sum_expr(db, "cost"), "spent")
         .filter(col.eq(id));
     if window != Window::Total {
         q = q.filter(C::Day.gte(day_of(start)));

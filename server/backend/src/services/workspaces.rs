@@ -78,7 +78,7 @@ pub const SELF_SERVICE_ALLOWANCE_SETTING: &str = "self_service_allowance";
 pub const DEFAULT_WORKSPACES_PER_USER: u32 = 3;
 
 pub async fn policy<C: sea_orm::ConnectionTrait>(db: &C) -> Result<Policy, ServiceError> {
-    use crate::services::credits::get_setting;
+    use crate::db::get_setting;
     let owned_per_user = get_setting(db, WORKSPACES_PER_USER_SETTING)
         .await?
         .map_or(Ok(DEFAULT_WORKSPACES_PER_USER), |v| {
@@ -95,7 +95,7 @@ pub async fn policy<C: sea_orm::ConnectionTrait>(db: &C) -> Result<Policy, Servi
 
 /// The platform admin sets the workspace policy (audited).
 pub async fn set_policy(db: &DatabaseConnection, by: &By, p: Policy) -> Result<(), ServiceError> {
-    use crate::services::credits::put_setting;
+    use crate::db::put_setting;
     if p.owned_per_user > 1000 {
         return Err(ServiceError::Invalid(
             "a user may own at most 1000 workspaces".into(),

@@ -8,8 +8,8 @@ use chrono::{NaiveDate, Utc};
 use keyward::usage::{UsageDay, UsageReport, UsageRow, UsageTotals};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
@@ -126,18 +126,6 @@ fn source_label(s: Option<&str>) -> String {
     }
 }
 
-/// `SUM(expr)` as a BIGINT, 0 when there are no rows. PostgreSQL sums BIGINT into NUMERIC: it is
-/// clamped before being cast back, so that no total can break a report. (SQLite sums integers
-/// exactly; every row is bounded, see `keyward::usage::MAX_REPORTED_TOKENS`.)
-pub fn sum_expr<C: ConnectionTrait>(db: &C, expr: &str) -> Expr {
-    Expr::cust(match db.get_database_backend() {
-        sea_orm::DbBackend::Postgres => {
-            format!("CAST(LEAST(COALESCE(SUM({expr}), 0), 9223372036854775807) AS BIGINT)")
-        }
-        _ => format!("CAST(COALESCE(SUM({expr}), 0) AS BIGINT)"),
-    })
-}
-
 /// The usage report of one workspace, or of the whole instance (`workspace = None`).
 pub async fn report(
     db: &DatabaseConnection,
@@ -149,7 +137,7 @@ pub async fn report(
     use usage_record::Column as C;
     let (from, to) = range(from, to)?;
     let (from_s, to_s) = (from.to_string(), to.to_string());
-    let sum = |c: &str| sum_expr(db, c);
+    let sum = |c: &str| crate::db::sum_expr(db, c);
     let mut q = usage_record::Entity::find()
         .select_only()
         .column(C::Day)
