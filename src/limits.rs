@@ -65,6 +65,43 @@ impl Limits {
         Ok(())
     }
 
+    /// One line for people: `budget 5 credits a day (alert at 80 %), 10 requests a minute`
+    /// (`no limits` when none is set).
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(b) = self.budget {
+            parts.push(format!(
+                "budget {} credits {} (alert at {} %)",
+                crate::usage::format_credits(b.micro),
+                match b.window {
+                    Window::Day => "a day",
+                    Window::Week => "a week",
+                    Window::Month => "a month",
+                    Window::Total => "in total",
+                },
+                b.alert_percent
+            ));
+        }
+        for (n, what) in [
+            (self.requests_per_minute.map(u64::from), "requests a minute"),
+            (self.input_tokens_per_minute, "input tokens a minute"),
+            (self.output_tokens_per_minute, "output tokens a minute"),
+            (self.concurrent.map(u64::from), "at once"),
+        ] {
+            if let Some(n) = n {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        if self.on_store_error == OnStoreError::Open {
+            parts.push("open when the store is down".into());
+        }
+        if parts.is_empty() {
+            "no limits".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
     /// Whether any limit is set (a scope without one need not be counted at all).
     pub fn any(&self) -> bool {
         self.budget.is_some()
@@ -922,6 +959,11 @@ mod tests {
         assert_eq!((l.requests_per_minute, l.concurrent), (Some(10), Some(3)));
         assert_eq!(l.input_tokens_per_minute, None);
         assert_eq!(LimitsInput::of(&l).parse().unwrap(), l);
+        assert_eq!(
+            l.describe(),
+            "budget 2.5 credits a day (alert at 90 %), 10 requests a minute, 3 at once"
+        );
+        assert_eq!(Limits::default().describe(), "no limits");
         assert!(!LimitsInput::default().parse().unwrap().any());
         for bad in [
             LimitsInput {

@@ -38,7 +38,7 @@ test('limits: an owner sets a chatbot budget, a visitor hits it, the owner sees 
   await card.getByLabel('Window').selectOption('day');
   await card.getByRole('button', { name: 'Save limits' }).click();
   await owner.getByText('Limits saved.').waitFor();
-  await card.getByText('Budget 0.001 credits today (UTC)').waitFor();
+  await card.getByText('Limits: budget 0.001 credits a day (alert at 80 %).').waitFor();
 
   // The visitor.
   const visitorCtx = await browser.newContext();

@@ -134,10 +134,10 @@ fn ScopeCard(scope: ScopeLimitsView, children: Children) -> impl IntoView {
     let alerting = scope.alerting();
     let heading = format!("limits-{}-{}", scope.kind.as_str(), scope.subject);
     let labelled_by = heading.clone();
-    let summary = match &scope.limits {
-        None => "No limits.".to_string(),
-        Some(l) => summary(l),
-    };
+    let summary = scope.limits.map_or_else(
+        || "No limits.".to_string(),
+        |l| format!("Limits: {}.", l.describe()),
+    );
     view! {
         <section class="card limits" class:alerting=alerting aria-labelledby=labelled_by>
             <h2 id=heading>{scope.name.clone()}</h2>
@@ -160,34 +160,6 @@ fn window_word(w: Window) -> &'static str {
         Window::Week => "this week (UTC, from Monday)",
         Window::Month => "this month (UTC)",
         Window::Total => "in total",
-    }
-}
-
-fn summary(l: &Limits) -> String {
-    let mut parts = Vec::new();
-    if let Some(b) = l.budget {
-        parts.push(format!(
-            "Budget {} credits {}",
-            format_credits(b.micro),
-            window_word(b.window)
-        ));
-    }
-    if let Some(n) = l.requests_per_minute {
-        parts.push(format!("{n} requests a minute"));
-    }
-    if let Some(n) = l.input_tokens_per_minute {
-        parts.push(format!("{n} input tokens a minute"));
-    }
-    if let Some(n) = l.output_tokens_per_minute {
-        parts.push(format!("{n} output tokens a minute"));
-    }
-    if let Some(n) = l.concurrent {
-        parts.push(format!("{n} requests at once"));
-    }
-    if parts.is_empty() {
-        "No limits.".into()
-    } else {
-        parts.join(" · ")
     }
 }
 

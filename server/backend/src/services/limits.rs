@@ -713,7 +713,7 @@ pub async fn set(
                 )
                 .exec_without_returning(&txn)
                 .await?;
-            format!("{}: {}", target.name, describe(&l))
+            format!("{}: {}", target.name, l.describe())
         }
     };
     audit::record(
@@ -733,40 +733,6 @@ pub async fn set(
         None => Change::everyone(Topic::Keys),
     });
     Ok(())
-}
-
-/// One line for the audit log: `budget 5 credits a day (alert at 80 %), 10 requests a minute`.
-pub fn describe(l: &Limits) -> String {
-    let mut parts = Vec::new();
-    if let Some(b) = l.budget {
-        parts.push(format!(
-            "budget {} credits {} (alert at {} %)",
-            keyward::usage::format_credits(b.micro),
-            match b.window {
-                Window::Day => "a day",
-                Window::Week => "a week",
-                Window::Month => "a month",
-                Window::Total => "in total",
-            },
-            b.alert_percent
-        ));
-    }
-    if let Some(n) = l.requests_per_minute {
-        parts.push(format!("{n} requests a minute"));
-    }
-    if let Some(n) = l.input_tokens_per_minute {
-        parts.push(format!("{n} input tokens a minute"));
-    }
-    if let Some(n) = l.output_tokens_per_minute {
-        parts.push(format!("{n} output tokens a minute"));
-    }
-    if let Some(n) = l.concurrent {
-        parts.push(format!("{n} at once"));
-    }
-    if l.on_store_error == OnStoreError::Open {
-        parts.push("open when the store is down".into());
-    }
-    parts.join(", ")
 }
 
 // ---- The Limits page ----
@@ -943,22 +909,22 @@ pub async fn page(
         Scope::Workspace(ws),
         editable.owner,
     );
-    for bot in chatbot::Entity::find()
+    // Chatbots, live API tokens and keys: (kind, id, name, counter key, who may edit).
+    let mut subjects: Vec<(ScopeKind, Uuid, String, Scope, bool)> = Vec::new();
+    for b in chatbot::Entity::find()
         .filter(chatbot::Column::WorkspaceId.eq(ws))
         .order_by_asc(chatbot::Column::Name)
         .all(db)
         .await?
     {
-        let id = bot.id.to_string();
-        let l = find(ScopeKind::Chatbot, &id)?;
-        push(
+        let name = format!("Chatbot {}", b.name);
+        subjects.push((
             ScopeKind::Chatbot,
-            id,
-            format!("Chatbot {}", bot.name),
-            l,
-            Scope::Chatbot(bot.id),
+            b.id,
+            name,
+            Scope::Chatbot(b.id),
             editable.owner,
-        );
+        ));
     }
     for t in api_token::Entity::find()
         .filter(api_token::Column::WorkspaceId.eq(ws))
@@ -967,16 +933,14 @@ pub async fn page(
         .all(db)
         .await?
     {
-        let id = t.id.to_string();
-        let l = find(ScopeKind::Token, &id)?;
-        push(
+        let name = format!("API token {}", t.name);
+        subjects.push((
             ScopeKind::Token,
-            id,
-            format!("API token {}", t.name),
-            l,
+            t.id,
+            name,
             Scope::Token(t.id),
             editable.tokens,
-        );
+        ));
     }
     for k in credential::Entity::find()
         .filter(credential::Column::WorkspaceId.eq(ws))
@@ -984,16 +948,13 @@ pub async fn page(
         .all(db)
         .await?
     {
-        let id = k.id.to_string();
-        let l = find(ScopeKind::Key, &id)?;
-        push(
-            ScopeKind::Key,
-            id,
-            format!("{} key {}", k.provider, k.hint),
-            l,
-            Scope::Key(k.id),
-            editable.owner,
-        );
+        let name = format!("{} key {}", k.provider, k.hint);
+        subjects.push((ScopeKind::Key, k.id, name, Scope::Key(k.id), editable.owner));
+    }
+    for (kind, id, name, key, can) in subjects {
+        let id = id.to_string();
+        let l = find(kind, &id)?;
+        push(kind, id, name, l, key, can);
     }
     let mut out = Vec::with_capacity(scopes.len());
     for (mut view, key) in scopes {
