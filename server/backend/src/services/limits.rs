@@ -909,52 +909,46 @@ pub async fn page(
         Scope::Workspace(ws),
         editable.owner,
     );
-    // Chatbots, live API tokens and keys: (kind, id, name, counter key, who may edit).
-    let mut subjects: Vec<(ScopeKind, Uuid, String, Scope, bool)> = Vec::new();
-    for b in chatbot::Entity::find()
+    // Chatbots, live API tokens and keys: (kind, id, name).
+    let bots = chatbot::Entity::find()
         .filter(chatbot::Column::WorkspaceId.eq(ws))
         .order_by_asc(chatbot::Column::Name)
         .all(db)
-        .await?
-    {
-        let name = format!("Chatbot {}", b.name);
-        subjects.push((
-            ScopeKind::Chatbot,
-            b.id,
-            name,
-            Scope::Chatbot(b.id),
-            editable.owner,
-        ));
-    }
-    for t in api_token::Entity::find()
+        .await?;
+    let tokens = api_token::Entity::find()
         .filter(api_token::Column::WorkspaceId.eq(ws))
         .filter(api_token::Column::RevokedAt.is_null())
         .order_by_asc(api_token::Column::Name)
         .all(db)
-        .await?
-    {
-        let name = format!("API token {}", t.name);
-        subjects.push((
-            ScopeKind::Token,
-            t.id,
-            name,
-            Scope::Token(t.id),
-            editable.tokens,
-        ));
-    }
-    for k in credential::Entity::find()
+        .await?;
+    let keys = credential::Entity::find()
         .filter(credential::Column::WorkspaceId.eq(ws))
         .order_by_asc(credential::Column::Provider)
         .all(db)
-        .await?
-    {
-        let name = format!("{} key {}", k.provider, k.hint);
-        subjects.push((ScopeKind::Key, k.id, name, Scope::Key(k.id), editable.owner));
-    }
-    for (kind, id, name, key, can) in subjects {
-        let id = id.to_string();
-        let l = find(kind, &id)?;
-        push(kind, id, name, l, key, can);
+        .await?;
+    let subjects = (bots.into_iter())
+        .map(|b| (ScopeKind::Chatbot, b.id, format!("Chatbot {}", b.name)))
+        .chain(
+            tokens
+                .into_iter()
+                .map(|t| (ScopeKind::Token, t.id, format!("API token {}", t.name))),
+        )
+        .chain(keys.into_iter().map(|k| {
+            (
+                ScopeKind::Key,
+                k.id,
+                format!("{} key {}", k.provider, k.hint),
+            )
+        }));
+    for (kind, id, name) in subjects {
+        let (key, can) = match kind {
+            ScopeKind::Chatbot => (Scope::Chatbot(id), editable.owner),
+            ScopeKind::Token => (Scope::Token(id), editable.tokens),
+            _ => (Scope::Key(id), editable.owner),
+        };
+        let subject = id.to_string();
+        let l = find(kind, &subject)?;
+        push(kind, subject, name, l, key, can);
     }
     let mut out = Vec::with_capacity(scopes.len());
     for (mut view, key) in scopes {
