@@ -329,18 +329,6 @@ impl ScopeKind {
     pub fn parse(s: &str) -> Option<ScopeKind> {
         ScopeKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
-
-    /// How an owner reads it.
-    pub fn label(self) -> &'static str {
-        match self {
-            ScopeKind::Plan => "plan",
-            ScopeKind::Override => "operator",
-            ScopeKind::Workspace => "workspace",
-            ScopeKind::Chatbot => "chatbot",
-            ScopeKind::Token => "API token",
-            ScopeKind::Key => "provider key",
-        }
-    }
 }
 
 /// What the ledger counts under: one set of counters per scope a request can pass through.
@@ -589,15 +577,6 @@ impl<K> Reservation<K> {
         K: PartialEq,
     {
         self.held.iter().any(|h| h.key == *key)
-    }
-
-    /// A reservation on no scope at all (nothing limits the request).
-    pub fn none(ask: Ask) -> Self {
-        Reservation {
-            held: Vec::new(),
-            ask,
-            headroom: Headroom::default(),
-        }
     }
 }
 
@@ -1391,9 +1370,5 @@ mod tests {
             })
         );
         l.release(T0 + 20, r);
-        assert_eq!(
-            Reservation::<&str>::none(ask(1)).headroom,
-            Headroom::default()
-        );
     }
 }

@@ -486,10 +486,6 @@ impl Admission {
         self.r.as_ref().map(|r| r.headroom).unwrap_or_default()
     }
 
-    pub fn ask(&self) -> Ask {
-        self.ask
-    }
-
     /// Settles a served request of `workspace`. Returns the credits settled on the workspace's
     /// balance scope (the usage writer hands them back through [`SpendControl::debited`] once
     /// the debit is written).
